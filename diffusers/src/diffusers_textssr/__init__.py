@@ -1,0 +1,1 @@
+"""TextSSR extension of diffusers."""

@@ -1,0 +1,36 @@
+"""Shared fixtures: where the real test data lives, and a temporary working directory."""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TEXTSSR_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED_DATA} (set TEXTSSR_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def icdar15_dir(shared_data) -> Path:
+    return shared_data / "icdar15_toy"
+
+
+@pytest.fixture(scope="session")
+def bench_mini_dir(shared_data) -> Path:
+    """Folder holding `benchmark/{ic13,shopsign}/test.json` (data_root relative to this folder)."""
+    return shared_data / "textssr_bench_mini"
+
+
+@pytest.fixture(scope="session")
+def real_crops_dir(shared_data) -> Path:
+    return shared_data / "real_word_crops"

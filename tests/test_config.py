@@ -1,0 +1,43 @@
+"""textssr.config: mmengine configs with _base_ inheritance, --cfg-options, one-line errors."""
+import pytest
+
+from textssr.config import ConfigError, load_config, parse_config, require_keys, require_path
+
+
+def _write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_base_inheritance_and_cfg_options(tmp_path):
+    _write(tmp_path / "base.py", "resolution = 256\nlearning_rate = 1e-4\nlmdb_path = 'a'\n")
+    child = _write(tmp_path / "child.py", "_base_ = ['./base.py']\nresolution = 64\n")
+    cfg = load_config(child, {"learning_rate": 5e-5})
+    assert cfg.resolution == 64
+    assert cfg.learning_rate == 5e-5
+    assert cfg.lmdb_path == "a"
+
+
+def test_parse_config_reads_dictaction_values(tmp_path):
+    path = _write(tmp_path / "c.py", "max_train_steps = 10\nnested = dict(a=1)\n")
+    cfg = parse_config(["--config", path, "--cfg-options", "max_train_steps=3", "nested.a=7"])
+    assert cfg.max_train_steps == 3
+    assert cfg.nested.a == 7
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(str(tmp_path / "nope.py"))
+    assert "nope.py" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_require_keys_names_all_missing(tmp_path):
+    cfg = load_config(_write(tmp_path / "c.py", "a = 1\n"))
+    with pytest.raises(ConfigError, match="b, c"):
+        require_keys(cfg, ["a", "b", "c"])
+
+
+def test_require_path_names_key_and_fix(tmp_path):
+    assert require_path(str(tmp_path), "output_dir") == str(tmp_path)
+    with pytest.raises(ConfigError, match=r"lmdb_path: path not found: .*missing — build it"):
+        require_path(str(tmp_path / "missing"), "lmdb_path", "build it")
