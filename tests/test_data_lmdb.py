@@ -1,0 +1,128 @@
+"""AnyWord JSON → AnyWord-lmdb: identical samples, stored index, plain folders, resume, bad input."""
+import json
+import os
+import shutil
+import warnings
+
+import lmdb
+import pytest
+import torch
+
+from textssr.config import ConfigError
+from textssr.data import AnyWordDataset, AnyWordLmdbDataset
+from textssr.data.build_lmdb import build_lmdb, main as build_main
+from textssr.data.icdar15 import convert_icdar15
+from textssr.data.lmdb_store import INDEX_KEY
+
+
+def quiet(cls, *args, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cls(*args, **kw)
+
+
+@pytest.fixture(scope="module")
+def sources(icdar15_dir, bench_mini_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lmdb_src")
+    convert_icdar15(str(icdar15_dir), None, str(tmp / "ic15.json"))
+    return [str(tmp / "ic15.json"), str(bench_mini_dir / "benchmark/shopsign/test.json")]
+
+
+@pytest.fixture(scope="module")
+def built(sources, tmp_path_factory):
+    out = tmp_path_factory.mktemp("lmdb") / "AnyWord-lmdb"
+    summary = build_lmdb(sources, str(out), shard_size=7, progress=False)
+    return out, summary
+
+
+def test_json_to_lmdb_gives_identical_samples(sources, built):
+    out, summary = built
+    a, b = quiet(AnyWordDataset, sources, seed=9), quiet(AnyWordLmdbDataset, str(out), seed=9)
+    assert len(a) == len(b) == summary["samples"] == 21 + 70
+    assert summary["shards"] == 4 and all(b.indexed)
+    for i in range(len(a)):
+        assert a.instance_info(i) == b.instance_info(i)
+        x, y = a[i], b[i]
+        assert x["text"] == y["text"]
+        for key in ("image", "mask", "masked_image", "glyph", "ttf_img"):
+            assert torch.equal(x[key], y[key]), (i, key)
+
+
+def test_plain_anyword_lmdb_without_index_still_loads(built, tmp_path):
+    out, _ = built
+    plain = tmp_path / "plain"
+    shutil.copytree(out / "shard-00001", plain)
+    env = lmdb.open(str(plain), map_size=1 << 30)
+    with env.begin(write=True) as txn:
+        txn.delete(INDEX_KEY)
+    env.close()
+    indexed, scanned = quiet(AnyWordLmdbDataset, str(out / "shard-00001")), quiet(AnyWordLmdbDataset, str(plain))
+    assert scanned.indexed == [False] and len(scanned) == len(indexed) > 0
+    for i in range(len(scanned)):
+        assert scanned.instance_info(i)["text"] == indexed.instance_info(i)["text"]
+        assert torch.equal(scanned[i]["image"], indexed[i]["image"])
+
+
+def test_build_resumes_at_the_first_unfinished_shard(sources, tmp_path):
+    out = tmp_path / "lm"
+    first = build_lmdb(sources, str(out), shard_size=7, progress=False)
+    env = lmdb.open(str(out / "shard-00002"), map_size=1 << 30)  # as if interrupted inside shard 2
+    with env.begin(write=True) as txn:
+        txn.delete(INDEX_KEY)
+    env.close()
+    again = build_lmdb(sources, str(out), shard_size=7, progress=False)
+    assert again["resumed_shards"] == 3 and again["samples"] == first["samples"]
+    with pytest.raises(ConfigError, match="other arguments"):
+        build_lmdb(sources[:1], str(out), shard_size=7, progress=False)
+
+
+def test_build_skips_bad_input_and_reports(icdar15_dir, tmp_path, capsys):
+    shutil.copy(icdar15_dir / "img_1.jpg", tmp_path / "good.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8garbage")
+    good = {"polygon": [[377, 117], [463, 117], [465, 130], [378, 130]], "text": "Genaxis", "language": "Latin"}
+    data = {"data_root": ".", "data_list": [
+        {"img_name": "good.jpg", "annotations": [good, dict(good, text=""), dict(good, polygon=[[0, 0]]),
+                                                 dict(good, polygon=[[3000, 10], [3100, 10], [3100, 50]])]},
+        {"img_name": "broken.jpg", "annotations": [good]},
+        {"img_name": "absent.jpg", "annotations": [good, good]}]}
+    (tmp_path / "a.json").write_text(json.dumps(data))
+    assert build_main(["--json", str(tmp_path / "a.json"), "--out", str(tmp_path / "lm"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    for line in ("1 empty_text", "1 polygon_degenerate", "1 polygon_outside", "1 image_unreadable",
+                 "2 image_missing"):
+        assert line in out
+    ds = quiet(AnyWordLmdbDataset, str(tmp_path / "lm"))
+    assert len(ds) == 1 and ds.skip_counts["image_missing"] == 2 and ds[0]["text"] == "Genaxis"
+
+
+def test_lmdb_language_filter_and_missing_glyphs_at_open(tmp_path, icdar15_dir):
+    shutil.copy(icdar15_dir / "img_1.jpg", tmp_path / "good.jpg")
+    poly = [[377, 117], [463, 117], [465, 130], [378, 130]]
+    anns = [{"polygon": poly, "text": "EXIT", "language": "Latin"},
+            {"polygon": poly, "text": "中文", "language": "Chinese"},
+            {"polygon": poly, "text": "A\U0001F600", "language": "Latin"}]
+    (tmp_path / "a.json").write_text(json.dumps({"data_root": ".", "data_list": [
+        {"img_name": "good.jpg", "annotations": anns}]}))
+    build_lmdb([str(tmp_path / "a.json")], str(tmp_path / "lm"), progress=False)
+    ds = quiet(AnyWordLmdbDataset, str(tmp_path / "lm"))
+    assert [ds.instance_info(i)["text"] for i in range(len(ds))] == ["EXIT", "中文"]
+    assert ds.skip_counts["missing_glyph"] == 1
+    latin = quiet(AnyWordLmdbDataset, str(tmp_path / "lm"), language="Latin")
+    assert [latin.instance_info(i)["text"] for i in range(len(latin))] == ["EXIT"]
+    assert len(quiet(AnyWordLmdbDataset, str(tmp_path / "lm"), vae_mode=True)) == 3
+
+
+def test_missing_lmdb_is_a_config_error_with_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="build_lmdb"):
+        AnyWordLmdbDataset(str(tmp_path / "nothing"))
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(ConfigError, match="data.mdb"):
+        AnyWordLmdbDataset(str(tmp_path / "empty"))
+
+
+def test_lmdb_dataset_in_dataloader_workers(built):
+    out, _ = built
+    ds = quiet(AnyWordLmdbDataset, str(out), seed=3)
+    expected = torch.stack([ds[i]["mask"] for i in range(6)])
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(6)), batch_size=3, num_workers=2)
+    assert torch.equal(torch.cat([b["mask"] for b in loader]), expected)

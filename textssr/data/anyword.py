@@ -1,0 +1,315 @@
+"""AnyWord datasets (SPEC §2–3): one sample per (image, annotation), built as SPEC §3 says.
+
+:class:`AnyWordDataset` reads AnyWord JSON + image files; :class:`textssr.data.lmdb_store.AnyWordLmdbDataset`
+reads AnyWord-lmdb. Both share :class:`AnyWordBase`: index-time filtering of cheap bad annotations,
+per-sample random generators, skip accounting, and ``__getitem__``'s substitution of bad instances.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, OrderedDict
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from textssr.config import ConfigError
+from textssr.data import geometry, skips
+from textssr.data.fonts import DEFAULT_FONT, missing_chars, resolve_font
+from textssr.data.sample import Laps, build_region, decode_image, image_extent
+from textssr.data.skips import SkipSample
+
+PLACEMENTS = ("random", "center")
+MAX_SUBSTITUTIONS = 64  # __getitem__ gives up after this many bad instances in a row
+IMAGE_CACHE_SIZE = 2  # decoded images kept per process: consecutive annotations of one image decode once
+ROOT_PROBES = 8  # image names checked when choosing among data_root candidates
+
+
+OTHER_LANGUAGE = "other_language"  # filtered by the `language` option: not a skip
+
+
+def screen_annotation(ann, language: Optional[str] = None):
+    """Font-independent checks of one AnyWord annotation: (reason, text, language, polygon) where reason is
+    None to keep it, OTHER_LANGUAGE when the ``language`` filter drops it, else a skip reason."""
+    if not isinstance(ann, dict):
+        return skips.POLYGON_DEGENERATE, "", None, None
+    lang = ann.get("language")
+    if language is not None and lang is not None and lang != language:
+        return OTHER_LANGUAGE, "", lang, None
+    text = ann.get("text")
+    text = text if isinstance(text, str) else ""
+    if not text:
+        return skips.EMPTY_TEXT, text, lang, None
+    polygon = geometry.parse_polygon(ann.get("polygon"))
+    if polygon is None:
+        return skips.POLYGON_DEGENERATE, text, lang, None
+    return None, text, lang, polygon
+
+
+class AnyWordBase(Dataset):
+    """What both AnyWord datasets share. Subclasses fill the index and implement :meth:`_image_bytes`,
+    :meth:`_polygon`, :meth:`_record` (and may store content extents)."""
+
+    def __init__(self, seed: int = 3407, resolution: int = 256, ttf_size: int = 64, max_len: int = 25,
+                 language: Optional[str] = None, font_path: str = DEFAULT_FONT, vae_mode: bool = False,
+                 strict: bool = False, region_placement: str = "random"):
+        for key, value in (("resolution", resolution), ("ttf_size", ttf_size), ("max_len", max_len)):
+            if int(value) < 1:
+                raise ConfigError(f"{key}={value}; must be >= 1")
+        if region_placement not in PLACEMENTS:
+            raise ConfigError(f"region_placement={region_placement!r}; choose one of {PLACEMENTS}")
+        self.seed, self.resolution, self.ttf_size, self.max_len = int(seed), int(resolution), int(ttf_size), int(max_len)
+        self.language, self.vae_mode, self.strict = language, bool(vae_mode), bool(strict)
+        self.region_placement = region_placement
+        self.font_path = None if self.vae_mode else resolve_font(font_path)
+        self.epoch = 0
+        self.skip_counts: Counter = Counter()
+        self.timings: Optional[Counter] = None  # set to a Counter to accumulate per-stage seconds (benchmark)
+        self._images: "OrderedDict[object, Tuple[np.ndarray, geometry.Box]]" = OrderedDict()
+
+    # ------------------------------------------------------------------ subclass interface
+    def _record(self, index: int) -> Tuple[object, str, int, str, Optional[str]]:
+        """(image key, image name, annotation index, text, language) of sample ``index``."""
+        raise NotImplementedError
+
+    def _polygon(self, index: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _image_bytes(self, key) -> Optional[bytes]:
+        """Encoded bytes of image ``key``, None when missing."""
+        raise NotImplementedError
+
+    def _stored_extent(self, key) -> Optional[geometry.Box]:
+        return None
+
+    # ------------------------------------------------------------------ index-time checks
+    def _check_annotation(self, ann, img_name: str, ann_index: int) -> Optional[Tuple[str, Optional[str], np.ndarray]]:
+        """(text, language, polygon) of an annotation to keep, None for one filtered out (counted unless it is
+        only another language). Strict mode raises at the first bad one."""
+        reason, text, language, polygon = screen_annotation(ann, self.language)
+        if reason == OTHER_LANGUAGE:
+            return None
+        if reason is not None:
+            return self._reject(reason, img_name, ann_index, skips.REASON_HELP[reason])
+        if not self.vae_mode:
+            lacking = missing_chars(text, self.font_path)
+            if lacking:
+                return self._reject(skips.MISSING_GLYPH, img_name, ann_index,
+                                    f"{text!r}: {''.join(lacking)!r} not in {os.path.basename(self.font_path)}")
+            if len(text) > self.max_len:
+                self.skip_counts[skips.TEXT_TRUNCATED] += 1
+        return text, language, polygon
+
+    def _reject(self, reason: str, img_name: str, ann_index: int, detail: str) -> None:
+        if self.strict:
+            raise SkipSample(reason, f"{img_name} annotation {ann_index}: {detail}")
+        self.skip_counts[reason] += 1
+        return None
+
+    # ------------------------------------------------------------------ public API
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose per-sample random streams ``__getitem__`` uses."""
+        self.epoch = int(epoch)
+
+    def sample_rng(self, index: int) -> np.random.Generator:
+        """The generator of sample ``index`` in the current epoch: a function of (seed, epoch, index) only,
+        so streams differ between samples (hence between DataLoader workers and ranks) and repeat under
+        the same seed whatever ``num_workers`` is."""
+        return np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, int(index)]))
+
+    def instance_info(self, index: int) -> dict:
+        _, img_name, ann_index, text, language = self._record(index)
+        return dict(img_name=img_name, ann_index=ann_index, text=text, language=language)
+
+    def report(self) -> str:
+        """One line per reason met so far (index-time filtering and substitutions in this process)."""
+        return skips.report(self.skip_counts)
+
+    def build(self, index: int, rng: Optional[np.random.Generator] = None, text: Optional[str] = None) -> dict:
+        """Sample ``index`` exactly as SPEC §3 (``text`` replaces the annotation's text; ``rng`` draws the
+        crop window, default :meth:`sample_rng`). Raises SkipSample for a bad instance; does not count it
+        (whoever catches it does, as ``__getitem__`` does)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        key, img_name, ann_index, own_text, _ = self._record(index)
+        where = f"{img_name} annotation {ann_index} (index {index})"
+        text = own_text if text is None else text
+        if not self.vae_mode:
+            if not text:
+                raise SkipSample(skips.EMPTY_TEXT, f"{where}: empty text")
+            lacking = missing_chars(text, self.font_path)
+            if lacking:
+                raise SkipSample(skips.MISSING_GLYPH, f"{where}: {''.join(lacking)!r} not in the font")
+        if self.region_placement == "center":
+            rng = None
+        elif rng is None:
+            rng = self.sample_rng(index)
+        image, extent = self._load_image(key, where)
+        return build_region(image, extent, self._polygon(index), text, resolution=self.resolution,
+                            ttf_size=self.ttf_size, max_len=self.max_len, font_path=self.font_path, rng=rng,
+                            vae_mode=self.vae_mode, where=where, timings=self.timings)
+
+    def __getitem__(self, index: int) -> dict:
+        """:meth:`build` with the sample's own generator; a bad instance is replaced by the next good one
+        and the reasons met are listed in ``sample["skipped"]``. Strict mode raises instead."""
+        met: List[str] = []
+        for step in range(min(MAX_SUBSTITUTIONS, len(self))):
+            current = (index + step) % len(self)
+            try:
+                sample = self.build(current)
+            except SkipSample as exc:
+                if self.strict:
+                    raise
+                self.skip_counts[exc.reason] += 1
+                met.append(exc.reason)
+                continue
+            if met:
+                sample["skipped"] = met
+            return sample
+        raise RuntimeError(f"{len(met)} bad instances in a row from index {index} ({Counter(met)}); "
+                           f"the data is broken — check it with strict=True")
+
+    # ------------------------------------------------------------------ images
+    def _load_image(self, key, where: str) -> Tuple[np.ndarray, geometry.Box]:
+        cached = self._images.get(key)
+        if cached is not None:
+            self._images.move_to_end(key)
+            return cached
+        data = self._image_bytes(key)
+        if data is None:
+            raise SkipSample(skips.IMAGE_MISSING, f"{where}: image not found")
+        lap = Laps(self.timings)
+        image = decode_image(data, where)
+        lap("decode")
+        extent = self._stored_extent(key) or image_extent(image, where)
+        lap("extent")
+        self._images[key] = (image, extent)
+        while len(self._images) > IMAGE_CACHE_SIZE:
+            self._images.popitem(last=False)
+        return image, extent
+
+    def __getstate__(self):  # DataLoader workers: no decoded images in the pickle
+        state = dict(self.__dict__)
+        state["_images"] = OrderedDict()
+        return state
+
+
+# ---------------------------------------------------------------------------------------------- JSON
+
+
+def root_candidates(data_root: str, json_path: str) -> List[str]:
+    """Where a relative ``data_root`` may point: the current directory first (the original's behaviour),
+    then the JSON's folder and each of its ancestors."""
+    if os.path.isabs(data_root):
+        return [data_root]
+    out = [os.path.abspath(data_root)]
+    folder = os.path.dirname(os.path.abspath(json_path))
+    while True:
+        candidate = os.path.normpath(os.path.join(folder, data_root))
+        if candidate not in out:
+            out.append(candidate)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return out
+        folder = parent
+
+
+def resolve_data_root(data_root: str, json_path: str, img_names: Sequence[str]) -> str:
+    """The first candidate folder holding one of the first images; ConfigError naming every place tried."""
+    probes = [n for n in img_names[:ROOT_PROBES] if isinstance(n, str)]
+    tried = []
+    for candidate in root_candidates(data_root or ".", json_path):
+        if os.path.isdir(candidate) and (not probes or any(os.path.isfile(os.path.join(candidate, n)) for n in probes)):
+            return candidate
+        tried.append(candidate if os.path.isdir(candidate) else f"{candidate} (no such folder)")
+    raise ConfigError(f"{json_path}: data_root {data_root!r} holds none of its images ({', '.join(probes[:3])}, …); "
+                      f"tried {'; '.join(tried)} — run from the folder data_root is relative to, or fix data_root")
+
+
+def load_anyword_json(json_path: str) -> dict:
+    if not os.path.isfile(json_path):
+        raise ConfigError(f"AnyWord JSON not found: {json_path}")
+    try:
+        with open(json_path, "rb") as f:
+            content = json.loads(f.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{json_path} is not valid JSON: {exc}") from exc
+    if not isinstance(content, dict) or not isinstance(content.get("data_list"), list):
+        raise ConfigError(f"{json_path} is not AnyWord JSON: it needs a `data_list` list (and a `data_root`)")
+    return content
+
+
+class AnyWordDataset(AnyWordBase):
+    """AnyWord JSON (one or several files) + image files. See :class:`AnyWordBase` for the keyword arguments."""
+
+    def __init__(self, json_path: Union[str, Sequence[str]], seed: int = 3407, resolution: int = 256,
+                 ttf_size: int = 64, max_len: int = 25, language: Optional[str] = None,
+                 font_path: str = DEFAULT_FONT, vae_mode: bool = False, strict: bool = False,
+                 region_placement: str = "random"):
+        super().__init__(seed, resolution, ttf_size, max_len, language, font_path, vae_mode, strict, region_placement)
+        paths = [json_path] if isinstance(json_path, (str, os.PathLike)) else list(json_path)
+        if not paths:
+            raise ConfigError("json_path is empty: give one AnyWord JSON or a list of them")
+        self.image_paths: List[str] = []
+        self.image_names: List[str] = []
+        self.samples: List[Tuple[int, int, str, Optional[str], np.ndarray]] = []
+        for path in paths:
+            self._add_json(str(path))
+
+    def _add_json(self, json_path: str) -> None:
+        content = load_anyword_json(json_path)
+        entries = [e for e in content["data_list"] if isinstance(e, dict)]
+        names = [e.get("img_name") for e in entries]
+        root = resolve_data_root(str(content.get("data_root") or "."), json_path, names)
+        for entry, name in zip(entries, names):
+            annotations = entry.get("annotations") or []
+            if not isinstance(name, str) or not isinstance(annotations, list):
+                continue
+            image_key = len(self.image_paths)
+            self.image_paths.append(os.path.join(root, name))
+            self.image_names.append(name)
+            for ann_index, ann in enumerate(annotations):
+                kept = self._check_annotation(ann, name, ann_index)
+                if kept is not None:
+                    self.samples.append((image_key, ann_index) + kept)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _record(self, index):
+        key, ann_index, text, language, _ = self.samples[index]
+        return key, self.image_names[key], ann_index, text, language
+
+    def _polygon(self, index):
+        return self.samples[index][4]
+
+    def _image_bytes(self, key) -> Optional[bytes]:
+        try:
+            with open(self.image_paths[key], "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+
+# ---------------------------------------------------------------------------------------------- collate
+
+
+def collate(batch: Iterable[dict]) -> Dict[str, object]:
+    """Stack a list of samples: tensors stacked on a new first axis, ``text`` as a list, and ``skipped``
+    as one {reason: count} dict (always present, maybe empty)."""
+    batch = list(batch)
+    if not batch:
+        raise ValueError("collate got an empty batch")
+    out: Dict[str, object] = {}
+    for key, value in batch[0].items():
+        if torch.is_tensor(value):
+            out[key] = torch.stack([s[key] for s in batch])
+        elif key == "text":
+            out[key] = [s[key] for s in batch]
+    skipped: Counter = Counter()
+    for s in batch:
+        skipped.update(s.get("skipped", ()))
+    out["skipped"] = dict(skipped)
+    return out

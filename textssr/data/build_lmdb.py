@@ -1,0 +1,211 @@
+"""Convert AnyWord JSON + image files to AnyWord-lmdb (what training reads), with a stored sample index.
+
+    python -m textssr.data.build_lmdb --json train.json [more.json ...] --out AnyWord-lmdb/step1_lmdb \\
+        [--shard-size 100000] [--language Latin]
+
+Images are taken in JSON order and split into leaf environments ``<out>/shard-00000/``, … of
+``--shard-size`` images each. Every image is decoded once to check it and to store its content extent; the
+encoded bytes are stored unchanged. Bad input is skipped and counted by reason (summary at the end); images
+left with no usable annotation are not stored. A finished shard holds ``__index__``; re-running the same
+command resumes at the first unfinished shard (rebuilt from its start). ``<out>/build_info.json`` records
+the arguments, so a resume with other inputs is refused.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from typing import List, Optional, Sequence, Tuple
+
+import lmdb
+from tqdm import tqdm
+
+from textssr.config import ConfigError
+from textssr.data import geometry, skips
+from textssr.data.anyword import OTHER_LANGUAGE, load_anyword_json, resolve_data_root, screen_annotation
+from textssr.data.lmdb_store import ANNOTATIONS_PREFIX, IMAGE_PREFIX, INDEX_KEY, INDEX_VERSION, IndexTable
+from textssr.data.sample import decode_image, image_extent
+from textssr.data.skips import SkipSample
+
+BUILD_INFO = "build_info.json"
+COMMIT_EVERY = 1000  # images per write transaction
+MAP_SIZE = 1 << 40  # 1 TiB of address space; the file only grows as data is written
+
+
+def list_images(json_paths: Sequence[str]) -> List[Tuple[str, str, list]]:
+    """(image path, img_name, annotations) of every entry of the JSONs, in order."""
+    images = []
+    for json_path in json_paths:
+        content = load_anyword_json(json_path)
+        entries = [e for e in content["data_list"] if isinstance(e, dict) and isinstance(e.get("img_name"), str)]
+        root = resolve_data_root(str(content.get("data_root") or "."), json_path, [e["img_name"] for e in entries])
+        for e in entries:
+            annotations = e.get("annotations") if isinstance(e.get("annotations"), list) else []
+            images.append((os.path.join(root, e["img_name"]), e["img_name"], annotations))
+    return images
+
+
+def check_build_info(out_dir: str, info: dict) -> None:
+    """Write ``build_info.json``, or refuse to resume a build made with other arguments."""
+    path = os.path.join(out_dir, BUILD_INFO)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            before = json.load(f)
+        if before != info:
+            changed = sorted(k for k in set(before) | set(info) if before.get(k) != info.get(k))
+            raise ConfigError(f"{out_dir} holds a build made with other arguments ({', '.join(changed)}); "
+                              "use a new --out or delete it")
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=1)
+
+
+def shard_done(path: str) -> Optional[IndexTable]:
+    """The stored index of a finished shard, None when the shard is absent or unfinished."""
+    if not os.path.isfile(os.path.join(path, "data.mdb")):
+        return None
+    env = lmdb.open(path, readonly=True, lock=False)
+    try:
+        with env.begin() as txn:
+            blob = txn.get(INDEX_KEY)
+    finally:
+        env.close()
+    return IndexTable.decode(blob, path) if blob is not None else None
+
+
+def store_image(image_path: str, img_name: str, annotations: list, language: Optional[str],
+                counts: Counter) -> Optional[Tuple[bytes, geometry.Box, list]]:
+    """(bytes, extent, kept [(ann_index, text, language)]) of one image, None when nothing of it is usable.
+    Every dropped annotation is counted in ``counts`` under its reason."""
+    kept = []
+    for ann_index, ann in enumerate(annotations):
+        reason, text, lang, polygon = screen_annotation(ann, language)
+        if reason == OTHER_LANGUAGE:
+            continue
+        if reason is not None:
+            counts[reason] += 1
+        else:
+            kept.append((ann_index, text, lang, polygon))
+    if not kept:
+        return None
+    try:
+        with open(image_path, "rb") as f:
+            data = f.read()
+    except OSError:
+        counts[skips.IMAGE_MISSING] += len(kept)
+        return None
+    try:
+        extent = image_extent(decode_image(data, img_name), img_name)
+    except SkipSample as exc:
+        counts[exc.reason] += len(kept)
+        return None
+    inside = [k for k in kept if geometry.overlaps(geometry.polygon_bbox(k[3]), extent)]
+    if len(inside) < len(kept):
+        counts[skips.POLYGON_OUTSIDE] += len(kept) - len(inside)
+    if not inside:
+        return None
+    return data, extent, [(i, text, lang) for i, text, lang, _ in inside]
+
+
+def write_shard(path: str, images: Sequence[Tuple[str, str, list]], first_id: int, language: Optional[str],
+                bar) -> IndexTable:
+    """Write one shard from scratch; its ``__index__`` is the last write, marking it finished."""
+    if os.path.isdir(path):
+        shutil.rmtree(path)  # an unfinished shard from an interrupted run: rebuild it
+    os.makedirs(path)
+    counts: Counter = Counter()
+    ids, names, extents, ann_image, ann_index, texts, languages = [], [], [], [], [], [], []
+    env = lmdb.open(path, map_size=MAP_SIZE, subdir=True)
+    try:
+        txn = env.begin(write=True)
+        for offset, (image_path, img_name, annotations) in enumerate(images):
+            stored = store_image(image_path, img_name, annotations, language, counts)
+            if stored is not None:
+                data, extent, kept = stored
+                image_id = f"{first_id + offset:09d}"
+                txn.put(IMAGE_PREFIX + image_id.encode(), data)
+                txn.put(ANNOTATIONS_PREFIX + image_id.encode(), json.dumps(annotations, ensure_ascii=False).encode())
+                for i, text, lang in kept:
+                    ann_image.append(len(ids))
+                    ann_index.append(i)
+                    texts.append(text)
+                    languages.append(lang)
+                ids.append(image_id)
+                names.append(img_name)
+                extents.append(extent)
+            if (offset + 1) % COMMIT_EVERY == 0:
+                txn.commit()
+                txn = env.begin(write=True)
+            bar.update(1)
+        table = IndexTable.from_lists(ids, names, extents, ann_image, ann_index, texts, languages, dict(counts))
+        txn.put(INDEX_KEY, table.encode())
+        txn.commit()
+    finally:
+        env.close()
+    return table
+
+
+def build_lmdb(json_paths: Sequence[str], out_dir: str, shard_size: int = 100000, language: Optional[str] = None,
+               progress: bool = True) -> dict:
+    """Build (or resume building) AnyWord-lmdb at ``out_dir`` from AnyWord JSON files.
+
+    Returns a summary: out, shards, resumed_shards (already finished before this call), images, samples,
+    skipped {reason: count}, seconds. Raises ConfigError for missing inputs or a resume with other arguments.
+    """
+    started = time.perf_counter()
+    if isinstance(json_paths, (str, os.PathLike)):
+        json_paths = [json_paths]
+    if not json_paths:
+        raise ConfigError("build_lmdb needs at least one --json AnyWord JSON")
+    if int(shard_size) < 1:
+        raise ConfigError(f"--shard-size {shard_size}; must be >= 1")
+    images = list_images([str(p) for p in json_paths])
+    info = dict(json=[os.path.abspath(str(p)) for p in json_paths], images=len(images), shard_size=int(shard_size),
+                language=language, index_version=INDEX_VERSION)
+    check_build_info(out_dir, info)
+    num_shards = max(1, -(-len(images) // shard_size))
+    skipped: Counter = Counter()
+    samples = stored = resumed = 0
+    with tqdm(total=len(images), unit="img", desc="AnyWord-lmdb", disable=not progress, dynamic_ncols=True) as bar:
+        for k in range(num_shards):
+            path = os.path.join(out_dir, f"shard-{k:05d}")
+            chunk = images[k * shard_size:(k + 1) * shard_size]
+            table = shard_done(path)
+            if table is None:
+                table = write_shard(path, chunk, k * shard_size, language, bar)
+            else:
+                resumed += 1
+                bar.update(len(chunk))
+            skipped.update(table.skipped)
+            samples += len(table.ann_image)
+            stored += len(table.image_ids)
+    return dict(out=out_dir, shards=num_shards, resumed_shards=resumed, images=stored, samples=samples,
+                skipped=dict(skipped), seconds=round(time.perf_counter() - started, 3))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m textssr.data.build_lmdb", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", nargs="+", required=True, help="AnyWord JSON file(s)")
+    parser.add_argument("--out", required=True, help="output folder (leaf environments shard-NNNNN/)")
+    parser.add_argument("--shard-size", type=int, default=100000, help="images per leaf environment")
+    parser.add_argument("--language", default=None, help="keep only annotations of this language (e.g. Latin)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        summary = build_lmdb(args.json, args.out, args.shard_size, args.language, progress=not args.no_progress)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"AnyWord-lmdb at {summary['out']}: {summary['shards']} shard(s) ({summary['resumed_shards']} already "
+          f"finished), {summary['images']} images, {summary['samples']} samples, {summary['seconds']} s")
+    print("skipped:\n" + skips.report(summary["skipped"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Fonts: resolve the configured font (or a registry-installed fallback), cache loaded fonts, find tofu.
+
+The original loads ``AlibabaPuHuiTi-3-85-Bold.ttf`` from the repo root (a user download). When it is
+absent we fall back to a bold CJK + Latin font installable from a package registry, with one warning.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import warnings
+from typing import FrozenSet, List, Tuple
+
+from PIL import ImageFont
+
+from textssr.config import ConfigError
+
+DEFAULT_FONT = "AlibabaPuHuiTi-3-85-Bold.ttf"
+# Fallbacks in order: PyPI `cvttf-notosanscjk-bold`, then Debian's fonts-noto-cjk and fonts-wqy-microhei.
+PIP_FONT = ("cvttf_NotoSansCJK_Bold", "NotoSansCJKtc-Bold.otf")
+SYSTEM_FONTS = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc",
+    "/usr/share/fonts/truetype/noto/NotoSansCJK-Bold.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+)
+INSTALL_HINT = ("place the font there, or install a fallback: `pip install cvttf-notosanscjk-bold` "
+                "(or `apt-get install fonts-noto-cjk`)")
+
+_warned = set()
+
+
+def fallback_fonts() -> List[str]:
+    """Registry-installed bold CJK fonts found on this machine, best first."""
+    found = []
+    spec = importlib.util.find_spec(PIP_FONT[0])
+    if spec is not None and spec.submodule_search_locations:
+        for folder in spec.submodule_search_locations:
+            path = os.path.join(folder, PIP_FONT[1])
+            if os.path.isfile(path):
+                found.append(path)
+    found += [p for p in SYSTEM_FONTS if os.path.isfile(p)]
+    return found
+
+
+def resolve_font(font_path: str = DEFAULT_FONT) -> str:
+    """``font_path`` if it is a file, else the first fallback font (one warning naming both paths).
+
+    Raises ConfigError (one line, with the install command) when neither exists.
+    """
+    if font_path and os.path.isfile(font_path):
+        return str(font_path)
+    fallbacks = fallback_fonts()
+    if not fallbacks:
+        raise ConfigError(f"font not found: {font_path!r} and no fallback font installed — {INSTALL_HINT}")
+    chosen = fallbacks[0]
+    if (font_path, chosen) not in _warned:
+        _warned.add((font_path, chosen))
+        warnings.warn(f"font {font_path!r} not found; using {chosen} instead (glyphs will differ from the "
+                      f"original's AlibabaPuHuiTi)", stacklevel=2)
+    return chosen
+
+
+@functools.lru_cache(maxsize=32)
+def load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    """The FreeType font at ``size`` px, loaded once per process (the original re-opened it per character)."""
+    return ImageFont.truetype(path, size)
+
+
+@functools.lru_cache(maxsize=8)
+def font_charset(path: str) -> FrozenSet[int]:
+    """Code points the font maps to a glyph (its best cmap), read once per process."""
+    from fontTools.ttLib import TTFont
+
+    with TTFont(path, lazy=True, fontNumber=0) as font:  # fontNumber: first face of a .ttc collection
+        return frozenset(font.getBestCmap() or {})
+
+
+def missing_chars(text: str, path: str) -> List[str]:
+    """Characters of ``text`` the font lacks (they would render as tofu), in order of appearance, unique."""
+    charset = font_charset(path)
+    return list(dict.fromkeys(c for c in text if ord(c) not in charset))
+
+
+def text_size(font: ImageFont.FreeTypeFont, text: str) -> Tuple[int, int]:
+    """Pillow ≤ 9.5's ``font.getsize(text)``: ``(bbox[2] − bbox[0], bbox[3])`` of ``getbbox`` (SPEC §3 step 8)."""
+    left, _, right, bottom = font.getbbox(text)
+    return right - left, bottom
