@@ -1,0 +1,28 @@
+# Tiny CDM step 1 for the CPU demo (make demo): a small random UNet on the tiny corpus, VAE from the tiny VAE stage.
+#   accelerate launch --cpu --num_processes 1 train_diff.py --config configs/tiny/train_diff_step1_cfg.py
+# Only what differs from ../train_diff_step1_cfg.py (keys documented there and in ../train_vae_cfg.py).
+_base_ = ["../train_diff_step1_cfg.py"]
+
+lmdb_path = "data/tiny/AnyWord-lmdb/step1_lmdb"
+output_dir = "model/tiny/step1"
+pretrained_model_name_or_path = None  # no SD 2.1 here: the UNet is built from unet_arch, the scheduler is SD 2.1's
+pretrained_vae = "model/tiny/vae_ft"  # the tiny VAE stage's output folder (its latest checkpoint)
+resolution = 64
+dataloader_num_workers = 1
+# Latents are 16 × 16 × 4 (tiny VAE); the TTF encoder shrinks to the UNet's cross-attention width.
+# _delete_=True: this dict replaces the base value instead of being merged into it (mmengine).
+unet_arch = dict(_delete_=True, sample_size=16, in_channels=13, out_channels=4,
+                 down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+                 up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+                 block_out_channels=[32, 64, 64], layers_per_block=1, cross_attention_dim=64,
+                 attention_head_dim=8, norm_num_groups=16, use_linear_projection=True,
+                 ttf_embed_dim=64, ttf_depth=2, ttf_num_heads=2)
+train_batch_size = 8
+gradient_accumulation_steps = 1
+max_train_steps = 1000            # ~4 steps/s on 2 cores: ~4.5 min
+learning_rate = 5e-4
+checkpointing_steps = 250
+checkpoints_total_limit = 2
+logging_steps = 50
+image_log_steps = 250
+image_log_inference_steps = 10

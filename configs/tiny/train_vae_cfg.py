@@ -1,0 +1,23 @@
+# Tiny VAE stage for the CPU demo (make demo): a small random VAE trained on the embedded tiny corpus.
+#   accelerate launch --cpu --num_processes 1 train_vae.py --config configs/tiny/train_vae_cfg.py
+# Only what differs from ../train_vae_cfg.py (where every key is documented).
+_base_ = ["../train_vae_cfg.py"]
+
+lmdb_path = ["data/tiny/AnyWord-lmdb/step1_lmdb", "data/tiny/AnyWord-lmdb/step2_lmdb"]
+output_dir = "model/tiny/vae_ft"
+pretrained_model_name_or_path = None  # no SD 2.1 here: the VAE is built from vae_arch
+resolution = 64
+dataloader_num_workers = 1
+# 3 levels → latents of resolution / 4 (16 × 16 at 64 px), 4 latent channels as SD's.
+# _delete_=True: this dict replaces the base value instead of being merged into it (mmengine).
+vae_arch = dict(_delete_=True, down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3,
+                block_out_channels=[32, 64, 64], layers_per_block=1, latent_channels=4, norm_num_groups=16,
+                sample_size=64)
+train_batch_size = 8
+gradient_accumulation_steps = 1
+max_train_steps = 500             # ~3.5 steps/s on 2 cores: ~2.5 min
+learning_rate = 1e-3
+checkpointing_steps = 250
+checkpoints_total_limit = 2
+logging_steps = 50
+image_log_steps = 250

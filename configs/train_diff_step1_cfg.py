@@ -1,0 +1,29 @@
+# CDM step 1 of TextSSR (SPEC §5): train the 13-channel UNet from SD 2.1's unet on the broad set, VAE frozen.
+#   accelerate launch --num_processes 8 train_diff.py --config configs/train_diff_step1_cfg.py
+# Keys shared with the VAE stage (data, optimisation, checkpoints, logging) are documented in train_vae_cfg.py;
+# this file states what differs and the keys only the CDM stages have.
+_base_ = ["train_vae_cfg.py"]
+
+lmdb_path = "model/AnyWord-lmdb/step1_lmdb"
+pretrained_vae = "model/vae_ft/checkpoint-150000/vae"  # the fine-tuned VAE (frozen here)
+output_dir = "model/step1"
+train_batch_size = 4
+max_train_steps = 50000             # the paper's step-1 UNet is checkpoint-50000
+checkpointing_steps = 10000
+tracker_project_name = "cdm-step1"
+image_log_steps = 2000
+
+# ---- CDM-only keys ------------------------------------------------------------------------------------------
+# The UNet to start from: a diffusers unet folder (SD 2.1's 4-channel unet is widened to 13 input channels, the
+# original's and our own 13-channel folders load as they are) or a training output folder (its latest
+# checkpoint-*/unet); None = <pretrained_model_name_or_path>/unet; with that also None, built from unet_arch.
+pretrained_unet = None
+unet_arch = None                    # TextSSRUNet2DConditionModel keyword arguments for a random UNet (tiny configs)
+conv_in_init = "sd"                 # widening SD's conv_in: "sd" = SD weights in channels 0-3, zeros elsewhere;
+                                    # "random" = re-initialise it entirely, as the original did
+# Noise scheduler folder (scheduler_config.json); None = <pretrained_model_name_or_path>/scheduler, or with that also
+# None SD 2.1's config (scaled-linear 0.00085-0.012, 1000 steps, v-prediction). Loaded as DDPMScheduler.
+scheduler_path = None
+prediction_type = None              # override the scheduler's: "epsilon" or "v_prediction"; None keeps it (SD 2.1: v)
+snr_gamma = None                    # min-SNR-γ loss weighting (e.g. 5.0); None = plain MSE, as the original
+image_log_inference_steps = 20      # DDPM steps of the TensorBoard sample grid

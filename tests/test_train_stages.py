@@ -1,0 +1,269 @@
+"""The three training stages on the tiny corpus: they train, checkpoint as documented, resume exactly, chain
+(VAE → step 1 → step 2), and run under `accelerate launch --cpu --num_processes 2`."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from textssr.config import load_config
+from textssr.train import train
+from textssr.train.checkpoint import list_checkpoints
+
+REPO = Path(__file__).resolve().parents[1]
+RES = 32  # crops of 32 px: every run below takes seconds
+TINY = dict(resolution=RES, train_batch_size=2, gradient_accumulation_steps=1, dataloader_num_workers=0,
+            report_to=None, logging_steps=1)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """The embedded tiny corpus, 8 images: AnyWord-lmdb/step1_lmdb and step2_lmdb."""
+    from textssr.tiny_data import generate
+    out = tmp_path_factory.mktemp("train_corpus")
+    generate(out, num_images=8, bench_images=2, seed=11)
+    return out / "AnyWord-lmdb"
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each in-process run builds its own Accelerator; the state singletons must not leak between tests."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def tiny_cfg(name: str, **options):
+    cfg = load_config(str(REPO / "configs" / "tiny" / name), {**TINY, **options})
+    return cfg
+
+
+def read_log(output_dir):
+    return [json.loads(line) for line in open(os.path.join(output_dir, "train_log.jsonl"))]
+
+
+def weights(folder):
+    from safetensors.torch import load_file
+    return load_file(os.path.join(folder, "diffusion_pytorch_model.safetensors"))
+
+
+def max_diff(a, b):
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+@pytest.fixture(scope="session")
+def vae_run(corpus, tmp_path_factory):
+    """The tiny VAE stage, 3 steps, a checkpoint every step, keeping the newest 2."""
+    out = tmp_path_factory.mktemp("vae_ft")
+    cfg = tiny_cfg("train_vae_cfg.py", output_dir=str(out), max_train_steps=3, checkpointing_steps=1,
+                   checkpoints_total_limit=2,
+                   lmdb_path=[str(corpus / "step1_lmdb"), str(corpus / "step2_lmdb")])
+    state = train(cfg, "vae")
+    from accelerate.state import AcceleratorState, GradientState
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    return out, state
+
+
+def cdm_cfg(corpus, vae_run, out, **options):
+    return tiny_cfg("train_diff_step1_cfg.py", **{"output_dir": str(out), "lmdb_path": str(corpus / "step1_lmdb"),
+                                                   "pretrained_vae": str(vae_run[0]), "max_train_steps": 2,
+                                                   "checkpointing_steps": 2, **options})
+
+
+def test_vae_stage_trains_and_checkpoints(vae_run):
+    out, state = vae_run
+    assert state["global_step"] == 3
+    losses = [r["loss"] for r in read_log(out) if r["event"] == "step"]
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+    assert [step for step, _ in list_checkpoints(out)] == [2, 3]  # checkpoints_total_limit=2 pruned checkpoint-1
+    ckpt = out / "checkpoint-3"
+    for name in ("vae/config.json", "vae/diffusion_pytorch_model.safetensors", "optimizer.bin", "scheduler.bin",
+                 "random_states_0.pkl", "generator_0.pt", "config.py", "trainer_state.json"):
+        assert (ckpt / name).is_file(), name
+    assert not (ckpt / "model.safetensors").exists()  # the model is saved once, in diffusers format
+    assert (out / "config.py").is_file()
+    assert load_config(str(ckpt / "config.py")).resolution == RES  # the resolved config travels with it
+    assert max_diff(weights(out / "checkpoint-2" / "vae"), weights(ckpt / "vae")) > 0  # the weights moved
+    assert not any(name.startswith(".tmp-") for name in os.listdir(out))
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_cdm_step1_from_sd21_layout(corpus, vae_run, tmp_path, prediction_type):
+    """Step 1 starts from an SD-2.1-layout folder (4-channel unet widened to 13) and trains either target."""
+    from textssr.models import save_tiny_sd21
+    sd = tmp_path / "sd21"
+    save_tiny_sd21(str(sd), tiny_cfg("train_vae_cfg.py").vae_arch, tiny_cfg("train_diff_step1_cfg.py").unet_arch)
+    out = tmp_path / "step1"
+    cfg = cdm_cfg(corpus, vae_run, out, pretrained_model_name_or_path=str(sd), prediction_type=prediction_type)
+    state = train(cfg, "cdm")
+    assert state["global_step"] == 2
+    losses = [r["loss"] for r in read_log(out) if r["event"] == "step"]
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    ckpt = out / "checkpoint-2"
+    unet = weights(ckpt / "unet")
+    assert unet["conv_in.weight"].shape[1] == 13
+    assert any(k.startswith("ttf_net.") for k in unet)
+    sched = json.loads((ckpt / "scheduler" / "scheduler_config.json").read_text())
+    assert sched["prediction_type"] == prediction_type
+    assert json.loads((out / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == prediction_type
+    sd_unet = weights(sd / "unet")
+    assert max_diff({k: v for k, v in unet.items() if k in sd_unet and k != "conv_in.weight"}, sd_unet) > 0
+
+
+@pytest.fixture(scope="session")
+def step1_run(corpus, vae_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("step1")
+    train(cdm_cfg(corpus, vae_run, out), "cdm")
+    from accelerate.state import AcceleratorState, GradientState
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    return out
+
+
+def test_step2_starts_from_step1_weights(corpus, vae_run, step1_run, tmp_path):
+    out = tmp_path / "step2"
+    cfg = tiny_cfg("train_diff_step2_cfg.py", output_dir=str(out), lmdb_path=str(corpus / "step2_lmdb"),
+                   pretrained_vae=str(vae_run[0]), pretrained_unet=str(step1_run), max_train_steps=1,
+                   checkpointing_steps=1, learning_rate=1e-12, adam_weight_decay=0.0)
+    train(cfg, "cdm")
+    step1 = weights(step1_run / "checkpoint-2" / "unet")
+    step2 = weights(out / "checkpoint-1" / "unet")
+    assert max_diff(step2, step1) < 1e-6  # one step at lr 1e-12 from step 1's weights
+    from accelerate.utils import set_seed
+    from textssr.models import load_unet
+    set_seed(cfg.seed)
+    fresh = load_unet(None, unet_arch=cfg.unet_arch).state_dict()  # what step 2 would be without step 1
+    assert max_diff(step2, fresh) > 1e-3
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _launch(args, cwd, **kw):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_kill_and_resume_continues_at_the_checkpoint(corpus, tmp_path):
+    """SIGKILL after the first checkpoint; the same command resumes from the newest complete checkpoint and ends
+    at max_train_steps without redoing any checkpointed step."""
+    out = tmp_path / "vae"
+    cmd = [sys.executable, str(REPO / "train_vae.py"), "--config", str(REPO / "configs/tiny/train_vae_cfg.py"),
+           "--cfg-options", f"output_dir={out}", f"lmdb_path={corpus / 'step1_lmdb'}", f"resolution={RES}",
+           "train_batch_size=2", "dataloader_num_workers=0", "report_to=None", "logging_steps=1",
+           "max_train_steps=60", "checkpointing_steps=2", "checkpoints_total_limit=None"]
+    first = _launch(cmd, REPO)
+    deadline = time.time() + 120
+    while not list_checkpoints(out) and first.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL, first.stdout.read()
+    saved = max(step for step, _ in list_checkpoints(out))
+    assert 2 <= saved < 60
+    second = _launch(cmd, REPO)
+    output, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, output
+    log = read_log(out)
+    starts = [r for r in log if r["event"] == "start"]
+    assert [s["step"] for s in starts] == [0, saved]
+    assert starts[1]["resumed_from"].endswith(f"checkpoint-{saved}")
+    resumed = log[log.index(starts[1]):]
+    steps = [r["step"] for r in resumed if r["event"] == "step"]
+    assert steps == list(range(saved + 1, 61))  # each step once, none redone
+    assert resumed[-1]["event"] == "end" and resumed[-1]["step"] == 60
+    assert max(step for step, _ in list_checkpoints(out)) == 60
+    assert not any(name.startswith(".tmp-") for name in os.listdir(out))
+
+
+@pytest.mark.parametrize("stage", ["vae", "cdm"])
+def test_resume_reproduces_an_uninterrupted_run(corpus, vae_run, tmp_path, stage):
+    """3 steps, stop, resume to 8 == 8 steps straight: weights, optimizer, generator, data order and position
+    all restored. An epoch is 6 steps here: the resume skips 3 consumed batches, then crosses an epoch boundary."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    def run(out, steps):
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        if stage == "vae":
+            cfg = tiny_cfg("train_vae_cfg.py", output_dir=str(out), lmdb_path=str(corpus / "step1_lmdb"),
+                           max_train_steps=steps, checkpointing_steps=4, checkpoints_total_limit=None)
+        else:
+            cfg = cdm_cfg(corpus, vae_run, out, max_train_steps=steps, checkpointing_steps=4,
+                          checkpoints_total_limit=None)
+        return train(cfg, stage)
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert run(straight, 8)["steps_per_epoch"] == 6
+    run(split, 3)
+    assert run(split, 8)["global_step"] == 8
+    sub = "vae" if stage == "vae" else "unet"
+    assert max_diff(weights(straight / "checkpoint-8" / sub), weights(split / "checkpoint-3" / sub)) > 0
+    assert max_diff(weights(straight / "checkpoint-8" / sub), weights(split / "checkpoint-8" / sub)) == 0
+
+
+def test_sample_grid_in_tensorboard(corpus, vae_run, tmp_path):
+    """Every image_log_steps a grid of pipeline samples (masked image, glyph, sample, real crop) is logged."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tmp_path / "tb"
+    train(cdm_cfg(corpus, vae_run, out, report_to="tensorboard", max_train_steps=1, checkpointing_steps=1,
+                  image_log_steps=1, image_log_count=2, image_log_inference_steps=2), "cdm")
+    events = [os.path.join(d, f) for d, _, files in os.walk(out / "logs") for f in files if "tfevents" in f]
+    tags = {}
+    for path in events:
+        acc = EventAccumulator(path)
+        acc.Reload()
+        tags.update({k: acc for k in acc.Tags()["images"] + acc.Tags()["scalars"]})
+    assert "train/loss" in tags and "cdm/samples" in tags
+    image = tags["cdm/samples"].Images("cdm/samples")[0]
+    assert image.height > image.width  # 4 rows of 2 crops
+
+
+def test_ranks_read_different_samples(corpus):
+    from textssr.train.data import build_dataset, build_loader
+    cfg = tiny_cfg("train_diff_step1_cfg.py", lmdb_path=str(corpus / "step1_lmdb"))
+    dataset = build_dataset(cfg, vae_mode=False)
+    orders = []
+    for rank in (0, 1):
+        loader = build_loader(dataset, cfg, num_processes=2, process_index=rank)
+        loader.sampler.set_epoch(3)
+        orders.append(list(loader.sampler))
+    assert orders[0] and not set(orders[0]) & set(orders[1])
+    again = build_loader(dataset, cfg, num_processes=2, process_index=0)
+    again.sampler.set_epoch(3)
+    assert list(again.sampler) == orders[0]  # an epoch's order is a function of (seed, epoch, rank)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU (gloo) launch; on a GPU machine this is plain DDP")
+def test_two_cpu_processes(corpus, vae_run, tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2 train_diff.py` on a machine without GPUs: 2 CPU processes
+    in one gloo group (accelerate's `--cpu` alone starts one process unless mpirun is set up), one checkpoint
+    holding both ranks' state."""
+    out = tmp_path / "step1_ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1", "--num_processes", "2",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           str(REPO / "train_diff.py"), "--config", str(REPO / "configs/tiny/train_diff_step1_cfg.py"),
+           "--cfg-options", f"output_dir={out}", f"lmdb_path={corpus / 'step1_lmdb'}",
+           f"pretrained_vae={vae_run[0]}", f"resolution={RES}", "train_batch_size=1", "dataloader_num_workers=0",
+           "report_to=None", "max_train_steps=2", "checkpointing_steps=2"]
+    proc = _launch(cmd, REPO)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    start = [r for r in read_log(out) if r["event"] == "start"][0]
+    assert start["num_processes"] == 2
+    ckpt = out / "checkpoint-2"
+    for name in ("unet/diffusion_pytorch_model.safetensors", "random_states_0.pkl", "random_states_1.pkl",
+                 "generator_0.pt", "generator_1.pt"):
+        assert (ckpt / name).is_file(), name
+    assert json.loads((ckpt / "trainer_state.json").read_text())["global_step"] == 2

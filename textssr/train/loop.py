@@ -1,0 +1,239 @@
+"""The one training loop of TextSSR: VAE fine-tune, CDM step 1 and CDM step 2 all run ``train(cfg, stage)``.
+
+Under ``accelerate``: mixed precision, gradient accumulation, grad-norm clipping, a diffusers learning-rate schedule,
+optional EMA and 8-bit Adam, TensorBoard (loss, lr, a sample grid every ``image_log_steps``), tqdm on the main
+process. Checkpoints, resume and pruning live in ``checkpoint.py``; the stage-specific model, loss and images in
+``stages.py``; the config checks in ``validate.py``.
+
+Steps are optimizer steps: ``global_step`` counts them, ``max_train_steps`` bounds them, and an epoch is
+``steps_per_epoch × gradient_accumulation_steps`` batches per rank (the tail that does not fill an accumulation
+group is dropped, so a resumed run knows exactly which batches it has consumed).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from itertools import islice
+
+import torch
+
+from textssr.config import ConfigError
+from textssr.train import checkpoint as ckpt
+from textssr.train.data import SkipCounter, build_dataset, build_loader, set_dataset_epoch, to_device
+from textssr.train.stages import STAGES
+from textssr.train.validate import validate_config
+
+LOG_FILE = "train_log.jsonl"
+DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class RankZeroLog:
+    """Prints and records (``<output_dir>/train_log.jsonl``) on the main process only; silent elsewhere."""
+
+    def __init__(self, accelerator, output_dir: str):
+        self.enabled = accelerator.is_main_process
+        self.path = os.path.join(output_dir, LOG_FILE)
+
+    def __call__(self, message: str, **record) -> None:
+        if not self.enabled:
+            return
+        print(message, flush=True)
+        if record:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+
+
+def _accelerator(cfg):
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
+    report_to = None if cfg.get("report_to") in (None, "none") else cfg.report_to
+    # cpu=True on a machine without CUDA: processes started by torchrun / `accelerate launch --multi_gpu` then form
+    # a gloo group (accelerate treats them as independent single processes otherwise).
+    return Accelerator(
+        cpu=not torch.cuda.is_available(),
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        mixed_precision=cfg.mixed_precision,
+        log_with=report_to,
+        project_config=ProjectConfiguration(project_dir=cfg.output_dir,
+                                            logging_dir=os.path.join(cfg.output_dir, cfg.logging_dir)),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=bool(cfg.find_unused_parameters))],
+    )
+
+
+def _optimizer(cfg, params, num_processes: int):
+    if cfg.use_8bit_adam:
+        import bitsandbytes as bnb  # checked at start-up
+        cls = bnb.optim.AdamW8bit
+    else:
+        cls = torch.optim.AdamW
+    lr = cfg.learning_rate
+    if cfg.scale_lr:
+        lr *= cfg.train_batch_size * cfg.gradient_accumulation_steps * num_processes
+    return cls(params, lr=lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+               weight_decay=cfg.adam_weight_decay, eps=cfg.adam_epsilon)
+
+
+def _tracker_config(cfg) -> dict:
+    """The scalar config values, as TensorBoard's hparams want them."""
+    return {k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))}
+
+
+def train(cfg, stage_name: str) -> dict:
+    """Run one training stage (``"vae"`` or ``"cdm"``) as ``cfg`` says; return the final trainer state."""
+    from accelerate.utils import set_seed
+    from diffusers.optimization import get_scheduler
+
+    stage = STAGES[stage_name]()
+    validate_config(cfg, stage)
+    accelerator = _accelerator(cfg)
+    log = RankZeroLog(accelerator, cfg.output_dir)
+    if accelerator.is_main_process:
+        os.makedirs(cfg.output_dir, exist_ok=True)
+        ckpt.remove_partial(cfg.output_dir)
+        cfg.dump(os.path.join(cfg.output_dir, ckpt.CONFIG_FILE))  # the resolved config of the run
+    if cfg.allow_tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    # Data first: it is cheap and its size decides the step arithmetic.
+    dataset = build_dataset(cfg, vae_mode=stage.vae_mode)
+    loader = build_loader(dataset, cfg, accelerator.num_processes, accelerator.process_index)
+    accum = cfg.gradient_accumulation_steps
+    steps_per_epoch = len(loader) // accum
+    if steps_per_epoch == 0:
+        raise ConfigError(f"lmdb_path: {len(dataset)} samples make no optimizer step at train_batch_size="
+                          f"{cfg.train_batch_size} × gradient_accumulation_steps={accum} × {accelerator.num_processes} "
+                          "process(es); use more data or smaller batches")
+    max_steps = cfg.max_train_steps or cfg.num_train_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_steps / steps_per_epoch)
+
+    set_seed(cfg.seed)  # the same on every rank: identical initial weights
+    model = stage.build(cfg)
+    if cfg.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    model.train()
+    optimizer = _optimizer(cfg, [p for p in model.parameters() if p.requires_grad], accelerator.num_processes)
+    lr_scheduler = get_scheduler(cfg.lr_scheduler, optimizer=optimizer,
+                                 num_warmup_steps=cfg.lr_warmup_steps * accelerator.num_processes,
+                                 num_training_steps=max_steps * accelerator.num_processes)
+    ema = None
+    if cfg.use_ema:
+        from diffusers.training_utils import EMAModel
+        ema = EMAModel(model.parameters(), decay=cfg.ema_decay, model_cls=type(model), model_config=model.config)
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    if ema is not None:
+        ema.to(accelerator.device)
+    weight_dtype = DTYPES[accelerator.mixed_precision]
+    stage.setup(accelerator, weight_dtype)
+    ckpt.register_model_hooks(accelerator, stage.subfolder, ema)
+    if accelerator.is_main_process:
+        stage.save_extra(cfg.output_dir)  # e.g. scheduler/ beside the checkpoints, for infer.py
+
+    # Per-rank stream for noise, timesteps and posterior samples (DiT: seed * world_size + rank).
+    rank_seed = cfg.seed * accelerator.num_processes + accelerator.process_index
+    generator = torch.Generator(device=accelerator.device).manual_seed(rank_seed)
+
+    global_step, saved_step, skipped = 0, None, SkipCounter()
+    resume_path = ckpt.resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
+    if resume_path:
+        state = ckpt.load_checkpoint(accelerator, resume_path, generator)
+        global_step = saved_step = state["global_step"]
+        skipped = SkipCounter(state.get("skipped") if accelerator.is_main_process else None)
+    log(f"[{stage.name}] {'resuming from ' + resume_path if resume_path else 'starting'} at step {global_step}/"
+        f"{max_steps}: {len(dataset)} samples, {steps_per_epoch} steps/epoch, batch {cfg.train_batch_size} × "
+        f"accum {accum} × {accelerator.num_processes} process(es)",
+        event="start", step=global_step, max_steps=max_steps, resumed_from=resume_path,
+        num_processes=accelerator.num_processes, samples=len(dataset))
+    report = cfg.get("report_to") not in (None, "none")
+    if report:
+        accelerator.init_trackers(cfg.tracker_project_name, config=_tracker_config(cfg))
+
+    def trainer_state(epoch: int) -> dict:
+        return {"global_step": global_step, "epoch": epoch, "max_train_steps": max_steps,
+                "steps_per_epoch": steps_per_epoch, "num_processes": accelerator.num_processes,
+                "skipped": skipped.total(accelerator)}
+
+    def save(epoch: int) -> None:
+        path = ckpt.save_checkpoint(accelerator, cfg.output_dir, global_step, cfg, trainer_state(epoch), generator,
+                                    extra=stage.save_extra, total_limit=cfg.checkpoints_total_limit)
+        log(f"[{stage.name}] saved {path}", event="checkpoint", step=global_step, path=path)
+
+    from tqdm.auto import tqdm
+    progress = tqdm(total=max_steps, initial=global_step, desc=f"{stage.name} steps",
+                    disable=not accelerator.is_local_main_process)
+    batches_per_epoch = steps_per_epoch * accum
+    first_epoch = global_step // steps_per_epoch
+    consumed = (global_step % steps_per_epoch) * accum  # batches of first_epoch already trained on
+    image_batch, loss_sum, start = None, torch.zeros((), device=accelerator.device), time.time()
+    epoch = first_epoch
+    for epoch in range(first_epoch, num_epochs):
+        loader.sampler.set_epoch(epoch)
+        set_dataset_epoch(dataset, epoch)
+        epoch_loader = accelerator.skip_first_batches(loader, consumed) if consumed else loader
+        for batch in islice(epoch_loader, batches_per_epoch - consumed):
+            skipped.add(batch)
+            batch = to_device(batch, accelerator.device)
+            with accelerator.accumulate(model):
+                loss = stage.loss(model, batch, generator)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            loss_sum += loss.detach() / accum
+            if not accelerator.sync_gradients:
+                continue
+            global_step += 1
+            if ema is not None:
+                ema.step(model.parameters())
+            step_loss = accelerator.reduce(loss_sum, reduction="mean").item()
+            loss_sum.zero_()
+            lr = lr_scheduler.get_last_lr()[0]
+            progress.update(1)
+            progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
+            if report:
+                accelerator.log({"train/loss": step_loss, "train/lr": lr}, step=global_step)
+            if global_step % cfg.logging_steps == 0 or global_step == max_steps:
+                log(f"[{stage.name}] step {global_step}/{max_steps} loss {step_loss:.5f} lr {lr:.3e} "
+                    f"({(time.time() - start):.1f} s)", event="step", step=global_step, epoch=epoch,
+                    loss=step_loss, lr=lr)
+            if image_batch is None:
+                image_batch = {k: v for k, v in batch.items()}  # a fixed batch for the sample grids
+            if report and cfg.image_log_steps and global_step % cfg.image_log_steps == 0:
+                _log_images(accelerator, stage, model, image_batch, cfg, global_step)
+            if global_step % cfg.checkpointing_steps == 0:
+                save(epoch)
+                saved_step = global_step
+            if global_step >= max_steps:
+                break
+        consumed = 0
+        if global_step >= max_steps:
+            break
+    progress.close()
+    if saved_step != global_step:
+        save(epoch)  # the final save
+    final = trainer_state(epoch)
+    counts = ", ".join(f"{k}: {v}" for k, v in final["skipped"].items()) or "none"
+    log(f"[{stage.name}] done at step {global_step} in {time.time() - start:.1f} s; skipped samples: {counts}",
+        event="end", step=global_step, skipped=final["skipped"], seconds=round(time.time() - start, 2))
+    accelerator.end_training()
+    return final
+
+
+def _log_images(accelerator, stage, model, batch: dict, cfg, step: int) -> None:
+    """A grid (rows per stage, ``image_log_count`` columns) to TensorBoard, main process only."""
+    if not accelerator.is_main_process:
+        return
+    from torchvision.utils import make_grid
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.eval()
+    generator = torch.Generator(device=accelerator.device).manual_seed(cfg.seed)  # the same noise every time
+    rows = stage.images(unwrapped, batch, generator, cfg)
+    unwrapped.train()
+    n = min(cfg.image_log_count, batch["image"].shape[0])
+    grid = make_grid(rows.cpu(), nrow=n)  # (3, H, W) in [0, 1]
+    accelerator.get_tracker("tensorboard").log_images({f"{stage.name}/samples": grid[None]}, step,
+                                                      dataformats="NCHW")

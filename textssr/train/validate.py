@@ -1,0 +1,124 @@
+"""Start-up validation of a training config: every mistake is one ConfigError line naming the key, the value and
+the fix — raised before any dataset or model is built."""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from textssr.config import ConfigError, require_keys, require_path
+from textssr.train.data import lmdb_paths
+from textssr.train.stages import model_source
+
+REQUIRED = ("lmdb_path", "output_dir", "seed", "resolution", "ttf_size", "max_len", "train_batch_size",
+            "gradient_accumulation_steps", "learning_rate", "lr_scheduler", "checkpointing_steps")
+PRECISIONS = ("no", "fp16", "bf16")
+PREDICTION_TYPES = (None, "epsilon", "v_prediction")
+CONV_IN_INITS = ("sd", "random")
+REPORTERS = (None, "none", "tensorboard")
+
+SD21_HINT = ("download stabilityai/stable-diffusion-2-1 (diffusers layout: vae/ unet/ scheduler/) into "
+             "model/stable-diffusion-v2-1 as the README's 'Checkpoints/Data Preparation' says, or set "
+             "pretrained_model_name_or_path=None and give vae_arch/unet_arch to start from random weights")
+LMDB_HINT = ("build it from AnyWord JSON with `python -m textssr.data.build_lmdb --json ANNOTATIONS.json --out {path}` "
+             "(the tiny corpus: `python -m textssr.tiny_data --out data/tiny`)")
+STAGE_HINTS = {"pretrained_vae": "train it with `train_vae.py --config configs/train_vae_cfg.py` (its output_dir) "
+                                 "or point pretrained_vae at a diffusers `vae/` folder",
+               "pretrained_unet": "train it with `train_diff.py --config configs/train_diff_step1_cfg.py` (its "
+                                  "output_dir) or point pretrained_unet at a diffusers `unet/` folder"}
+
+
+def validate_config(cfg, stage) -> None:
+    """Raise ConfigError for the first thing in ``cfg`` that cannot work for ``stage`` (a VAEStage/CDMStage)."""
+    require_keys(cfg, REQUIRED, where=f"{stage.name} training config")
+    _check_numbers(cfg)
+    _check_choices(cfg)
+    for path in lmdb_paths(cfg.lmdb_path):
+        _require_lmdb(path)
+    _require_model(cfg, "pretrained_vae", "vae", "vae_arch")
+    if stage.name == "cdm":
+        _require_model(cfg, "pretrained_unet", "unet", "unet_arch")
+        scheduler = model_source(cfg, "scheduler_path", "scheduler")
+        if scheduler is not None:
+            require_path(scheduler, "scheduler_path", SD21_HINT)
+    _require_font(cfg.font_path)
+    if cfg.get("use_8bit_adam") and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("use_8bit_adam=True needs bitsandbytes: `pip install bitsandbytes` (CUDA only), "
+                          "or set use_8bit_adam=False")
+
+
+def _check_numbers(cfg) -> None:
+    for key in ("resolution", "ttf_size", "max_len", "train_batch_size", "gradient_accumulation_steps",
+                "checkpointing_steps"):
+        if int(cfg[key]) < 1:
+            raise ConfigError(f"{key}={cfg[key]}; must be >= 1")
+    if cfg.resolution % 8:
+        raise ConfigError(f"resolution={cfg.resolution}; must be a multiple of 8 (the VAE downsamples by 8)")
+    if cfg.get("max_train_steps") is None and not cfg.get("num_train_epochs"):
+        raise ConfigError("set max_train_steps or num_train_epochs (both are empty)")
+    if cfg.get("max_train_steps") is not None and int(cfg.max_train_steps) < 1:
+        raise ConfigError(f"max_train_steps={cfg.max_train_steps}; must be >= 1 (or None to use num_train_epochs)")
+    if float(cfg.learning_rate) <= 0:
+        raise ConfigError(f"learning_rate={cfg.learning_rate}; must be > 0")
+    if cfg.get("snr_gamma") is not None and float(cfg.snr_gamma) <= 0:
+        raise ConfigError(f"snr_gamma={cfg.snr_gamma}; must be > 0 (or None for the plain MSE of the original)")
+    if cfg.get("checkpoints_total_limit") is not None and int(cfg.checkpoints_total_limit) < 1:
+        raise ConfigError(f"checkpoints_total_limit={cfg.checkpoints_total_limit}; must be >= 1 or None (keep all)")
+
+
+def _check_choices(cfg) -> None:
+    from diffusers.optimization import SchedulerType
+    import torch
+    lr_names = [s.value for s in SchedulerType]
+    if cfg.lr_scheduler not in lr_names:
+        raise ConfigError(f"lr_scheduler={cfg.lr_scheduler!r}; choose one of {lr_names}")
+    if cfg.mixed_precision not in PRECISIONS:
+        raise ConfigError(f"mixed_precision={cfg.mixed_precision!r}; choose one of {PRECISIONS}")
+    if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("mixed_precision=fp16 needs a GPU; on the CPU use --cfg-options mixed_precision=no (or bf16)")
+    if cfg.get("prediction_type") not in PREDICTION_TYPES:
+        raise ConfigError(f"prediction_type={cfg.prediction_type!r}; choose one of {PREDICTION_TYPES} "
+                          "(None = the scheduler's own, v_prediction for SD 2.1)")
+    if cfg.get("conv_in_init", "sd") not in CONV_IN_INITS:
+        raise ConfigError(f"conv_in_init={cfg.conv_in_init!r}; choose one of {CONV_IN_INITS}")
+    if cfg.get("report_to") not in REPORTERS:
+        raise ConfigError(f"report_to={cfg.report_to!r}; choose one of {REPORTERS}")
+    resume = cfg.get("resume_from_checkpoint")
+    if resume and resume != "latest":
+        from textssr.train.checkpoint import resolve_resume
+        resolve_resume(resume, str(cfg.output_dir))
+
+
+def _require_lmdb(path: str) -> None:
+    hint = LMDB_HINT.format(path=path)
+    require_path(path, "lmdb_path", hint)
+    for _, _, files in os.walk(path):
+        if "data.mdb" in files:
+            return
+    raise ConfigError(f"lmdb_path: no LMDB environment (data.mdb) under {path} — {hint}")
+
+
+def _require_model(cfg, key: str, subfolder: str, arch_key: str) -> None:
+    """A model path must exist and hold a ``subfolder`` model (directly or in a checkpoint); None needs an arch."""
+    source = model_source(cfg, key, subfolder)
+    if source is None:
+        if not cfg.get(arch_key):
+            raise ConfigError(f"{key}=None and pretrained_model_name_or_path=None: set {arch_key} (an architecture "
+                              f"dict) to build a random {subfolder}, or point {key} at a model folder")
+        return
+    from_sd = not cfg.get(key)
+    hint = SD21_HINT if from_sd else STAGE_HINTS[key]
+    require_path(source, "pretrained_model_name_or_path" if from_sd else key, hint)
+    from textssr.models import resolve_model_dir
+    try:
+        resolve_model_dir(source, subfolder)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise ConfigError(f"{key}: {exc} — {hint}") from exc
+
+
+def _require_font(font_path: str) -> None:
+    from textssr.data import resolve_font
+    try:
+        resolve_font(font_path)  # the configured font, else the registry fallback with a warning
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise ConfigError(f"font_path: {exc} — put AlibabaPuHuiTi-3-85-Bold.ttf in the repo root or "
+                          "`pip install cvttf-notosanscjk-bold` for the fallback") from exc
