@@ -1,0 +1,35 @@
+# Inference on a benchmark (infer.py): the original's defaults.
+#   python infer.py [--config configs/infer_cfg.py] [--cfg-options key=value ...]
+#   accelerate launch --num_processes 8 infer.py --config configs/infer_cfg.py
+# Re-running the same command on a partly written output_dir resumes it.
+
+bench = "./benchmark/ic13/test.json"   # AnyWord JSON, or a folder holding test.json; a relative data_root is
+                                       # looked up from the current directory, then beside the JSON
+language = None                        # e.g. "Latin" or "Chinese": synthesize only that language's instances
+output_dir = "./output/ic13"           # local/ region/ gt/ <i>.png, labels.json, instances.json, meta.json
+
+# Checkpoints: a model folder, or a training output folder (its latest checkpoint-*/vae or /unet is used).
+pretrained_vae = "model/vae_ft"
+pretrained_unet = "model/step2"
+scheduler_path = "model/stable-diffusion-v2-1"  # SD 2.1 folder (its scheduler/) or a scheduler folder; when it has
+                                                # none: the scheduler/ saved in the UNet's checkpoint, else the
+                                                # built-in SD 2.1 config (with a warning)
+scheduler = "ddpm"                     # sampler by name (textssr.models.SCHEDULERS); the original uses DDPM
+
+# Sampling.
+num_inference_steps = 20               # denoising steps
+batch_size = 32                        # instances per denoising batch (per process)
+seed = 3407                            # instance i's crop window and initial noise come from (seed, i)
+mixed_precision = "no"                 # "no" (fp32, as the original) | "fp16" | "bf16" — the last two on GPU only
+device = "auto"                        # "auto": each process's GPU, else the CPU | "cpu": force the CPU
+
+# Conditions. None takes the UNet's training value: from its checkpoint's config.py (written by train_diff.py),
+# and for ttf_size/max_len else from its TTF encoder. A set ttf_size/max_len must match the encoder.
+resolution = 256                       # side R of the square region, pixels
+ttf_size = 64                          # side of each character image of ttf_img, and glyph font size
+max_len = 25                           # characters encoded in ttf_img (longer texts are truncated there)
+font_path = "AlibabaPuHuiTi-3-85-Bold.ttf"  # glyph/ttf font; when absent a bold CJK fallback is used, with a warning
+region_placement = "center"            # crop window around the word: "center" (deterministic) or "random"
+                                       # (as in training; drawn from (seed, i), so still reproducible)
+
+strict = False                         # True: stop at the first bad bench entry instead of skipping and counting it

@@ -1,0 +1,34 @@
+"""Synthesize the text regions of a benchmark: `python infer.py [--config configs/infer_cfg.py]`.
+
+    python infer.py --cfg-options bench=./benchmark/ic15/test.json output_dir=./output/ic15
+    accelerate launch --num_processes 8 infer.py --config configs/infer_cfg.py
+
+Writes <output_dir>/{local,region,gt}/<i>.png, labels.json, instances.json and meta.json (see
+textssr/infer/outputs.py). Re-running the same command resumes: finished items are kept.
+"""
+import sys
+
+from textssr.config import ConfigError, exit_on_config_error, parse_config
+from textssr.data import SkipSample
+from textssr.infer import NothingGenerated, run_inference, summary
+
+
+def main(argv=None):
+    try:
+        cfg = parse_config(argv, description=__doc__.splitlines()[0], default_config="configs/infer_cfg.py")
+        meta = run_inference(cfg)
+    except ConfigError as exc:
+        exit_on_config_error(exc)
+    except NothingGenerated as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1)
+    except SkipSample as exc:  # strict=True stops at the first bad instance
+        print(f"error: bad bench instance ({exc}); fix it, or set strict=False to skip and count such instances",
+              file=sys.stderr)
+        raise SystemExit(1)
+    if meta is not None:
+        print(summary(meta, cfg.output_dir))
+
+
+if __name__ == "__main__":
+    main()
