@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-LAUNCH := $(BIN)/accelerate launch --cpu --num_machines 1 --num_processes 1 --mixed_precision no --dynamo_backend no
+LAUNCH := $(BIN)/accelerate launch --cpu --num_machines 1 --num_processes 1 --mixed_precision no --dynamo_backend no --num_cpu_threads_per_process 2
 
 .PHONY: install demo test bench clean-demo
 
