@@ -1,0 +1,86 @@
+"""TextSSR-F synthesis throughput and memory on tiny random models (CPU unless a GPU is visible).
+
+Prints crops/s end to end split into generation and screening time, and the peak RSS of a run over
+1× and 4× the number of regions (flat memory: the 4× run must not need 4× the memory).
+
+    python benchmarks/bench_synth.py [--regions 16] [--resolution 64] [--steps 2] [--batch-size 8]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(REPO, "..", "shared", "data", "textssr_bench_mini", "benchmark", "ic13")
+
+CHILD = r"""
+import json, resource, sys
+from textssr.config import load_config
+from textssr.synth.runner import synthesize
+opts = json.loads(sys.argv[2])
+screening = opts.pop("screening")  # set after loading: mmengine cannot merge a dict into the tiny config's None
+cfg = load_config(sys.argv[1], opts)
+cfg.screening = screening
+stats = synthesize(cfg)
+stats["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print("STATS" + json.dumps(stats))
+"""
+
+
+def make_source(root: str, regions: int) -> str:
+    """An AnyWord JSON that repeats the mini IC13 benchmark's images until it holds ``regions`` regions."""
+    with open(os.path.join(BENCH, "test.json"), encoding="utf-8") as f:
+        bench = json.load(f)
+    entries, n = [], 0
+    while n < regions:
+        for entry in bench["data_list"]:
+            if n >= regions:
+                break
+            entries.append(entry)
+            n += len(entry["annotations"])
+    path = os.path.join(root, f"anyword_{regions}.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"data_root": os.path.abspath(os.path.join(BENCH, "images")), "data_list": entries}, f)
+    return path
+
+
+def run(root: str, models: str, regions: int, args, screening) -> dict:
+    opts = dict(source=make_source(root, regions), output_dir=os.path.join(root, f"out_{regions}_{bool(screening)}"),
+                max_regions=regions, pretrained_vae=os.path.join(models, "vae"),
+                pretrained_unet=os.path.join(models, "unet"), scheduler_path=os.path.join(models, "scheduler"),
+                resolution=args.resolution, num_inference_steps=args.steps, batch_size=args.batch_size,
+                variants_per_region=1, screening=screening)
+    cmd = [sys.executable, "-c", CHILD, os.path.join(REPO, "configs/tiny/synth_cfg.py"), json.dumps(opts)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"synthesis of {regions} regions failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.split("STATS", 1)[1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--regions", type=int, default=16)
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    from textssr.models import save_tiny_sd21
+    with tempfile.TemporaryDirectory() as root:
+        models = os.path.join(root, "model")
+        save_tiny_sd21(models)
+        screening = dict(match="exact", min_confidence=0.0)
+        print(f"tiny SD-2.1-shaped models, {args.resolution}px, {args.steps} steps, batch {args.batch_size}")
+        for scale in (1, 4):
+            n = scale * args.regions
+            s = run(root, models, n, args, screening)
+            total = s["generation_s"] + s["screening_s"]
+            print(f"{n:5d} regions: {s['generated']} crops in {s['wall_s']:.2f} s = {s['crops_per_s']:.2f} crops/s "
+                  f"end to end | generation {s['generation_s']:.2f} s ({s['generated'] / s['generation_s']:.1f} crops/s) "
+                  f"| screening {s['screening_s']:.2f} s ({s['generated'] / max(s['screening_s'], 1e-9):.1f} crops/s) "
+                  f"| other {s['wall_s'] - total:.2f} s | peak RSS {s['peak_rss_mib']:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

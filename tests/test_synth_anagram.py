@@ -1,0 +1,60 @@
+"""Target texts of TextSSR-F: anagram rules, unpermutable words, lexicon draws, determinism."""
+from collections import Counter
+
+import pytest
+
+from textssr.synth.anagram import TextSource, anagram, build_text_source, is_permutable, variant_rng
+
+
+@pytest.mark.parametrize("word", ["NICK", "HOTEL", "03/09/2009", "中华人民共和国", "咖啡Coffee", "AB"])
+def test_anagram_keeps_the_multiset_and_differs(word):
+    for variant in range(20):
+        out = anagram(word, variant_rng(3407, 7, variant))
+        assert Counter(out) == Counter(word)
+        assert out != word
+
+
+def test_spaces_stay_in_place_and_only_other_characters_move():
+    word = "NEW YORK  CITY"
+    for variant in range(20):
+        out = anagram(word, variant_rng(0, 1, variant))
+        assert [i for i, c in enumerate(out) if c == " "] == [i for i, c in enumerate(word) if c == " "]
+        assert Counter(out) == Counter(word) and out != word
+
+
+@pytest.mark.parametrize("word", ["A", "AAA", "中", "A A", "  "])
+def test_unpermutable_words(word):
+    assert not is_permutable(word)
+    assert anagram(word, variant_rng(0, 0, 0)) == word
+    keep = TextSource("anagram")
+    assert keep.text_for(word, variant_rng(0, 0, 0)) == (word, "kept")
+    lex = TextSource("anagram", lexicon=("SHOP",), unpermutable="lexicon")
+    assert lex.text_for(word, variant_rng(0, 0, 0)) == ("SHOP", "lexicon")
+
+
+def test_same_seed_region_variant_gives_same_text_and_others_vary():
+    src = TextSource("anagram")
+    texts = [src.text_for("PACIFIC", variant_rng(3407, r, v))[0] for r in range(5) for v in range(3)]
+    again = [src.text_for("PACIFIC", variant_rng(3407, r, v))[0] for r in range(5) for v in range(3)]
+    assert texts == again
+    assert len(set(texts)) > 3
+
+
+def test_lexicon_file_filters_and_mix_uses_both(tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_text("EXIT\n\n  shop \n" + "X" * 30 + "\n咖啡\n", encoding="utf-8")
+    src, dropped = build_text_source("mix", lexicon=str(path), anagram_ratio=0.5, max_len=25)
+    assert src.lexicon == ("EXIT", "shop", "咖啡") and dropped == 1
+    hows = Counter(src.text_for("HOTEL", variant_rng(1, 2, v))[1] for v in range(200))
+    assert set(hows) == {"anagram", "lexicon"} and 60 < hows["anagram"] < 140
+    only_lex, _ = build_text_source("lexicon", lexicon=["EXIT"], max_len=25)
+    assert only_lex.text_for("HOTEL", variant_rng(0, 0, 0)) == ("EXIT", "lexicon")
+
+
+def test_bad_text_source_settings_fail_with_the_fix():
+    with pytest.raises(ValueError, match="needs a lexicon"):
+        build_text_source("lexicon")
+    with pytest.raises(ValueError, match="choose one of"):
+        build_text_source("shuffle")
+    with pytest.raises(ValueError, match="no word"):
+        build_text_source("lexicon", lexicon=["TOO-LONG-WORD"], max_len=4)

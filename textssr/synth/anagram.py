@@ -1,0 +1,121 @@
+"""Target texts for TextSSR-F: anagrams of a region's own word, lexicon words, or a mix of both.
+
+Rules (the paper's "anagram expansion", made precise):
+
+- An **anagram** is a random permutation of the word's characters (Unicode code points, so CJK
+  and Latin alike) that keeps their multiset. **Spaces stay where they are**: only the non-space
+  characters move, so "NEW YORK" can become "KYO WERN" but never "NEWYORK " — the word count
+  and the gaps the region's layout was made for survive.
+- The anagram **differs from the original whenever possible**, i.e. whenever the non-space
+  characters hold at least two distinct values. A word that cannot be permuted into anything
+  new (one character, "AAA", "A A") is *unpermutable*: by default it keeps its own text
+  (``unpermutable="keep"``); with ``unpermutable="lexicon"`` it draws a lexicon word instead.
+- Every choice comes from a generator built from ``(seed, region index, variant)`` alone
+  (:func:`variant_rng`), so the texts do not depend on the number of processes, the batch size
+  or on where a run was resumed.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+TEXT_SOURCES = ("anagram", "lexicon", "mix")
+UNPERMUTABLE_POLICIES = ("keep", "lexicon")
+
+
+def variant_rng(seed: int, region: int, variant: int) -> np.random.Generator:
+    """The generator that decides everything random about one (region, variant) item."""
+    return np.random.default_rng([int(seed), int(region), int(variant)])
+
+
+def is_permutable(text: str) -> bool:
+    """True when some permutation of the non-space characters differs from ``text``."""
+    return len(set(text.replace(" ", ""))) >= 2
+
+
+def anagram(text: str, rng: np.random.Generator) -> str:
+    """A random permutation of the non-space characters of ``text``; spaces keep their positions.
+
+    The result differs from ``text`` whenever :func:`is_permutable` is true (otherwise it equals
+    ``text``). A shuffle that happens to give the original back is fixed by swapping two positions
+    that hold different characters, so one call always terminates after one shuffle.
+    """
+    chars = list(text)
+    slots = [i for i, c in enumerate(chars) if c != " "]
+    moved = [chars[i] for i in slots]
+    rng.shuffle(moved)
+    if is_permutable(text) and moved == [chars[i] for i in slots]:
+        i = int(rng.integers(len(moved)))
+        others = [j for j, c in enumerate(moved) if c != moved[i]]
+        j = others[int(rng.integers(len(others)))]
+        moved[i], moved[j] = moved[j], moved[i]
+    for slot, c in zip(slots, moved):
+        chars[slot] = c
+    return "".join(chars)
+
+
+def load_lexicon(lexicon, max_len: int) -> Tuple[Tuple[str, ...], int]:
+    """Read a word list: a UTF-8 file path (one word per line) or a sequence of strings.
+
+    Words are stripped; empty lines and words longer than ``max_len`` are dropped.
+    Returns ``(words, n_dropped)``. Raises ValueError (with the fix) when nothing usable is left.
+    """
+    if isinstance(lexicon, (str, os.PathLike)):
+        if not os.path.isfile(lexicon):
+            raise ValueError(f"lexicon file not found: {lexicon} (one UTF-8 word per line)")
+        with open(lexicon, encoding="utf-8") as f:
+            raw = f.read().splitlines()
+    else:
+        raw = [str(w) for w in lexicon]
+    words = tuple(w.strip() for w in raw if w.strip() and len(w.strip()) <= max_len)
+    dropped = sum(1 for w in raw if w.strip()) - len(words)
+    if not words:
+        raise ValueError(f"lexicon has no word of 1..{max_len} characters; give a non-empty word list")
+    return words, dropped
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """Chooses the target text of each (region, variant).
+
+    kind: "anagram" (permute the region's word), "lexicon" (a uniform draw from ``lexicon``),
+    "mix" (anagram with probability ``anagram_ratio``, else a lexicon word).
+    unpermutable: what an anagram of an unpermutable word becomes — "keep" its text or a "lexicon" word.
+    """
+
+    kind: str = "anagram"
+    lexicon: Tuple[str, ...] = ()
+    anagram_ratio: float = 0.5
+    unpermutable: str = "keep"
+
+    def __post_init__(self):
+        if self.kind not in TEXT_SOURCES:
+            raise ValueError(f"text_source={self.kind!r}; choose one of {TEXT_SOURCES}")
+        if self.unpermutable not in UNPERMUTABLE_POLICIES:
+            raise ValueError(f"unpermutable={self.unpermutable!r}; choose one of {UNPERMUTABLE_POLICIES}")
+        needs_lexicon = self.kind != "anagram" or self.unpermutable == "lexicon"
+        if needs_lexicon and not self.lexicon:
+            raise ValueError(f"text_source={self.kind!r} with unpermutable={self.unpermutable!r} needs a "
+                             "lexicon: set `lexicon` to a word-list file or a list of words")
+        if not 0.0 <= self.anagram_ratio <= 1.0:
+            raise ValueError(f"anagram_ratio={self.anagram_ratio}; must lie in [0, 1]")
+
+    def text_for(self, original: str, rng: np.random.Generator) -> Tuple[str, str]:
+        """Return ``(text, how)``; ``how`` is "anagram", "kept" (unpermutable, kept) or "lexicon"."""
+        use_anagram = self.kind == "anagram" or (self.kind == "mix" and rng.random() < self.anagram_ratio)
+        if use_anagram:
+            if is_permutable(original):
+                return anagram(original, rng), "anagram"
+            if self.unpermutable == "keep":
+                return original, "kept"
+        return self.lexicon[int(rng.integers(len(self.lexicon)))], "lexicon"
+
+
+def build_text_source(kind: str, lexicon: Optional[Sequence[str]] = None, anagram_ratio: float = 0.5,
+                      unpermutable: str = "keep", max_len: int = 25) -> Tuple[TextSource, int]:
+    """A :class:`TextSource` from config values; returns it with the number of lexicon words dropped."""
+    words, dropped = load_lexicon(lexicon, max_len) if lexicon else ((), 0)
+    return TextSource(kind, words, float(anagram_ratio), unpermutable), dropped

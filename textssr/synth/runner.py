@@ -1,0 +1,388 @@
+"""TextSSR-F synthesis: real regions × target texts → diffusion → screening → STR LMDB, sharded and resumable.
+
+Models and conditions come as in infer (the same config keys and the same helpers of
+:mod:`textssr.infer.runner`): checkpoints may be training output folders (latest checkpoint), a
+``None`` resolution / ttf_size / max_len takes the UNet's training value.
+
+Work items. The source's regions (one (image, annotation) pair each, indexed 0..n-1 by the dataset)
+are dealt to ranks round-robin: rank ``r`` of ``N`` owns regions ``r, r+N, r+2N, …``. Each region
+gives ``variants_per_region`` items; item ``k`` of a rank is region ``r + N * (k // V)``, variant
+``k % V``. Everything random about an item comes from generators seeded by ``(seed, region, variant)``:
+target text and crop window from :func:`variant_rng`, initial latents *and* the sampler's per-step
+noise from one CPU torch generator per item (:func:`latent_generator`). So texts and noise do not
+depend on N, batching or resumes; pixels can still differ in their last bits when the same item is
+denoised in another batch shape or with another number of CPU threads (float kernels reduce in
+another order), which is why a resume rebuilds exactly the batches of an uninterrupted run.
+
+Crash safety. A rank writes its shard LMDB one batch per transaction: the kept crops, ``num-samples``
+and its ``synth-state`` (the next item ``cursor``, every counter, the settings) commit together.
+Restarted with the same command, a rank reopens its shard, checks the settings and continues at
+``cursor``. The cursor only ever stands at a batch boundary and a batch is always the next
+``batch_size`` buildable items, so the resumed run forms the very batches the uninterrupted run
+would have formed, and its result equals that run's on the same machine and thread count. A kill
+at any moment leaves no duplicate and no gap.
+
+Layout. With one process the shard *is* ``<output_dir>/lmdb``. With N > 1, rank r writes
+``<output_dir>/shards/rank<r>-of-<N>/`` and marks it done; rank 0 waits for all marks, then merges
+the shards (streamed, k-way by (region, variant), so the order is the same as with one process)
+into ``<output_dir>/lmdb.merging`` and renames it to ``<output_dir>/lmdb`` (atomic). The shards are
+deleted after the merge unless ``keep_shards``. Rank 0 then writes ``stats.json`` and
+``contact_sheet.png``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from textssr.config import ConfigError, require_path
+from textssr.infer.outputs import crop_box
+from textssr.infer.runner import (PLACEMENTS, PRECISIONS, Run, condition_sizes, fit_text_encoder, generate,
+                                  latent_shape, load_pipeline, resolve_checkpoint, resolve_scheduler_dir)
+from textssr.synth.anagram import TextSource, build_text_source, variant_rng
+from textssr.synth.screening import Screener, ScreeningRule, screening_rule
+from textssr.synth.str_lmdb import (IMAGE_FORMATS, StrLmdbReader, StrLmdbWriter, StrRecord, encode_crop,
+                                    merge_str_lmdbs)
+
+# Keys that do not change what is generated: they may differ between a run and its resume.
+NON_CONTENT_KEYS = ("output_dir", "keep_shards", "contact_sheet_size", "poll_seconds")
+COUNTER_KEYS = ("items", "regions_read", "generated", "kept")
+TIMER_KEYS = ("generation_s", "screening_s", "elapsed_s")
+LATENT_STREAM = 1  # extra SeedSequence word: the noise stream of an item, apart from its variant_rng
+
+
+@dataclass
+class Plan:
+    """This rank's share of the work."""
+    rank: int
+    world: int
+    num_regions: int
+    variants: int
+
+    @property
+    def num_items(self) -> int:
+        regions = max(0, -(-(self.num_regions - self.rank) // self.world))
+        return regions * self.variants
+
+    def item(self, k: int) -> Tuple[int, int]:
+        """Item k of this rank → (region index, variant)."""
+        return self.rank + self.world * (k // self.variants), k % self.variants
+
+
+def content_settings(cfg, run: Run) -> dict:
+    """What decides the output (for the resume check), JSON-able: the config values plus ``resolved``, the
+    checkpoint folders and condition sizes they resolved to (a new latest checkpoint is another run)."""
+    plain = json.loads(json.dumps(cfg.to_dict(), default=str))
+    settings = {k: v for k, v in sorted(plain.items()) if k not in NON_CONTENT_KEYS}
+    settings["resolved"] = run.content
+    return settings
+
+
+def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
+    """Fail fast, with one line, on any config value that cannot work; resolve checkpoints and sizes as infer
+    does. Returns the run settings and the screening rule (None: screening off). Loads no model."""
+    from textssr.models import SCHEDULERS
+    for key in ("source", "output_dir", "pretrained_vae", "pretrained_unet", "scheduler", "variants_per_region",
+                "batch_size", "seed", "num_inference_steps", "font_path"):
+        if cfg.get(key) is None:
+            raise ConfigError(f"synthesis config is missing `{key}` (see configs/synth_cfg.py)")
+    require_path(cfg.source, "source", "an AnyWord JSON, a benchmark folder holding test.json, or an "
+                 "AnyWord-lmdb folder (build one with `python -m textssr.data.build_lmdb`)")
+    for key in ("variants_per_region", "batch_size", "num_inference_steps"):
+        if int(cfg[key]) < 1:
+            raise ConfigError(f"{key}={cfg[key]}; must be >= 1")
+    if cfg.scheduler not in SCHEDULERS:
+        raise ConfigError(f"scheduler={cfg.scheduler!r}; choose one of {sorted(SCHEDULERS)}")
+    if cfg.get("region_placement", "random") not in PLACEMENTS:
+        raise ConfigError(f"region_placement={cfg.region_placement!r}; choose one of {PLACEMENTS}")
+    precision = cfg.get("mixed_precision", "no")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"mixed_precision={precision!r}; choose one of {tuple(PRECISIONS)}")
+    if on_cpu and precision != "no":
+        raise ConfigError(f"mixed_precision={precision} needs a GPU; on the CPU set --cfg-options mixed_precision=no")
+    if cfg.get("image_format", "png") not in IMAGE_FORMATS:
+        raise ConfigError(f"image_format={cfg.image_format!r}; choose one of {IMAGE_FORMATS}")
+    try:
+        rule = screening_rule(cfg.get("screening"))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from exc
+    vae_dir = resolve_checkpoint(str(cfg.pretrained_vae), "pretrained_vae", "vae")
+    unet_dir = resolve_checkpoint(str(cfg.pretrained_unet), "pretrained_unet", "unet")
+    scheduler_dir = resolve_scheduler_dir(cfg.get("scheduler_path"), unet_dir)
+    sizes = condition_sizes(cfg, unet_dir)
+    # A bad text source / lexicon fails here, before any model is loaded (a None max_len is read from the UNet
+    # later, so no word is too long yet).
+    text_source_for(cfg, sys.maxsize if sizes["max_len"] is None else sizes["max_len"])
+    content = dict(sizes, pretrained_vae=os.path.abspath(vae_dir), pretrained_unet=os.path.abspath(unet_dir),
+                   scheduler_path=os.path.abspath(scheduler_dir) if scheduler_dir else None)
+    run = Run(str(cfg.source), vae_dir, unet_dir, scheduler_dir, PRECISIONS[precision], content=content, **sizes)
+    return run, rule
+
+
+def text_source_for(cfg, max_len: int) -> Tuple[TextSource, int]:
+    """The config's text source (lexicon words longer than ``max_len`` dropped) and the number dropped."""
+    try:
+        return build_text_source(cfg.get("text_source", "anagram"), cfg.get("lexicon"), cfg.get("anagram_ratio", 0.5),
+                                 cfg.get("unpermutable", "keep"), max_len)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def open_source(cfg, run: Run):
+    """The dataset of regions named by ``cfg.source`` (AnyWord JSON, bench folder, or AnyWord-lmdb)."""
+    from textssr.data import AnyWordDataset, AnyWordLmdbDataset
+    kwargs = dict(seed=cfg.seed, resolution=run.resolution, ttf_size=run.ttf_size, max_len=run.max_len,
+                  language=cfg.get("language"), font_path=cfg.font_path, strict=cfg.get("strict", False),
+                  region_placement=cfg.get("region_placement", "random"))
+    source = str(cfg.source)
+    if os.path.isfile(source):
+        return AnyWordDataset(source, **kwargs)
+    if os.path.isfile(os.path.join(source, "test.json")):
+        return AnyWordDataset(os.path.join(source, "test.json"), **kwargs)
+    return AnyWordLmdbDataset(source, **kwargs)
+
+
+def latent_generator(seed: int, region: int, variant: int) -> torch.Generator:
+    """The CPU generator of one (region, variant) item: it draws the item's initial latents, then its per-step
+    sampler noise — independent of batching, device and resumes."""
+    words = [int(seed), int(region), int(variant), LATENT_STREAM]
+    state = np.random.SeedSequence(words).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state >> np.uint64(1)))
+
+
+class Synthesizer:
+    """Models + dataset + text source + screener; :meth:`generate` turns built samples into crops."""
+
+    def __init__(self, cfg, run: Run, screener: Optional[Screener], device):
+        from textssr.data import mask_bbox
+        self.cfg, self.run, self.screener, self.device = cfg, run, screener, device
+        self.mask_bbox = mask_bbox
+        self.pipe = load_pipeline(run, cfg.scheduler, device)
+        fit_text_encoder(run, self.pipe.unet)  # fills a None ttf_size / max_len from the UNet
+        self.latent_shape = latent_shape(self.pipe, run.resolution)
+        self.text_source, self.lexicon_dropped = text_source_for(cfg, run.max_len)
+        self.dataset = open_source(cfg, run)
+        self.index_skips = dict(self.dataset.skip_counts)  # annotations dropped while indexing the source
+
+    def generate(self, samples: List[dict], items: List[Tuple[int, int]]) -> List[np.ndarray]:
+        """Denoise one batch; returns the region crops, RGB uint8 (h, w, 3), cut to each mask's text bbox."""
+        generators = [latent_generator(self.cfg.seed, region, variant) for region, variant in items]
+        images = generate(self.pipe, samples, generators, self.latent_shape, int(self.cfg.num_inference_steps),
+                          self.device, self.run.dtype)
+        return [crop_box(image, self.mask_bbox(sample["mask"])) for image, sample in zip(images, samples)]
+
+
+def _fresh_state(settings: dict, world: int, rank: int, index_skips: dict, lexicon_dropped: int) -> dict:
+    return dict(settings=settings, world_size=world, rank=rank, cursor=0, done=False,
+                counters={k: 0 for k in COUNTER_KEYS}, timers={k: 0.0 for k in TIMER_KEYS},
+                rejected={}, skipped={}, text_how={}, index_skips=index_skips, lexicon_dropped=lexicon_dropped)
+
+
+def _check_resume(state: Optional[dict], settings: dict, world: int, where: str) -> None:
+    """Refuse to continue a run made with another process count or other content settings."""
+    if state is None:
+        return
+    if state["world_size"] != world:
+        raise ConfigError(f"{where} was started with {state['world_size']} process(es); relaunch with "
+                          f"--num_processes {state['world_size']} or use a new output_dir")
+    before, now = _flat(state["settings"]), _flat(settings)
+    changed = [f"{k}: {before.get(k)!r} → {now.get(k)!r}" for k in sorted(set(before) | set(now))
+               if before.get(k) != now.get(k)]
+    if changed:
+        raise ConfigError(f"{where} holds a run with different settings ({'; '.join(changed)}); restore them "
+                          "or use a new output_dir")
+
+
+def _flat(settings: dict) -> dict:
+    """``settings`` with the ``resolved`` dict spread out as ``resolved.<key>`` (for naming what changed)."""
+    flat = {k: v for k, v in settings.items() if k != "resolved"}
+    flat.update({f"resolved.{k}": v for k, v in settings.get("resolved", {}).items()})
+    return flat
+
+
+def shard_dir(output_dir: str, rank: int, world: int) -> str:
+    if world == 1:
+        return os.path.join(output_dir, "lmdb")
+    return os.path.join(output_dir, "shards", f"rank{rank}-of-{world}")
+
+
+def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state: dict, show_progress: bool) -> dict:
+    """Generate this rank's items from ``state['cursor']`` to the end, one committed batch at a time."""
+    from textssr.data import SkipSample
+    counters, timers = Counter(state["counters"]), Counter(state["timers"])
+    rejected, skipped, text_how = Counter(state["rejected"]), Counter(state["skipped"]), Counter(state["text_how"])
+    strict, fmt, quality = cfg.get("strict", False), cfg.get("image_format", "png"), cfg.get("jpeg_quality", 95)
+    k = state["cursor"]
+    bar = tqdm(total=plan.num_items, initial=k, unit="item", disable=not show_progress, dynamic_ncols=True,
+               desc=f"TextSSR-F rank {plan.rank}/{plan.world}")
+    while k < plan.num_items:
+        started = time.perf_counter()
+        samples, items, metas = [], [], []
+        while len(samples) < cfg.batch_size and k < plan.num_items:
+            region, variant = plan.item(k)
+            k += 1
+            counters["items"] += 1
+            counters["regions_read"] += variant == 0
+            rng = variant_rng(cfg.seed, region, variant)
+            try:
+                info = synth.dataset.instance_info(region)
+                text, how = synth.text_source.text_for(info["text"], rng)
+                samples.append(synth.dataset.build(region, rng=rng, text=text))
+            except SkipSample as exc:
+                if strict:
+                    raise
+                skipped[exc.reason] += 1
+                continue
+            text_how[how] += 1
+            items.append((region, variant))
+            metas.append(dict(region=region, variant=variant, img_name=info["img_name"],
+                              ann_index=info["ann_index"], source_text=info["text"], how=how,
+                              language=info.get("language")))
+        records = []
+        if samples:
+            t0 = time.perf_counter()
+            crops = synth.generate(samples, items)
+            t1 = time.perf_counter()
+            targets = [s["text"] for s in samples]
+            reads = synth.screener.screen(crops, targets) if synth.screener else [(None, None, None)] * len(crops)
+            timers["generation_s"] += t1 - t0
+            timers["screening_s"] += time.perf_counter() - t1
+            counters["generated"] += len(crops)
+            for crop, target, meta, (reason, read, conf) in zip(crops, targets, metas, reads):
+                if reason is not None:
+                    rejected[reason] += 1
+                    continue
+                meta.update(ocr_text=read, ocr_confidence=conf)
+                records.append(StrRecord(encode_crop(crop, fmt, quality), target, (crop.shape[1], crop.shape[0]),
+                                         meta))
+            counters["kept"] += len(records)
+        timers["elapsed_s"] += time.perf_counter() - started
+        state = dict(state, cursor=k, done=k >= plan.num_items, counters=dict(counters), timers=dict(timers),
+                     rejected=dict(rejected), skipped=dict(skipped), text_how=dict(text_how))
+        writer.commit(records, state)
+        bar.update(k - bar.n)
+        bar.set_postfix(kept=counters["kept"], gen=counters["generated"])
+    bar.close()
+    if not state["done"]:  # nothing left to do (e.g. an empty shard): mark it
+        state = dict(state, done=True)
+        writer.commit([], state)
+    return state
+
+
+def merge_stats(states: List[dict]) -> dict:
+    """Sum shard states into the stats.json payload. ``skipped`` counts items whose sample could not be
+    built (by reason); ``skipped_at_index`` the annotations the source dropped while indexing (every rank
+    indexes the whole source, so it is taken once)."""
+    total = {k: Counter() for k in ("counters", "timers", "rejected", "skipped", "text_how")}
+    for s in states:
+        for k in total:
+            total[k].update(s[k])
+    c, t = total["counters"], total["timers"]
+    first = states[0] if states else {}
+    # Ranks run in parallel: wall time is the slowest rank's, throughput counts all of them.
+    wall = max((s["timers"]["elapsed_s"] for s in states), default=0.0)
+    return dict(regions_read=c["regions_read"], items=c["items"], generated=c["generated"], kept=c["kept"],
+                rejected=dict(total["rejected"]), skipped=dict(total["skipped"]),
+                skipped_at_index=first.get("index_skips", {}), lexicon_dropped=first.get("lexicon_dropped", 0),
+                texts=dict(total["text_how"]),
+                generation_s=round(t["generation_s"], 3), screening_s=round(t["screening_s"], 3),
+                wall_s=round(wall, 3), crops_per_s=round(c["generated"] / wall, 3) if wall else None,
+                kept_per_s=round(c["kept"] / wall, 3) if wall else None, processes=len(states))
+
+
+def _wait_for_shards(paths: List[str], poll_seconds: float) -> List[dict]:
+    marks = [p + ".done" for p in paths]
+    while not all(os.path.isfile(m) for m in marks):
+        time.sleep(poll_seconds)
+    states = []
+    for m in marks:
+        with open(m, encoding="utf-8") as f:
+            states.append(json.load(f))
+    return states
+
+
+def write_contact_sheet(lmdb_path: str, out_path: str, count: int) -> None:
+    """The first ``count`` crops of the final LMDB with their labels and OCR readings."""
+    from textssr.eval.contact_sheet import SheetItem, default_font_path, render_contact_sheet
+    from textssr.synth.str_lmdb import decode_image
+    with StrLmdbReader(lmdb_path) as reader:
+        items = [SheetItem(file=f"{i:09d}", target=r.label, crop=decode_image(r.image),
+                           ocr=(r.meta or {}).get("ocr_text"))
+                 for i, r in ((i, reader.record(i)) for i in range(1, min(count, len(reader)) + 1))]
+    if items:
+        render_contact_sheet(items, default_font_path()).save(out_path)
+
+
+def finish(cfg, final_lmdb: str, states: List[dict]) -> dict:
+    stats = merge_stats(states)
+    with StrLmdbReader(final_lmdb) as reader:
+        stats["num_samples"] = len(reader)
+    stats["lmdb"] = final_lmdb
+    with open(os.path.join(cfg.output_dir, "stats.json"), "w", encoding="utf-8") as f:
+        json.dump(stats, f, indent=2, ensure_ascii=False)
+    write_contact_sheet(final_lmdb, os.path.join(cfg.output_dir, "contact_sheet.png"),
+                        int(cfg.get("contact_sheet_size", 32)))
+    return stats
+
+
+def synthesize(cfg) -> Optional[dict]:
+    """Run (or resume) the synthesis described by ``cfg``. Returns the stats on rank 0, None elsewhere."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+    # CPU ranks need cpu=True to join a gloo group (accelerate's --cpu launcher starts one process
+    # unless MPI is set up; on CPU launch with ACCELERATE_USE_CPU=true accelerate launch --multi_gpu).
+    dist = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+    rank, world = dist.process_index, dist.num_processes
+    run, rule = validate(cfg, on_cpu=dist.device.type == "cpu")
+    settings = content_settings(cfg, run)
+    final_lmdb = os.path.join(cfg.output_dir, "lmdb")
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    if world > 1 and os.path.isfile(os.path.join(final_lmdb, "data.mdb")):
+        with StrLmdbReader(final_lmdb) as reader:
+            final_state = reader.state
+        _check_resume(final_state, settings, world, final_lmdb)
+        if final_state and final_state["done"]:  # merged already (killed while tidying up)
+            if rank != 0:
+                return None
+            shutil.rmtree(os.path.join(cfg.output_dir, "shards"), ignore_errors=True)
+            return finish(cfg, final_lmdb, final_state["shards"])
+    if rank == 0:
+        cfg.dump(os.path.join(cfg.output_dir, "synth_cfg.py"))
+    path = shard_dir(cfg.output_dir, rank, world)
+    with StrLmdbWriter(path) as writer:
+        _check_resume(writer.state, settings, world, path)
+        state = writer.state
+        if state is None or not state["done"]:
+            synth = Synthesizer(cfg, run, Screener(rule) if rule else None, dist.device)
+            num_regions = len(synth.dataset)
+            if cfg.get("max_regions") is not None:
+                num_regions = min(num_regions, int(cfg.max_regions))
+            plan = Plan(rank, world, num_regions, int(cfg.variants_per_region))
+            state = state or _fresh_state(settings, world, rank, synth.index_skips, synth.lexicon_dropped)
+            state = run_shard(cfg, plan, synth, writer, state, show_progress=rank == 0)
+    if world == 1:
+        return finish(cfg, final_lmdb, [state])
+    with open(path + ".done.tmp", "w", encoding="utf-8") as f:
+        json.dump(state, f)
+    os.replace(path + ".done.tmp", path + ".done")
+    if rank != 0:
+        return None
+    paths = [shard_dir(cfg.output_dir, r, world) for r in range(world)]
+    states = _wait_for_shards(paths, float(cfg.get("poll_seconds", 5.0)))
+    merging = final_lmdb + ".merging"
+    shutil.rmtree(merging, ignore_errors=True)
+    final_state = dict(settings=settings, world_size=world, done=True, shards=states)
+    merge_str_lmdbs(paths, merging, order=lambda rec: (rec.meta["region"], rec.meta["variant"]), state=final_state)
+    os.replace(merging, final_lmdb)
+    if not cfg.get("keep_shards", False):
+        shutil.rmtree(os.path.join(cfg.output_dir, "shards"), ignore_errors=True)
+    return finish(cfg, final_lmdb, states)
