@@ -15,6 +15,8 @@ scheduler_path = "model/stable-diffusion-v2-1"  # SD 2.1 folder (its scheduler/)
                                                 # none: the scheduler/ saved in the UNet's checkpoint, else the
                                                 # built-in SD 2.1 config (with a warning)
 scheduler = "ddpm"                     # sampler by name (textssr.models.SCHEDULERS); the original uses DDPM
+timestep_spacing = None                # None keeps the scheduler config's (SD 2.1: "leading", the original's); "trailing"
+                                       # starts at the last training step — better for few steps (Lin et al. 2024)
 
 # Sampling.
 num_inference_steps = 20               # denoising steps

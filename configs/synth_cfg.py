@@ -18,6 +18,8 @@ pretrained_unet = "model/step2"  # likewise for unet/
 scheduler_path = "model/stable-diffusion-v2-1"  # SD 2.1 folder or a scheduler folder; when it has none: the
                                                 # scheduler/ saved with the UNet's checkpoint, else SD 2.1's config
 scheduler = "ddpm"              # sampler by name (textssr.models.SCHEDULERS); the original uses DDPM
+timestep_spacing = None         # None keeps the scheduler config's (SD 2.1: "leading", the original's); "trailing"
+                                # starts at the last training step — better for few steps (Lin et al. 2024)
 num_inference_steps = 20
 batch_size = 32                 # items per denoising batch (per process)
 seed = 3407                     # item (region, variant): text, crop window and noise come from (seed, region, variant)

@@ -24,6 +24,14 @@ conv_in_init = "sd"                 # widening SD's conv_in: "sd" = SD weights i
 # Noise scheduler folder (scheduler_config.json); None = <pretrained_model_name_or_path>/scheduler, or with that also
 # None SD 2.1's config (scaled-linear 0.00085-0.012, 1000 steps, v-prediction). Loaded as DDPMScheduler.
 scheduler_path = None
-prediction_type = None              # override the scheduler's: "epsilon" or "v_prediction"; None keeps it (SD 2.1: v)
+prediction_type = None              # override the scheduler's: "epsilon", "v_prediction" or "sample" (x0); None keeps
+                                    # it (SD 2.1: v_prediction, the original's)
 snr_gamma = None                    # min-SNR-γ loss weighting (e.g. 5.0); None = plain MSE, as the original
-image_log_inference_steps = 20      # DDPM steps of the TensorBoard sample grid
+text_loss_weight = 1.0              # weight of the text area's latent positions (mask 0) in the MSE; 1.0 = uniform,
+                                    # as the original; > 1 spends more of the gradient on drawing the glyphs
+# Training latents of image/masked_image/glyph: "sample" draws from the VAE posterior (the original, SPEC §4);
+# "mode" takes its mean — for a VAE trained with no KL term from scratch, whose posterior variance never trained.
+vae_latents = "sample"
+image_log_inference_steps = 20      # sampling steps of the TensorBoard sample grid
+image_log_scheduler = "ddpm"        # its sampler (a textssr.models.SCHEDULERS name)
+image_log_timestep_spacing = None   # its step spacing; None keeps the scheduler's (SD 2.1: "leading")

@@ -23,6 +23,11 @@ pretrained_model_name_or_path = "model/stable-diffusion-v2-1"  # SD 2.1 in diffu
 # None = <pretrained_model_name_or_path>/vae; with pretrained_model_name_or_path also None, built from vae_arch.
 pretrained_vae = None
 vae_arch = None                     # AutoencoderKL keyword arguments for a randomly initialised VAE (tiny configs)
+# The scaling_factor written into every saved vae/config.json (the CDM stages and infer.py multiply latents by it).
+# None keeps the VAE's own (SD 2.1: 0.18215, the original's); a number sets it; "auto" = 1 / std of the posterior-mode
+# latents of the first 64 training crops, measured at each checkpoint — for a VAE trained from scratch (tiny configs),
+# whose latents are not SD's scale.
+scaling_factor = None
 
 # ---- output and checkpoints ---------------------------------------------------------------------------------
 output_dir = "model/vae_ft"         # run folder: config.py, train_log.jsonl, logs/, checkpoint-<step>/

@@ -1,5 +1,6 @@
 """infer.py end to end on tiny random SD-2.1-shaped models (save_tiny_sd21) at 32 px, 1 denoising step:
 output layout and counts, stable numbering, determinism, resume, bad bench entries, config errors."""
+import io
 import json
 import os
 import shutil
@@ -65,6 +66,18 @@ def files(out):
             for p in sorted((Path(out) / sub).iterdir())}
 
 
+def assert_same_images(out, reference):
+    """The same files; real crops (gt/) byte-identical, generated ones within 1 gray level."""
+    new, old = files(out), files(reference)
+    assert new.keys() == old.keys()
+    for key in new:
+        if key.startswith("gt/"):
+            assert new[key] == old[key], key
+        else:
+            a, b = (np.asarray(Image.open(io.BytesIO(x)), dtype=int) for x in (new[key], old[key]))
+            assert a.shape == b.shape and np.abs(a - b).max() <= 1, key
+
+
 def bench_texts(root):
     bench = json.loads((root / "bench_root/benchmark/ic13/test.json").read_text(encoding="utf-8"))
     return [a["text"] for entry in bench["data_list"] for a in entry["annotations"]]
@@ -98,7 +111,8 @@ def test_writes_every_file_with_matching_counts(tiny, baseline):
     assert saved["complete"] and saved["counts"]["written"] == saved["counts"]["generated"] == len(texts)
     assert saved["skipped"] == {} and saved["crops_per_s"] > 0 and saved["seed"] == 3407
     assert saved["checkpoints"]["unet"].endswith("unet") and saved["versions"]["torch"]
-    assert saved["scheduler"]["name"] == "ddpm" and saved["config"]["resolution"] == 32
+    assert saved["scheduler"]["name"] == "ddim" and saved["config"]["resolution"] == 32  # configs/tiny/infer_cfg.py
+    assert saved["scheduler"]["config"]["timestep_spacing"] == "trailing"
 
 
 def test_region_is_the_text_bbox_cut_of_local(baseline):
@@ -111,11 +125,13 @@ def test_region_is_the_text_bbox_cut_of_local(baseline):
     assert hits
 
 
-def test_same_bytes_from_another_directory_and_batch_size(tiny, baseline):
-    """Run from elsewhere (data_root found beside the JSON) with another batch size: identical files."""
+def test_same_images_from_another_directory_and_batch_size(tiny, baseline):
+    """Run from elsewhere (data_root found beside the JSON) with another batch size: the same images — the
+    real crops byte-identical, the generated ones within 1 gray level (a batch's make-up changes the float
+    summation order of CPU convolutions)."""
     out = tiny / "elsewhere"
     run_in(tiny, config(tiny, out, batch_size=3))
-    assert files(out) == files(baseline[0])
+    assert_same_images(out, baseline[0])
 
 
 def test_resume_regenerates_only_missing_items(tiny, baseline):
@@ -130,7 +146,7 @@ def test_resume_regenerates_only_missing_items(tiny, baseline):
     meta = run_in(tiny, config(tiny, out))
     assert meta["counts"]["generated"] == 3 and meta["counts"]["kept_from_previous"] == len(bench_texts(tiny)) - 3
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # finished items untouched
-    assert files(out) == files(baseline[0])  # the regenerated ones are byte-identical
+    assert_same_images(out, baseline[0])  # the regenerated ones as the first time (other batches: ±1 gray level)
     assert not list(out.glob("*/*.tmp"))
     assert (out / "labels.json").read_bytes() == (baseline[0] / "labels.json").read_bytes()
 
@@ -204,6 +220,7 @@ def test_config_mistake_is_one_line_and_exit_2(tiny):
     ("scheduler", "nope", "scheduler='nope'"),
     ("mixed_precision", "fp16", "needs a GPU"),
     ("region_placement", "left", "region_placement"),
+    ("timestep_spacing", "middle", "timestep_spacing='middle'"),
 ])
 def test_bad_values_fail_before_models_load(tiny, key, value, message):
     with pytest.raises(ConfigError, match=message):

@@ -155,6 +155,16 @@ def test_scheduler_class_names_and_prediction_override(sd_folder):
     assert isinstance(scheduler, DDPMScheduler) and scheduler.config.prediction_type == "epsilon"
 
 
+def test_scheduler_timestep_spacing_override(sd_folder):
+    """SD 2.1's "leading" spacing starts 20 steps at t=951 (and 1 step at t=1!); "trailing" starts at t=999."""
+    leading = load_scheduler(os.path.join(sd_folder, "scheduler"), "ddim")
+    trailing = load_scheduler(os.path.join(sd_folder, "scheduler"), "ddim", timestep_spacing="trailing")
+    leading.set_timesteps(1)
+    trailing.set_timesteps(1)
+    assert leading.config.timestep_spacing == "leading" and int(leading.timesteps[0]) == 1
+    assert trailing.config.timestep_spacing == "trailing" and int(trailing.timesteps[0]) == 999
+
+
 def test_scheduler_mistakes_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="choose one of") as err:
         load_scheduler(None, "heun")

@@ -94,6 +94,80 @@ def test_vae_stage_trains_and_checkpoints(vae_run):
     assert not any(name.startswith(".tmp-") for name in os.listdir(out))
 
 
+def test_vae_scaling_factor_auto(vae_run, corpus, tmp_path):
+    """scaling_factor="auto" (the tiny config) stores 1 / std of the posterior-mode latents of the first crops
+    trained on; a number is stored as given."""
+    from textssr.models import load_vae
+    from textssr.train.stages import VAEStage
+    out, _ = vae_run
+    saved = json.loads((out / "checkpoint-3" / "vae" / "config.json").read_text())["scaling_factor"]
+    assert saved != pytest.approx(0.18215) and saved > 0
+    assert load_vae(str(out)).config.scaling_factor == pytest.approx(saved)
+    stage = VAEStage()
+    stage.build(tiny_cfg("train_vae_cfg.py", scaling_factor="auto"))
+    crops = torch.rand(2, 3, RES, RES) * 2 - 1
+    for _ in range(40):  # 80 crops offered, the first 64 kept
+        stage._keep_for_scaling(crops)
+    assert sum(len(x) for x in stage.scaling_images) == VAEStage.scaling_crops
+    with torch.no_grad():
+        std = stage.model.encode(torch.cat(stage.scaling_images)).latent_dist.mode().std().item()
+    assert stage.scaling_factor() == pytest.approx(1 / std, rel=1e-4)
+    stage.cfg = tiny_cfg("train_vae_cfg.py", scaling_factor=0.5)
+    assert stage.scaling_factor() == 0.5
+    stage.cfg = tiny_cfg("train_vae_cfg.py", scaling_factor=None)
+    assert stage.scaling_factor() is None
+
+
+@pytest.mark.parametrize("vae_latents", ["sample", "mode"])
+def test_cdm_vae_latents(corpus, vae_run, tmp_path, vae_latents):
+    """vae_latents="sample" draws training latents from the posterior (the original); "mode" takes its mean."""
+    from textssr.data import AnyWordLmdbDataset, collate
+    from textssr.train.stages import CDMStage
+    cfg = cdm_cfg(corpus, vae_run, tmp_path, vae_latents=vae_latents)
+    stage = CDMStage()
+    stage.build(cfg)
+    stage.weight_dtype = torch.float32
+    dataset = AnyWordLmdbDataset(str(corpus / "step1_lmdb"), resolution=RES, ttf_size=64, max_len=25)
+    batch = collate([dataset[0], dataset[1]])
+    first = stage.encode(batch, torch.Generator().manual_seed(1))[0]
+    second = stage.encode(batch, torch.Generator().manual_seed(2))[0]
+    with torch.no_grad():
+        mean = stage.vae.encode(batch["image"]).latent_dist.mode() * stage.vae.config.scaling_factor
+    if vae_latents == "mode":
+        assert torch.equal(first, second) and torch.allclose(first, mean, atol=1e-5)
+    else:
+        assert not torch.allclose(first, second) and not torch.allclose(first, mean, atol=1e-3)
+
+
+def test_cdm_text_loss_weight_and_x0(corpus, vae_run, tmp_path):
+    """text_loss_weight w > 1 scales the text area's squared errors by w (so the loss grows, by at most w);
+    prediction_type="sample" regresses the clean latents; 1.0 with no snr_gamma is the original's plain MSE."""
+    from textssr.data import AnyWordLmdbDataset, collate
+    from textssr.train.stages import CDMStage
+    dataset = AnyWordLmdbDataset(str(corpus / "step1_lmdb"), resolution=RES, ttf_size=64, max_len=25)
+    batch = collate([dataset[0], dataset[1]])
+    losses = {}
+    for weight in (1.0, 4.0):
+        cfg = cdm_cfg(corpus, vae_run, tmp_path, prediction_type="sample", text_loss_weight=weight,
+                      vae_latents="mode")
+        stage = CDMStage()
+        model = stage.build(cfg)
+        stage.weight_dtype = torch.float32
+        with torch.no_grad():
+            losses[weight] = stage.loss(model, batch, torch.Generator().manual_seed(5)).item()
+        assert stage.noise_scheduler.config.prediction_type == "sample"
+    assert losses[1.0] < losses[4.0] < 4 * losses[1.0]
+    # x0 target: a model that returns the clean latents has zero loss
+    stage.cfg = cdm_cfg(corpus, vae_run, tmp_path, prediction_type="sample", vae_latents="mode")
+    clean = stage.encode(batch, torch.Generator())[0]
+
+    class Oracle(torch.nn.Module):
+        def forward(self, sample, timesteps, encoder_hidden_states):
+            return type("Out", (), {"sample": clean})()
+
+    assert stage.loss(Oracle(), batch, torch.Generator().manual_seed(5)).item() == pytest.approx(0.0, abs=1e-10)
+
+
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_cdm_step1_from_sd21_layout(corpus, vae_run, tmp_path, prediction_type):
     """Step 1 starts from an SD-2.1-layout folder (4-channel unet widened to 13) and trains either target."""

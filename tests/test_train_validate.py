@@ -76,7 +76,12 @@ def test_no_source_and_no_arch(capsys, lmdb_dir):
                                          ("resolution=60", "resolution"),
                                          ("train_batch_size=0", "train_batch_size"),
                                          ("snr_gamma=-1", "snr_gamma"),
-                                         ("conv_in_init=zeros", "conv_in_init")])
+                                         ("conv_in_init=zeros", "conv_in_init"),
+                                         ("vae_latents=mean", "vae_latents"),
+                                         ("scaling_factor=-0.5", "scaling_factor"),
+                                         ("scaling_factor=automatic", "scaling_factor"),
+                                         ("image_log_scheduler=heun", "image_log_scheduler"),
+                                         ("image_log_timestep_spacing=middle", "image_log_timestep_spacing")])
 def test_bad_values(capsys, lmdb_dir, option, key):
     err = error_line(train_diff.main, capsys, f"lmdb_path={lmdb_dir}", option,
                      config="configs/tiny/train_diff_step1_cfg.py")
@@ -120,6 +125,8 @@ def test_configs_keep_the_originals_values():
     assert (step2.checkpointing_steps, step2.output_dir) == (5000, "model/step2")
     assert step2.pretrained_unet.startswith("model/step1/") and step2.lmdb_path.endswith("step2_lmdb")
     assert step1.prediction_type is None and step1.snr_gamma is None  # the original's plain v-prediction MSE
+    assert step1.vae_latents == step2.vae_latents == "sample"  # latents drawn from the VAE posterior
+    assert vae.scaling_factor is None  # SD 2.1's 0.18215 stays in the saved vae/config.json
 
 
 def test_tiny_configs_chain_the_stages():

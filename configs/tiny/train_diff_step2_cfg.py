@@ -8,4 +8,5 @@ output_dir = "model/tiny/step2"
 pretrained_unet = "model/tiny/step1"  # tiny step 1's output folder (its latest checkpoint)
 max_train_steps = 300             # ~2 min on 2 cores
 checkpointing_steps = 150
+image_log_steps = 150
 tracker_project_name = "cdm-step2"

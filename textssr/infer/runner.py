@@ -43,7 +43,8 @@ TRAINING_CONFIG = "config.py"  # the resolved config textssr.train saves in ever
 # Config keys that decide what is generated: a resumed run must keep them (compared after resolution).
 CONTENT_KEYS = ("bench", "language", "pretrained_vae", "pretrained_unet", "scheduler_path", "scheduler",
                 "num_inference_steps", "seed", "resolution", "ttf_size", "max_len", "font_path",
-                "region_placement", "mixed_precision")
+                "region_placement", "mixed_precision", "timestep_spacing")
+TIMESTEP_SPACINGS = (None, "leading", "trailing", "linspace")
 REQUIRED_KEYS = ("bench", "output_dir", "pretrained_vae", "pretrained_unet", "scheduler", "num_inference_steps",
                  "batch_size", "seed", "font_path", "region_placement")
 
@@ -149,6 +150,8 @@ def validate(cfg, on_cpu: bool) -> Run:
         raise ConfigError(f"region_placement={cfg.region_placement!r}; choose one of {PLACEMENTS}")
     if cfg.scheduler not in SCHEDULERS:
         raise ConfigError(f"scheduler={cfg.scheduler!r}; choose one of {sorted(SCHEDULERS)}")
+    if cfg.get("timestep_spacing") not in TIMESTEP_SPACINGS:
+        raise ConfigError(f"timestep_spacing={cfg.timestep_spacing!r}; choose one of {TIMESTEP_SPACINGS}")
     precision = cfg.get("mixed_precision", "no")
     if precision not in PRECISIONS:
         raise ConfigError(f"mixed_precision={precision!r}; choose one of {tuple(PRECISIONS)}")
@@ -224,14 +227,14 @@ def open_bench(cfg, run: Run):
 # ----------------------------------------------------------------------------------------------- models
 
 
-def load_pipeline(run: Run, scheduler_name: str, device: torch.device):
+def load_pipeline(run: Run, scheduler_name: str, device: torch.device, timestep_spacing: Optional[str] = None):
     """TextSSRPipeline on ``device`` in ``run.dtype``, progress bar off (the runner shows its own)."""
     from diffusers_textssr import TextSSRPipeline
     from textssr.models import load_scheduler, load_unet, load_vae
     vae, unet = load_vae(run.vae_dir).to(device).eval(), load_unet(run.unet_dir).to(device).eval()
     if run.dtype != torch.float32:
         vae, unet = vae.to(dtype=run.dtype), unet.to(dtype=run.dtype)
-    scheduler = load_scheduler(run.scheduler_dir, scheduler_name)
+    scheduler = load_scheduler(run.scheduler_dir, scheduler_name, timestep_spacing=timestep_spacing)
     return TextSSRPipeline(vae=vae, unet=unet, scheduler=scheduler)
 
 
@@ -462,7 +465,7 @@ def run_inference(cfg) -> Optional[dict]:
     rank, world, device = state.process_index, state.num_processes, state.device
     run = validate(cfg, on_cpu=device.type == "cpu")
     check_resume(cfg.output_dir, run.content)
-    pipe = load_pipeline(run, cfg.scheduler, device)
+    pipe = load_pipeline(run, cfg.scheduler, device, cfg.get("timestep_spacing"))
     fit_text_encoder(run, pipe.unet)
     shape = latent_shape(pipe, run.resolution)
     dataset = open_bench(cfg, run)

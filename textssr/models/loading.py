@@ -90,10 +90,12 @@ def load_unet(pretrained_unet: Optional[str], unet_arch: Optional[dict] = None,
         raise ConfigError(f"pretrained_unet: cannot load {folder}: {_first_line(exc)}") from exc
 
 
-def load_scheduler(scheduler_path: Optional[str] = None, name: str = "ddpm", prediction_type: Optional[str] = None):
+def load_scheduler(scheduler_path: Optional[str] = None, name: str = "ddpm", prediction_type: Optional[str] = None,
+                   timestep_spacing: Optional[str] = None):
     """The ``name`` sampler (a key of SCHEDULERS or a diffusers class name) configured from ``scheduler_path`` —
     a folder with scheduler_config.json, or a model folder with ``scheduler/`` — or, when it is None, from
-    SD21_SCHEDULER_CONFIG. ``prediction_type`` overrides the config's ("epsilon", "v_prediction", "sample")."""
+    SD21_SCHEDULER_CONFIG. ``prediction_type`` overrides the config's ("epsilon", "v_prediction", "sample"),
+    ``timestep_spacing`` its spacing of the sampling steps ("leading" as SD 2.1, "trailing", "linspace")."""
     cls = scheduler_class(name)
     if scheduler_path is None:
         config = dict(SD21_SCHEDULER_CONFIG)
@@ -106,6 +108,8 @@ def load_scheduler(scheduler_path: Optional[str] = None, name: str = "ddpm", pre
         config = dict(cls.load_config(folder))
     if prediction_type is not None:
         config["prediction_type"] = prediction_type
+    if timestep_spacing is not None:
+        config["timestep_spacing"] = timestep_spacing
     return cls.from_config(config)
 
 

@@ -46,8 +46,9 @@ from tqdm import tqdm
 
 from textssr.config import ConfigError, require_path
 from textssr.infer.outputs import crop_box
-from textssr.infer.runner import (PLACEMENTS, PRECISIONS, Run, condition_sizes, fit_text_encoder, generate,
-                                  latent_shape, load_pipeline, resolve_checkpoint, resolve_scheduler_dir)
+from textssr.infer.runner import (PLACEMENTS, PRECISIONS, TIMESTEP_SPACINGS, Run, condition_sizes,
+                                  fit_text_encoder, generate, latent_shape, load_pipeline, resolve_checkpoint,
+                                  resolve_scheduler_dir)
 from textssr.synth.anagram import TextSource, build_text_source, variant_rng
 from textssr.synth.screening import Screener, ScreeningRule, screening_rule
 from textssr.synth.str_lmdb import (IMAGE_FORMATS, StrLmdbReader, StrLmdbWriter, StrRecord, encode_crop,
@@ -102,6 +103,8 @@ def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
             raise ConfigError(f"{key}={cfg[key]}; must be >= 1")
     if cfg.scheduler not in SCHEDULERS:
         raise ConfigError(f"scheduler={cfg.scheduler!r}; choose one of {sorted(SCHEDULERS)}")
+    if cfg.get("timestep_spacing") not in TIMESTEP_SPACINGS:
+        raise ConfigError(f"timestep_spacing={cfg.timestep_spacing!r}; choose one of {TIMESTEP_SPACINGS}")
     if cfg.get("region_placement", "random") not in PLACEMENTS:
         raise ConfigError(f"region_placement={cfg.region_placement!r}; choose one of {PLACEMENTS}")
     precision = cfg.get("mixed_precision", "no")
@@ -166,7 +169,7 @@ class Synthesizer:
         from textssr.data import mask_bbox
         self.cfg, self.run, self.screener, self.device = cfg, run, screener, device
         self.mask_bbox = mask_bbox
-        self.pipe = load_pipeline(run, cfg.scheduler, device)
+        self.pipe = load_pipeline(run, cfg.scheduler, device, cfg.get("timestep_spacing"))
         fit_text_encoder(run, self.pipe.unet)  # fills a None ttf_size / max_len from the UNet
         self.latent_shape = latent_shape(self.pipe, run.resolution)
         self.text_source, self.lexicon_dropped = text_source_for(cfg, run.max_len)

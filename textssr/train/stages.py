@@ -12,6 +12,7 @@ and step 2 differ only in their config: data and initial UNet). The loop in ``lo
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Optional
 
@@ -46,14 +47,22 @@ class VAEStage:
     subfolder = "vae"
     vae_mode = True  # the dataset returns only ``image``
 
+    scaling_crops = 64  # crops whose latents set scaling_factor="auto"
+
+    def __init__(self):
+        self.model, self.cfg, self.scaling_images = None, None, []
+
     def build(self, cfg):
-        return _vae(cfg)
+        self.cfg, self.model = cfg, _vae(cfg)
+        return self.model  # accelerate wraps this module; it keeps the trained weights
 
     def setup(self, accelerator, weight_dtype: torch.dtype) -> None:
         pass
 
     def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
         image = batch["image"]  # (B, 3, R, R) in [-1, 1]
+        if self.cfg.get("scaling_factor") == "auto":
+            self._keep_for_scaling(image)
         reconstruction = model(image).sample  # posterior mode (sample_posterior=False)
         return F.mse_loss(reconstruction.float(), image.float())
 
@@ -64,8 +73,40 @@ class VAEStage:
         reconstruction = model(image).sample
         return torch.cat([_to_unit(image), _to_unit(reconstruction)])
 
+    def _keep_for_scaling(self, image: torch.Tensor) -> None:
+        """The first ``scaling_crops`` training crops this rank sees: a fixed set, so "auto" is reproducible."""
+        kept = sum(len(x) for x in self.scaling_images)
+        if kept < self.scaling_crops:
+            self.scaling_images.append(image[: self.scaling_crops - kept].detach().clone())
+
+    def scaling_factor(self) -> Optional[float]:
+        """The scaling_factor to save: the configured number, 1 / std of the kept crops' posterior-mode latents
+        ("auto"), or None (keep the VAE's own)."""
+        factor = self.cfg.get("scaling_factor")
+        if factor is None:
+            return None
+        if factor != "auto":
+            return float(factor)
+        if not self.scaling_images:  # resumed right at the end: measure on nothing new
+            return None
+        images = torch.cat(self.scaling_images)
+        with torch.no_grad():
+            dtype = next(self.model.parameters()).dtype
+            latents = self.model.encode(images.to(dtype)).latent_dist.mode().float()
+        return float(1.0 / latents.std().clamp_min(1e-6))
+
     def save_extra(self, folder: str) -> None:
-        pass
+        """Write the scaling_factor option into ``<checkpoint>/vae/config.json`` (nothing before the first one)."""
+        config_path = os.path.join(folder, self.subfolder, "config.json")
+        factor = self.scaling_factor() if self.cfg is not None else None
+        if factor is None or not os.path.isfile(config_path):
+            return
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+        config["scaling_factor"] = factor
+        self.model.register_to_config(scaling_factor=factor)
+        with open(config_path, "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
 
 
 class CDMStage:
@@ -96,11 +137,14 @@ class CDMStage:
         self.weight_dtype = weight_dtype
 
     def encode(self, batch: dict, generator: torch.Generator):
-        """Latents of image, masked_image and glyph in ONE VAE call (sampled, × scaling_factor, SPEC §4) and the
-        mask nearest-resized to latent size. The glyph goes in as [0, 1] on purpose (SPEC §3.7)."""
+        """Latents of image, masked_image and glyph in ONE VAE call (sampled as SPEC §4, or the posterior mean with
+        vae_latents="mode"; × scaling_factor) and the mask nearest-resized to latent size. The glyph goes in as
+        [0, 1] on purpose (SPEC §3.7)."""
         pixels = torch.cat([batch["image"], batch["masked_image"], batch["glyph"]]).to(self.weight_dtype)
         with torch.no_grad():
-            z = self.vae.encode(pixels).latent_dist.sample(generator) * self.vae.config.scaling_factor
+            posterior = self.vae.encode(pixels).latent_dist
+            z = posterior.mode() if self.cfg.get("vae_latents") == "mode" else posterior.sample(generator)
+            z = z * self.vae.config.scaling_factor
         latents, masked_latents, glyph_latents = z.float().chunk(3)
         mask = F.interpolate(batch["mask"].float(), size=latents.shape[-2:], mode="nearest")
         return latents, masked_latents, glyph_latents, mask
@@ -116,31 +160,47 @@ class CDMStage:
             target = noise
         elif prediction_type == "v_prediction":
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
-        else:  # validated at start-up; a scheduler folder could still carry "sample"
+        elif prediction_type == "sample":  # x0-prediction: the clean latents themselves
+            target = latents
+        else:  # validated at start-up; a scheduler folder could still carry another
             raise ValueError(f"unsupported prediction_type {prediction_type!r}")
         sample = torch.cat([noisy, masked_latents, glyph_latents, mask], dim=1)  # (B, 13, h, w)
         pred = model(sample, timesteps, encoder_hidden_states=batch["ttf_img"]).sample
-        if not self.cfg.snr_gamma:
-            return F.mse_loss(pred.float(), target.float())
-        return self._min_snr_loss(pred.float(), target.float(), timesteps, prediction_type)
+        text_weight = float(self.cfg.get("text_loss_weight") or 1.0)
+        if not self.cfg.snr_gamma and text_weight == 1.0:
+            return F.mse_loss(pred.float(), target.float())  # the original's loss
+        squared = F.mse_loss(pred.float(), target.float(), reduction="none")
+        if text_weight != 1.0:  # mask 0 = text area
+            squared = squared * (1.0 + (text_weight - 1.0) * (1.0 - mask))
+        per_sample = squared.mean(dim=(1, 2, 3))
+        if self.cfg.snr_gamma:
+            per_sample = per_sample * self._min_snr_weight(timesteps, prediction_type)
+        return per_sample.mean()
 
-    def _min_snr_loss(self, pred, target, timesteps, prediction_type: str) -> torch.Tensor:
-        """Min-SNR-γ weighting (Hang et al. 2023): per-sample MSE × min(SNR, γ) / SNR (ε) or / (SNR + 1) (v)."""
+    def _min_snr_weight(self, timesteps, prediction_type: str) -> torch.Tensor:
+        """Min-SNR-γ weighting (Hang et al. 2023) of each sample's MSE: min(SNR, γ) / SNR (ε), / (SNR + 1) (v),
+        or min(SNR, γ) (x0, whose MSE is the ε MSE / SNR)."""
         from diffusers.training_utils import compute_snr
         snr = compute_snr(self.noise_scheduler, timesteps)
         weight = torch.clamp(snr, max=self.cfg.snr_gamma)
-        weight = weight / (snr + 1) if prediction_type == "v_prediction" else weight / snr
-        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
-        return (per_sample * weight).mean()
+        if prediction_type == "v_prediction":
+            return weight / (snr + 1)
+        if prediction_type == "epsilon":
+            return weight / snr
+        return weight
 
     @torch.no_grad()
     def images(self, model, batch: dict, generator: torch.Generator, cfg) -> torch.Tensor:
-        """Rows: masked_image, glyph, a pipeline sample (``image_log_inference_steps`` DDPM steps), the real crop."""
-        from diffusers import DDPMScheduler
+        """Rows: masked_image, glyph, a pipeline sample (``image_log_inference_steps`` steps of the
+        ``image_log_scheduler`` sampler), the real crop."""
         from diffusers_textssr import TextSSRPipeline
+        from textssr.models import scheduler_class
         n = cfg.image_log_count
-        pipe = TextSSRPipeline(vae=self.vae, unet=model,
-                               scheduler=DDPMScheduler.from_config(self.noise_scheduler.config))
+        config = dict(self.noise_scheduler.config)
+        if cfg.get("image_log_timestep_spacing"):
+            config["timestep_spacing"] = cfg.image_log_timestep_spacing
+        scheduler = scheduler_class(cfg.get("image_log_scheduler") or "ddpm").from_config(config)
+        pipe = TextSSRPipeline(vae=self.vae, unet=model, scheduler=scheduler)
         out = pipe(batch["ttf_img"][:n], batch["glyph"][:n], batch["masked_image"][:n], batch["mask"][:n],
                    num_inference_steps=cfg.image_log_inference_steps, generator=generator, output_type="pt",
                    show_progress=False)

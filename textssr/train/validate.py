@@ -12,8 +12,9 @@ from textssr.train.stages import model_source
 REQUIRED = ("lmdb_path", "output_dir", "seed", "resolution", "ttf_size", "max_len", "train_batch_size",
             "gradient_accumulation_steps", "learning_rate", "lr_scheduler", "checkpointing_steps")
 PRECISIONS = ("no", "fp16", "bf16")
-PREDICTION_TYPES = (None, "epsilon", "v_prediction")
+PREDICTION_TYPES = (None, "epsilon", "v_prediction", "sample")
 CONV_IN_INITS = ("sd", "random")
+VAE_LATENTS = ("sample", "mode")
 REPORTERS = (None, "none", "tensorboard")
 
 SD21_HINT = ("download stabilityai/stable-diffusion-2-1 (diffusers layout: vae/ unet/ scheduler/) into "
@@ -61,6 +62,8 @@ def _check_numbers(cfg) -> None:
         raise ConfigError(f"learning_rate={cfg.learning_rate}; must be > 0")
     if cfg.get("snr_gamma") is not None and float(cfg.snr_gamma) <= 0:
         raise ConfigError(f"snr_gamma={cfg.snr_gamma}; must be > 0 (or None for the plain MSE of the original)")
+    if cfg.get("text_loss_weight") is not None and float(cfg.text_loss_weight) <= 0:
+        raise ConfigError(f"text_loss_weight={cfg.text_loss_weight}; must be > 0 (1.0 = the original's uniform MSE)")
     if cfg.get("checkpoints_total_limit") is not None and int(cfg.checkpoints_total_limit) < 1:
         raise ConfigError(f"checkpoints_total_limit={cfg.checkpoints_total_limit}; must be >= 1 or None (keep all)")
 
@@ -78,6 +81,17 @@ def _check_choices(cfg) -> None:
     if cfg.get("prediction_type") not in PREDICTION_TYPES:
         raise ConfigError(f"prediction_type={cfg.prediction_type!r}; choose one of {PREDICTION_TYPES} "
                           "(None = the scheduler's own, v_prediction for SD 2.1)")
+    from textssr.models import SCHEDULERS
+    if cfg.get("image_log_scheduler") is not None and cfg.image_log_scheduler not in SCHEDULERS:
+        raise ConfigError(f"image_log_scheduler={cfg.image_log_scheduler!r}; choose one of {sorted(SCHEDULERS)}")
+    if cfg.get("image_log_timestep_spacing") not in (None, "leading", "trailing", "linspace"):
+        raise ConfigError(f"image_log_timestep_spacing={cfg.image_log_timestep_spacing!r}; choose one of "
+                          "None, 'leading', 'trailing', 'linspace'")
+    if cfg.get("vae_latents", "sample") not in VAE_LATENTS:
+        raise ConfigError(f"vae_latents={cfg.vae_latents!r}; choose one of {VAE_LATENTS}")
+    factor = cfg.get("scaling_factor")
+    if factor is not None and factor != "auto" and (isinstance(factor, (str, bool)) or float(factor) <= 0):
+        raise ConfigError(f"scaling_factor={factor!r}; must be None (keep the VAE's), \"auto\" or a number > 0")
     if cfg.get("conv_in_init", "sd") not in CONV_IN_INITS:
         raise ConfigError(f"conv_in_init={cfg.conv_in_init!r}; choose one of {CONV_IN_INITS}")
     if cfg.get("report_to") not in REPORTERS:
