@@ -22,22 +22,30 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def draw(recipes: list, out: Path) -> None:
-    figure, ax = plt.subplots(figsize=(7.5, 4.2))
-    for recipe in recipes:
-        minutes = recipe["train_seconds"] / 60
-        final = recipe.get("final", False)
-        ax.scatter(minutes, recipe["sen_acc"], s=70 if final else 40, color="tab:green" if final else "tab:blue",
-                   zorder=3)
-        ax.annotate(recipe["name"], (minutes, recipe["sen_acc"]), textcoords="offset points", xytext=(6, 4),
-                    fontsize=8)
-    ax.axhline(0.30, color="tab:red", linestyle="--", linewidth=1)
-    ax.text(0.2, 0.31, "issue 7 target: Sen.ACC ≥ 0.30", color="tab:red", fontsize=8)
-    ax.set_xlabel("training time of the three stages on 2 CPU cores (min)")
-    ax.set_ylabel("Sen.ACC of PP-OCRv4 on synthesized bench crops")
-    ax.set_ylim(-0.03, 1.0)
-    ax.set_xlim(0, max(r["train_seconds"] for r in recipes) / 60 * 1.25)
-    ax.grid(alpha=0.3)
-    ax.set_title("Tiny-demo recipes (81 bench words, unseen in training)")
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    for ax, key, label in ((axes[0], "sen_acc", "Sen.ACC"), (axes[1], "ned", "NED")):
+        for k, recipe in enumerate(recipes):
+            if "curve" in recipe:  # a learning curve: [[seconds, sen_acc, ned], ...]
+                points = recipe["curve"]
+                ax.plot([p[0] / 60 for p in points], [p[1 if key == "sen_acc" else 2] for p in points], "o-",
+                        color="tab:orange", markersize=4, label=recipe["name"], zorder=2)
+                continue
+            final = recipe.get("final", False)
+            x, y = recipe["train_seconds"] / 60, recipe[key]
+            ax.scatter(x, y, s=60 if final else 30, color="tab:green" if final else "tab:blue", zorder=3)
+            ax.annotate(recipe["name"].split()[0], (x, y), textcoords="offset points",
+                        xytext=(5, 6 if k % 2 else -11), fontsize=8)
+        ax.set_xlabel("training time of the three stages on 2 CPU cores (min)")
+        ax.set_ylabel(f"{label} of PP-OCRv4 on synthesized bench crops")
+        ax.set_ylim(-0.03, 1.0)
+        ax.grid(alpha=0.3)
+        if any("curve" in r for r in recipes):
+            ax.legend(fontsize=8, loc="upper left")
+    axes[0].axhline(0.30, color="tab:red", linestyle="--", linewidth=1)
+    axes[0].text(0.2, 0.32, "issue 7 target: Sen.ACC ≥ 0.30", color="tab:red", fontsize=8)
+    axes[0].set_xlim(0, max(max([r.get("train_seconds", 0)] + [p[0] for p in r.get("curve", [])])
+                            for r in recipes) / 60 * 1.1)
+    figure.suptitle("Tiny-demo recipes (81 bench words unseen in training; README, Results)")
     figure.tight_layout()
     figure.savefig(out, dpi=100)
     plt.close(figure)
