@@ -139,6 +139,25 @@ def test_cdm_vae_latents(corpus, vae_run, tmp_path, vae_latents):
         assert not torch.allclose(first, second) and not torch.allclose(first, mean, atol=1e-3)
 
 
+def test_cdm_vae_dtype_bf16(corpus, vae_run, tmp_path):
+    """vae_dtype="bf16" encodes with a bfloat16 VAE while the UNet stays float32: float32 latents close to the
+    float32 VAE's."""
+    from textssr.data import AnyWordLmdbDataset, collate
+    from textssr.train.stages import CDMStage
+    dataset = AnyWordLmdbDataset(str(corpus / "step1_lmdb"), resolution=RES, ttf_size=64, max_len=25)
+    batch = collate([dataset[0], dataset[1]])
+    latents = {}
+    for dtype in (None, "bf16"):
+        stage = CDMStage()
+        unet = stage.build(cdm_cfg(corpus, vae_run, tmp_path, vae_latents="mode", vae_dtype=dtype))
+        stage.setup(type("Acc", (), {"device": torch.device("cpu")})(), torch.float32)
+        assert stage.vae.dtype == (torch.bfloat16 if dtype else torch.float32) and unet.dtype == torch.float32
+        latents[dtype] = stage.encode(batch, torch.Generator())[0]
+    assert latents["bf16"].dtype == torch.float32
+    scale = latents[None].abs().max()
+    assert (latents["bf16"] - latents[None]).abs().max() < 0.05 * scale
+
+
 def test_cdm_text_loss_weight_and_x0(corpus, vae_run, tmp_path):
     """text_loss_weight w > 1 scales the text area's squared errors by w (so the loss grows, by at most w);
     prediction_type="sample" regresses the clean latents; 1.0 with no snr_gamma is the original's plain MSE."""

@@ -78,6 +78,7 @@ def test_no_source_and_no_arch(capsys, lmdb_dir):
                                          ("snr_gamma=-1", "snr_gamma"),
                                          ("conv_in_init=zeros", "conv_in_init"),
                                          ("vae_latents=mean", "vae_latents"),
+                                         ("vae_dtype=fp16", "vae_dtype"),
                                          ("scaling_factor=-0.5", "scaling_factor"),
                                          ("scaling_factor=automatic", "scaling_factor"),
                                          ("image_log_scheduler=heun", "image_log_scheduler"),

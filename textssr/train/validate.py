@@ -87,6 +87,8 @@ def _check_choices(cfg) -> None:
     if cfg.get("image_log_timestep_spacing") not in (None, "leading", "trailing", "linspace"):
         raise ConfigError(f"image_log_timestep_spacing={cfg.image_log_timestep_spacing!r}; choose one of "
                           "None, 'leading', 'trailing', 'linspace'")
+    if cfg.get("vae_dtype") not in (None, "bf16"):
+        raise ConfigError(f"vae_dtype={cfg.vae_dtype!r}; choose None (as mixed_precision) or 'bf16'")
     if cfg.get("vae_latents", "sample") not in VAE_LATENTS:
         raise ConfigError(f"vae_latents={cfg.vae_latents!r}; choose one of {VAE_LATENTS}")
     factor = cfg.get("scaling_factor")
