@@ -126,7 +126,6 @@ def test_cdm_vae_latents(corpus, vae_run, tmp_path, vae_latents):
     cfg = cdm_cfg(corpus, vae_run, tmp_path, vae_latents=vae_latents)
     stage = CDMStage()
     stage.build(cfg)
-    stage.weight_dtype = torch.float32
     dataset = AnyWordLmdbDataset(str(corpus / "step1_lmdb"), resolution=RES, ttf_size=64, max_len=25)
     batch = collate([dataset[0], dataset[1]])
     first = stage.encode(batch, torch.Generator().manual_seed(1))[0]
@@ -171,7 +170,6 @@ def test_cdm_text_loss_weight_and_x0(corpus, vae_run, tmp_path):
                       vae_latents="mode")
         stage = CDMStage()
         model = stage.build(cfg)
-        stage.weight_dtype = torch.float32
         with torch.no_grad():
             losses[weight] = stage.loss(model, batch, torch.Generator().manual_seed(5)).item()
         assert stage.noise_scheduler.config.prediction_type == "sample"

@@ -40,7 +40,7 @@ def default_font_path() -> Path:
     """The bold Noto Sans CJK font installed by ``pip install cvttf-notosanscjk-bold``."""
     spec = importlib.util.find_spec(FALLBACK_FONT_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"no CJK font for the contact sheet: `pip install cvttf-notosanscjk-bold` "
+        raise FileNotFoundError("no CJK font for the contact sheet: `pip install cvttf-notosanscjk-bold` "
                                 "or pass font_path / use --no-sheet")
     path = Path(list(spec.submodule_search_locations)[0]) / FALLBACK_FONT_FILE
     if not path.is_file():

@@ -44,7 +44,6 @@ TRAINING_CONFIG = "config.py"  # the resolved config textssr.train saves in ever
 CONTENT_KEYS = ("bench", "language", "pretrained_vae", "pretrained_unet", "scheduler_path", "scheduler",
                 "num_inference_steps", "seed", "resolution", "ttf_size", "max_len", "font_path",
                 "region_placement", "mixed_precision", "timestep_spacing")
-TIMESTEP_SPACINGS = (None, "leading", "trailing", "linspace")
 REQUIRED_KEYS = ("bench", "output_dir", "pretrained_vae", "pretrained_unet", "scheduler", "num_inference_steps",
                  "batch_size", "seed", "font_path", "region_placement")
 
@@ -137,26 +136,33 @@ class Run:
     content: dict = field(default_factory=dict)  # the CONTENT_KEYS, resolved; compared on resume
 
 
+def check_sampling(cfg, on_cpu: bool, default_placement: str) -> str:
+    """Check the sampler, step spacing, region placement and precision keys (shared with synthesize.py);
+    returns the mixed_precision name."""
+    from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS
+    if cfg.scheduler not in SCHEDULERS:
+        raise ConfigError(f"scheduler={cfg.scheduler!r}; choose one of {sorted(SCHEDULERS)}")
+    if cfg.get("timestep_spacing") not in TIMESTEP_SPACINGS:
+        raise ConfigError(f"timestep_spacing={cfg.timestep_spacing!r}; choose one of {TIMESTEP_SPACINGS}")
+    if cfg.get("region_placement", default_placement) not in PLACEMENTS:
+        raise ConfigError(f"region_placement={cfg.region_placement!r}; choose one of {PLACEMENTS}")
+    precision = cfg.get("mixed_precision", "no")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"mixed_precision={precision!r}; choose one of {tuple(PRECISIONS)}")
+    if on_cpu and precision != "no":
+        raise ConfigError(f"mixed_precision={precision} needs a GPU; on the CPU set --cfg-options mixed_precision=no")
+    return precision
+
+
 def validate(cfg, on_cpu: bool) -> Run:
     """Check every config value before a model is built; a ConfigError names the key and the fix."""
-    from textssr.models import SCHEDULERS
     missing = [k for k in REQUIRED_KEYS if cfg.get(k) is None]
     if missing:
         raise ConfigError(f"infer config is missing {', '.join(missing)} (see configs/infer_cfg.py)")
     for key in ("batch_size", "num_inference_steps"):
         if int(cfg[key]) < 1:
             raise ConfigError(f"{key}={cfg[key]}; must be >= 1")
-    if cfg.region_placement not in PLACEMENTS:
-        raise ConfigError(f"region_placement={cfg.region_placement!r}; choose one of {PLACEMENTS}")
-    if cfg.scheduler not in SCHEDULERS:
-        raise ConfigError(f"scheduler={cfg.scheduler!r}; choose one of {sorted(SCHEDULERS)}")
-    if cfg.get("timestep_spacing") not in TIMESTEP_SPACINGS:
-        raise ConfigError(f"timestep_spacing={cfg.timestep_spacing!r}; choose one of {TIMESTEP_SPACINGS}")
-    precision = cfg.get("mixed_precision", "no")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"mixed_precision={precision!r}; choose one of {tuple(PRECISIONS)}")
-    if on_cpu and precision != "no":
-        raise ConfigError(f"mixed_precision={precision} needs a GPU; on the CPU set --cfg-options mixed_precision=no")
+    precision = check_sampling(cfg, on_cpu, default_placement="center")
     if cfg.get("device", "auto") not in DEVICES:
         raise ConfigError(f"device={cfg.device!r}; choose one of {DEVICES} (under accelerate, pick GPUs with "
                           "CUDA_VISIBLE_DEVICES)")

@@ -21,6 +21,7 @@ from textssr.config import ConfigError
 from textssr.models.arch import SD21_SCHEDULER_CONFIG, TINY_UNET_ARCH, TINY_VAE_ARCH
 
 # Samplers by name; the original uses DDPM. Diffusers class names ("DDPMScheduler") are accepted too.
+TIMESTEP_SPACINGS = (None, "leading", "trailing", "linspace")  # None: keep the scheduler config's
 SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler,
               "euler": EulerDiscreteScheduler, "unipc": UniPCMultistepScheduler}
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")  # checkpoint-*.tmp and other partial folders do not match

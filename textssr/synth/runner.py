@@ -46,9 +46,8 @@ from tqdm import tqdm
 
 from textssr.config import ConfigError, require_path
 from textssr.infer.outputs import crop_box
-from textssr.infer.runner import (PLACEMENTS, PRECISIONS, TIMESTEP_SPACINGS, Run, condition_sizes,
-                                  fit_text_encoder, generate, latent_shape, load_pipeline, resolve_checkpoint,
-                                  resolve_scheduler_dir)
+from textssr.infer.runner import (PRECISIONS, Run, check_sampling, condition_sizes, fit_text_encoder, generate,
+                                  latent_shape, load_pipeline, resolve_checkpoint, resolve_scheduler_dir)
 from textssr.synth.anagram import TextSource, build_text_source, variant_rng
 from textssr.synth.screening import Screener, ScreeningRule, screening_rule
 from textssr.synth.str_lmdb import (IMAGE_FORMATS, StrLmdbReader, StrLmdbWriter, StrRecord, encode_crop,
@@ -91,7 +90,6 @@ def content_settings(cfg, run: Run) -> dict:
 def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
     """Fail fast, with one line, on any config value that cannot work; resolve checkpoints and sizes as infer
     does. Returns the run settings and the screening rule (None: screening off). Loads no model."""
-    from textssr.models import SCHEDULERS
     for key in ("source", "output_dir", "pretrained_vae", "pretrained_unet", "scheduler", "variants_per_region",
                 "batch_size", "seed", "num_inference_steps", "font_path"):
         if cfg.get(key) is None:
@@ -101,17 +99,7 @@ def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
     for key in ("variants_per_region", "batch_size", "num_inference_steps"):
         if int(cfg[key]) < 1:
             raise ConfigError(f"{key}={cfg[key]}; must be >= 1")
-    if cfg.scheduler not in SCHEDULERS:
-        raise ConfigError(f"scheduler={cfg.scheduler!r}; choose one of {sorted(SCHEDULERS)}")
-    if cfg.get("timestep_spacing") not in TIMESTEP_SPACINGS:
-        raise ConfigError(f"timestep_spacing={cfg.timestep_spacing!r}; choose one of {TIMESTEP_SPACINGS}")
-    if cfg.get("region_placement", "random") not in PLACEMENTS:
-        raise ConfigError(f"region_placement={cfg.region_placement!r}; choose one of {PLACEMENTS}")
-    precision = cfg.get("mixed_precision", "no")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"mixed_precision={precision!r}; choose one of {tuple(PRECISIONS)}")
-    if on_cpu and precision != "no":
-        raise ConfigError(f"mixed_precision={precision} needs a GPU; on the CPU set --cfg-options mixed_precision=no")
+    precision = check_sampling(cfg, on_cpu, default_placement="random")
     if cfg.get("image_format", "png") not in IMAGE_FORMATS:
         raise ConfigError(f"image_format={cfg.image_format!r}; choose one of {IMAGE_FORMATS}")
     try:

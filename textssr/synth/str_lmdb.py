@@ -68,7 +68,20 @@ def decode_image(data: bytes) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-class StrLmdbWriter:
+class _LmdbHandle:
+    """An open LMDB environment ``self.env``, closed by ``close()`` or on leaving a ``with`` block."""
+
+    def close(self) -> None:
+        self.env.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class StrLmdbWriter(_LmdbHandle):
     """Appends samples to an STR LMDB (new or existing), one atomic transaction per :meth:`commit`."""
 
     def __init__(self, path: str):
@@ -109,17 +122,8 @@ class StrLmdbWriter:
             except lmdb.MapFullError:  # the aborted transaction wrote nothing; grow the map and retry
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
 
-    def close(self) -> None:
-        self.env.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class StrLmdbReader:
+class StrLmdbReader(_LmdbHandle):
     """Random access to an STR LMDB by 1-based index, as the STR loaders read it."""
 
     def __init__(self, path: str):
@@ -148,15 +152,6 @@ class StrLmdbReader:
     def __iter__(self) -> Iterator[StrRecord]:
         for i in range(1, self.num_samples + 1):
             yield self.record(i)
-
-    def close(self) -> None:
-        self.env.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def find_lmdb_dirs(root: str) -> List[str]:

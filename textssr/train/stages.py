@@ -98,13 +98,14 @@ class VAEStage:
     def save_extra(self, folder: str) -> None:
         """Write the scaling_factor option into ``<checkpoint>/vae/config.json`` (nothing before the first one)."""
         config_path = os.path.join(folder, self.subfolder, "config.json")
-        factor = self.scaling_factor() if self.cfg is not None else None
-        if factor is None or not os.path.isfile(config_path):
+        if not os.path.isfile(config_path):
+            return
+        factor = self.scaling_factor()
+        if factor is None:
             return
         with open(config_path, encoding="utf-8") as f:
             config = json.load(f)
         config["scaling_factor"] = factor
-        self.model.register_to_config(scaling_factor=factor)
         with open(config_path, "w", encoding="utf-8") as f:
             json.dump(config, f, indent=2, sort_keys=True)
 
@@ -131,18 +132,15 @@ class CDMStage:
                          conv_in_init=cfg.conv_in_init)
 
     def setup(self, accelerator, weight_dtype: torch.dtype) -> None:
-        self.vae.to(accelerator.device)
-        self.weight_dtype = weight_dtype
-        if self.cfg.get("vae_dtype") == "bf16":  # the frozen VAE alone in bfloat16 (fast on CPUs with AMX)
-            self.weight_dtype = torch.bfloat16
-        if self.weight_dtype != torch.float32:
-            self.vae.to(dtype=self.weight_dtype)
+        # the frozen VAE in the mixed-precision dtype, or alone in bfloat16 (vae_dtype="bf16": fast on AMX CPUs)
+        vae_dtype = torch.bfloat16 if self.cfg.get("vae_dtype") == "bf16" else weight_dtype
+        self.vae.to(accelerator.device, dtype=vae_dtype)
 
     def encode(self, batch: dict, generator: torch.Generator):
         """Latents of image, masked_image and glyph in ONE VAE call (sampled as SPEC §4, or the posterior mean with
         vae_latents="mode"; × scaling_factor) and the mask nearest-resized to latent size. The glyph goes in as
         [0, 1] on purpose (SPEC §3.7)."""
-        pixels = torch.cat([batch["image"], batch["masked_image"], batch["glyph"]]).to(self.weight_dtype)
+        pixels = torch.cat([batch["image"], batch["masked_image"], batch["glyph"]]).to(self.vae.dtype)
         with torch.no_grad():
             posterior = self.vae.encode(pixels).latent_dist
             z = posterior.mode() if self.cfg.get("vae_latents") == "mode" else posterior.sample(generator)

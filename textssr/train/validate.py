@@ -81,12 +81,12 @@ def _check_choices(cfg) -> None:
     if cfg.get("prediction_type") not in PREDICTION_TYPES:
         raise ConfigError(f"prediction_type={cfg.prediction_type!r}; choose one of {PREDICTION_TYPES} "
                           "(None = the scheduler's own, v_prediction for SD 2.1)")
-    from textssr.models import SCHEDULERS
+    from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS
     if cfg.get("image_log_scheduler") is not None and cfg.image_log_scheduler not in SCHEDULERS:
         raise ConfigError(f"image_log_scheduler={cfg.image_log_scheduler!r}; choose one of {sorted(SCHEDULERS)}")
-    if cfg.get("image_log_timestep_spacing") not in (None, "leading", "trailing", "linspace"):
+    if cfg.get("image_log_timestep_spacing") not in TIMESTEP_SPACINGS:
         raise ConfigError(f"image_log_timestep_spacing={cfg.image_log_timestep_spacing!r}; choose one of "
-                          "None, 'leading', 'trailing', 'linspace'")
+                          f"{TIMESTEP_SPACINGS}")
     if cfg.get("vae_dtype") not in (None, "bf16"):
         raise ConfigError(f"vae_dtype={cfg.vae_dtype!r}; choose None (as mixed_precision) or 'bf16'")
     if cfg.get("vae_latents", "sample") not in VAE_LATENTS:
