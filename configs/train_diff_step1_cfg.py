@@ -29,6 +29,14 @@ prediction_type = None              # override the scheduler's: "epsilon", "v_pr
 snr_gamma = None                    # min-SNR-γ loss weighting (e.g. 5.0); None = plain MSE, as the original
 text_loss_weight = 1.0              # weight of the text area's latent positions (mask 0) in the MSE; 1.0 = uniform,
                                     # as the original; > 1 spends more of the gradient on drawing the glyphs
+# Training timesteps: "none" draws them uniformly (the original); "later"/"earlier" draw the last/first
+# timestep_bias_portion of the range timestep_bias_multiplier× as often, "range" does so for [begin, end) — e.g.
+# "later" for a model sampled in few steps from pure noise, whose first (noisiest) step matters most.
+timestep_bias_strategy = "none"
+timestep_bias_multiplier = 1.0
+timestep_bias_portion = 0.25
+timestep_bias_begin = 0
+timestep_bias_end = 1000
 # Training latents of image/masked_image/glyph: "sample" draws from the VAE posterior (the original, SPEC §4);
 # "mode" takes its mean — for a VAE trained with no KL term from scratch, whose posterior variance never trained.
 vae_latents = "sample"

@@ -185,6 +185,41 @@ def test_cdm_text_loss_weight_and_x0(corpus, vae_run, tmp_path):
     assert stage.loss(Oracle(), batch, torch.Generator().manual_seed(5)).item() == pytest.approx(0.0, abs=1e-10)
 
 
+def test_timestep_weights():
+    """"later"/"earlier" weigh the last/first portion of the range by the multiplier, "range" [begin, end); each
+    sums to 1; "none" is uniform."""
+    from textssr.train.stages import timestep_weights
+    uniform = timestep_weights(1000, "none", 5.0)
+    assert torch.allclose(uniform, torch.full((1000,), 1e-3, dtype=torch.float64))
+    later = timestep_weights(1000, "later", 4.0, portion=0.25)
+    assert later.sum().item() == pytest.approx(1.0)
+    assert later[750:].sum().item() == pytest.approx(1000 / 1750)  # 250 × 4 against 750 × 1
+    assert later[749].item() == pytest.approx(later[0].item()) and later[750] == pytest.approx(4 * later[0])
+    earlier = timestep_weights(1000, "earlier", 4.0, portion=0.25)
+    assert torch.equal(earlier, later.flip(0))
+    ranged = timestep_weights(1000, "range", 9.0, begin=900, end=1000)
+    assert ranged[900:].sum().item() == pytest.approx(900 / 1800)
+    with pytest.raises(ValueError, match="timestep_bias_strategy"):
+        timestep_weights(1000, "late", 2.0)
+
+
+def test_cdm_biased_timesteps_follow_the_weights(corpus, vae_run, tmp_path):
+    """The CDM stage draws its training timesteps from the bias weights, reproducibly from the generator."""
+    from textssr.train.stages import CDMStage
+    stage = CDMStage()
+    stage.build(cdm_cfg(corpus, vae_run, tmp_path, timestep_bias_strategy="range", timestep_bias_multiplier=50.0,
+                        timestep_bias_begin=900, timestep_bias_end=1000))
+    draws = stage.sample_timesteps(4000, torch.Generator().manual_seed(0), torch.device("cpu"))
+    again = stage.sample_timesteps(4000, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert torch.equal(draws, again) and draws.min() >= 0 and draws.max() <= 999
+    share = (draws >= 900).float().mean().item()  # expected 100 × 50 / (900 + 100 × 50) ≈ 0.847
+    assert 0.82 < share < 0.87
+    stage.build(cdm_cfg(corpus, vae_run, tmp_path))  # the original: uniform
+    assert stage.timestep_probs is None
+    uniform = stage.sample_timesteps(4000, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert 0.08 < (uniform >= 900).float().mean().item() < 0.12
+
+
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_cdm_step1_from_sd21_layout(corpus, vae_run, tmp_path, prediction_type):
     """Step 1 starts from an SD-2.1-layout folder (4-channel unet widened to 13) and trains either target."""

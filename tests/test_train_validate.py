@@ -82,9 +82,16 @@ def test_no_source_and_no_arch(capsys, lmdb_dir):
                                          ("scaling_factor=-0.5", "scaling_factor"),
                                          ("scaling_factor=automatic", "scaling_factor"),
                                          ("image_log_scheduler=heun", "image_log_scheduler"),
-                                         ("image_log_timestep_spacing=middle", "image_log_timestep_spacing")])
+                                         ("image_log_timestep_spacing=middle", "image_log_timestep_spacing"),
+                                         ("timestep_bias_strategy=late", "timestep_bias_strategy"),
+                                         ("timestep_bias_strategy=later timestep_bias_multiplier=0",
+                                          "timestep_bias_multiplier"),
+                                         ("timestep_bias_strategy=later timestep_bias_portion=1.5",
+                                          "timestep_bias_portion"),
+                                         ("timestep_bias_strategy=range timestep_bias_begin=900 "
+                                          "timestep_bias_end=100", "timestep_bias_begin")])
 def test_bad_values(capsys, lmdb_dir, option, key):
-    err = error_line(train_diff.main, capsys, f"lmdb_path={lmdb_dir}", option,
+    err = error_line(train_diff.main, capsys, f"lmdb_path={lmdb_dir}", *option.split(),
                      config="configs/tiny/train_diff_step1_cfg.py")
     assert err.startswith(f"error: {key}")
 

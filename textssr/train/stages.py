@@ -40,6 +40,27 @@ def _to_unit(x: torch.Tensor) -> torch.Tensor:
     return (x.float() / 2 + 0.5).clamp(0, 1)
 
 
+TIMESTEP_BIAS_STRATEGIES = ("none", "later", "earlier", "range")
+
+
+def timestep_weights(num_timesteps: int, strategy: str, multiplier: float, portion: float = 0.25,
+                     begin: int = 0, end: int = 1000) -> torch.Tensor:
+    """Relative sampling weight of each training timestep, shape (num_timesteps,): 1 everywhere, ``multiplier``
+    on the favoured ones — the last ``portion`` of the range ("later", the noisiest, which few-step samplers start
+    from), the first ``portion`` ("earlier"), or [``begin``, ``end``) ("range"); "none" = uniform."""
+    weights = torch.ones(num_timesteps, dtype=torch.float64)
+    favoured = max(1, round(num_timesteps * portion))
+    if strategy == "later":
+        weights[num_timesteps - favoured:] = multiplier
+    elif strategy == "earlier":
+        weights[:favoured] = multiplier
+    elif strategy == "range":
+        weights[max(0, begin):min(num_timesteps, end)] = multiplier
+    elif strategy != "none":
+        raise ValueError(f"timestep_bias_strategy={strategy!r}; choose one of {TIMESTEP_BIAS_STRATEGIES}")
+    return weights / weights.sum()
+
+
 class VAEStage:
     """Stage 1 of SPEC §5: fine-tune the VAE on ``image`` crops."""
 
@@ -121,6 +142,7 @@ class CDMStage:
     def __init__(self):
         self.vae = None
         self.noise_scheduler = None
+        self.timestep_probs = None  # None: uniform timesteps
 
     def build(self, cfg):
         from textssr.models import load_scheduler, load_unet
@@ -128,6 +150,10 @@ class CDMStage:
         self.vae = _vae(cfg).requires_grad_(False).eval()
         self.noise_scheduler = load_scheduler(model_source(cfg, "scheduler_path", "scheduler"), name="ddpm",
                                               prediction_type=cfg.prediction_type)
+        strategy = cfg.get("timestep_bias_strategy") or "none"
+        self.timestep_probs = None if strategy == "none" else timestep_weights(
+            self.noise_scheduler.config.num_train_timesteps, strategy, cfg.timestep_bias_multiplier,
+            cfg.timestep_bias_portion, cfg.timestep_bias_begin, cfg.timestep_bias_end)
         return load_unet(model_source(cfg, "pretrained_unet", "unet"), unet_arch=cfg.get("unet_arch"),
                          conv_in_init=cfg.conv_in_init)
 
@@ -152,8 +178,7 @@ class CDMStage:
     def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
         latents, masked_latents, glyph_latents, mask = self.encode(batch, generator)
         noise = torch.randn(latents.shape, generator=generator, device=latents.device)
-        steps = self.noise_scheduler.config.num_train_timesteps
-        timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator, device=latents.device)
+        timesteps = self.sample_timesteps(latents.shape[0], generator, latents.device)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         prediction_type = self.noise_scheduler.config.prediction_type
         if prediction_type == "epsilon":
@@ -176,6 +201,14 @@ class CDMStage:
         if self.cfg.snr_gamma:
             per_sample = per_sample * self._min_snr_weight(timesteps, prediction_type)
         return per_sample.mean()
+
+    def sample_timesteps(self, n: int, generator: torch.Generator, device) -> torch.Tensor:
+        """``n`` training timesteps: uniform over the scheduler's range (the original), or drawn with the
+        ``timestep_bias_*`` weights."""
+        if self.timestep_probs is None:
+            steps = self.noise_scheduler.config.num_train_timesteps
+            return torch.randint(0, steps, (n,), generator=generator, device=device)
+        return torch.multinomial(self.timestep_probs.to(device), n, replacement=True, generator=generator)
 
     def _min_snr_weight(self, timesteps, prediction_type: str) -> torch.Tensor:
         """Min-SNR-γ weighting (Hang et al. 2023) of each sample's MSE: min(SNR, γ) / SNR (ε), / (SNR + 1) (v),

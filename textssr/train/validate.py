@@ -64,8 +64,25 @@ def _check_numbers(cfg) -> None:
         raise ConfigError(f"snr_gamma={cfg.snr_gamma}; must be > 0 (or None for the plain MSE of the original)")
     if cfg.get("text_loss_weight") is not None and float(cfg.text_loss_weight) <= 0:
         raise ConfigError(f"text_loss_weight={cfg.text_loss_weight}; must be > 0 (1.0 = the original's uniform MSE)")
+    if (cfg.get("timestep_bias_strategy") or "none") != "none":
+        _check_timestep_bias(cfg)
     if cfg.get("checkpoints_total_limit") is not None and int(cfg.checkpoints_total_limit) < 1:
         raise ConfigError(f"checkpoints_total_limit={cfg.checkpoints_total_limit}; must be >= 1 or None (keep all)")
+
+
+def _check_timestep_bias(cfg) -> None:
+    from textssr.train.stages import TIMESTEP_BIAS_STRATEGIES
+    strategy = cfg.timestep_bias_strategy
+    if strategy not in TIMESTEP_BIAS_STRATEGIES:
+        raise ConfigError(f"timestep_bias_strategy={strategy!r}; choose one of {TIMESTEP_BIAS_STRATEGIES}")
+    if float(cfg.get("timestep_bias_multiplier") or 0) <= 0:
+        raise ConfigError(f"timestep_bias_multiplier={cfg.get('timestep_bias_multiplier')}; must be > 0 "
+                          "(> 1 favours the biased timesteps, < 1 avoids them)")
+    if strategy in ("later", "earlier") and not 0 < float(cfg.get("timestep_bias_portion") or 0) <= 1:
+        raise ConfigError(f"timestep_bias_portion={cfg.get('timestep_bias_portion')}; must be in (0, 1]")
+    if strategy == "range" and not 0 <= int(cfg.timestep_bias_begin) < int(cfg.timestep_bias_end):
+        raise ConfigError(f"timestep_bias_begin={cfg.timestep_bias_begin}, timestep_bias_end={cfg.timestep_bias_end}; "
+                          "need 0 <= begin < end")
 
 
 def _check_choices(cfg) -> None:
