@@ -214,7 +214,7 @@ def test_cdm_biased_timesteps_follow_the_weights(corpus, vae_run, tmp_path):
     assert torch.equal(draws, again) and draws.min() >= 0 and draws.max() <= 999
     share = (draws >= 900).float().mean().item()  # expected 100 × 50 / (900 + 100 × 50) ≈ 0.847
     assert 0.82 < share < 0.87
-    stage.build(cdm_cfg(corpus, vae_run, tmp_path))  # the original: uniform
+    stage.build(cdm_cfg(corpus, vae_run, tmp_path, timestep_bias_strategy="none"))  # the original: uniform
     assert stage.timestep_probs is None
     uniform = stage.sample_timesteps(4000, torch.Generator().manual_seed(0), torch.device("cpu"))
     assert 0.08 < (uniform >= 900).float().mean().item() < 0.12
