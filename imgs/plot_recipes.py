@@ -24,11 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 def draw(recipes: list, out: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     for ax, key, label in ((axes[0], "sen_acc", "Sen.ACC"), (axes[1], "ned", "NED")):
+        curve_colours = iter(["tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan",
+                              "tab:gray", "tab:red"] * 4)  # blue and green mark single runs
         for k, recipe in enumerate(recipes):
             if "curve" in recipe:  # a learning curve: [[seconds, sen_acc, ned], ...]
                 points = recipe["curve"]
                 ax.plot([p[0] / 60 for p in points], [p[1 if key == "sen_acc" else 2] for p in points], "o-",
-                        color="tab:orange", markersize=4, label=recipe["name"], zorder=2)
+                        color=next(curve_colours), markersize=4, label=recipe["name"], zorder=2)
                 continue
             final = recipe.get("final", False)
             x, y = recipe["train_seconds"] / 60, recipe[key]
