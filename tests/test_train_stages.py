@@ -185,6 +185,19 @@ def test_cdm_text_loss_weight_and_x0(corpus, vae_run, tmp_path):
     assert stage.loss(Oracle(), batch, torch.Generator().manual_seed(5)).item() == pytest.approx(0.0, abs=1e-10)
 
 
+def test_rerunning_a_finished_run_trains_nothing(corpus, vae_run, tmp_path):
+    """`make demo` run twice: the second run of a finished stage resumes at max_train_steps and stops there — no
+    extra step, no new checkpoint, the weights untouched (later stages and infer.py keep their inputs)."""
+    out = tmp_path / "again"
+    cfg = cdm_cfg(corpus, vae_run, out)
+    assert train(cfg, "cdm")["global_step"] == 2
+    before = weights(out / "checkpoint-2" / "unet")
+    state = train(cdm_cfg(corpus, vae_run, out), "cdm")
+    assert state["global_step"] == 2
+    assert [step for step, _ in list_checkpoints(out)] == [2]
+    assert max_diff(before, weights(out / "checkpoint-2" / "unet")) == 0
+
+
 def test_timestep_weights():
     """"later"/"earlier" weigh the last/first portion of the range by the multiplier, "range" [begin, end); each
     sums to 1; "none" is uniform."""

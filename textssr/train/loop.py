@@ -169,6 +169,8 @@ def train(cfg, stage_name: str) -> dict:
     image_batch, loss_sum, start = None, torch.zeros((), device=accelerator.device), time.time()
     epoch = first_epoch
     for epoch in range(first_epoch, num_epochs):
+        if global_step >= max_steps:  # resumed a finished run: nothing left to train, nothing to save
+            break
         loader.sampler.set_epoch(epoch)
         set_dataset_epoch(dataset, epoch)
         epoch_loader = accelerator.skip_first_batches(loader, consumed) if consumed else loader
