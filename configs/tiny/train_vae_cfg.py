@@ -10,7 +10,7 @@ resolution = 64
 dataloader_num_workers = 1
 # 2 levels → latents of resolution / 2 (32 × 32 at 64 px), 4 latent channels as SD's. Text in a 64-px crop is
 # ~20 px tall: a 3-level VAE (/4) trained for minutes leaves PP-OCRv4 able to read only ~40 % of its reconstructions,
-# this one ~88 % after 600 steps (README, results). Trained from scratch, its latents are not SD's scale: "auto"
+# this one ~90 % after 600 steps (README, results). Trained from scratch, its latents are not SD's scale: "auto"
 # stores 1 / their std as scaling_factor, so the CDM sees unit-variance latents.
 # No self-attention in the mid block (SD's has one): over 32 × 32 latents it costs a third of a VAE step on a CPU
 # and adds nothing a 64-px crop needs; the frozen VAE's encoding in the CDM stages gets faster too.
