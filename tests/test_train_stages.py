@@ -214,6 +214,8 @@ def test_timestep_weights():
     assert ranged[900:].sum().item() == pytest.approx(900 / 1800)
     with pytest.raises(ValueError, match="timestep_bias_strategy"):
         timestep_weights(1000, "late", 2.0)
+    with pytest.raises(ValueError, match="select none"):  # past the schedule's end: would silently be uniform
+        timestep_weights(1000, "range", 9.0, begin=1000, end=2000)
 
 
 def test_cdm_biased_timesteps_follow_the_weights(corpus, vae_run, tmp_path):

@@ -19,6 +19,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from textssr.config import ConfigError
+
 
 def model_source(cfg, key: str, subfolder: str) -> Optional[str]:
     """Where a model comes from: ``cfg[key]`` if set, else ``<pretrained_model_name_or_path>/<subfolder>``,
@@ -55,6 +57,9 @@ def timestep_weights(num_timesteps: int, strategy: str, multiplier: float, porti
     elif strategy == "earlier":
         weights[:favoured] = multiplier
     elif strategy == "range":
+        if max(0, begin) >= min(num_timesteps, end):
+            raise ValueError(f"timestep_bias_begin={begin}, timestep_bias_end={end} select none of the "
+                             f"{num_timesteps} training timesteps (0-{num_timesteps - 1})")
         weights[max(0, begin):min(num_timesteps, end)] = multiplier
     elif strategy != "none":
         raise ValueError(f"timestep_bias_strategy={strategy!r}; choose one of {TIMESTEP_BIAS_STRATEGIES}")
@@ -147,13 +152,16 @@ class CDMStage:
     def build(self, cfg):
         from textssr.models import load_scheduler, load_unet
         self.cfg = cfg
-        self.vae = _vae(cfg).requires_grad_(False).eval()
         self.noise_scheduler = load_scheduler(model_source(cfg, "scheduler_path", "scheduler"), name="ddpm",
                                               prediction_type=cfg.prediction_type)
         strategy = cfg.get("timestep_bias_strategy") or "none"
-        self.timestep_probs = None if strategy == "none" else timestep_weights(
-            self.noise_scheduler.config.num_train_timesteps, strategy, cfg.timestep_bias_multiplier,
-            cfg.timestep_bias_portion, cfg.timestep_bias_begin, cfg.timestep_bias_end)
+        try:  # the range check needs the scheduler's length, known only now — still before any model is built
+            self.timestep_probs = None if strategy == "none" else timestep_weights(
+                self.noise_scheduler.config.num_train_timesteps, strategy, cfg.timestep_bias_multiplier,
+                cfg.timestep_bias_portion, cfg.timestep_bias_begin, cfg.timestep_bias_end)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        self.vae = _vae(cfg).requires_grad_(False).eval()
         return load_unet(model_source(cfg, "pretrained_unet", "unet"), unet_arch=cfg.get("unet_arch"),
                          conv_in_init=cfg.conv_in_init)
 
