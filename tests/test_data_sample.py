@@ -206,3 +206,58 @@ def test_collate_stacks_and_merges_skips(all_samples):
 def test_vae_mode_returns_only_image(ic15_json):
     s = make_dataset(ic15_json, vae_mode=True)[0]
     assert set(s) == {"image"} and s["image"].shape == (3, R, R)
+
+
+def test_decoded_photos_equal_pillows_pixels(icdar15_dir, bench_mini_dir):
+    """The fast JPEG path (simplejpeg) gives exactly the pixels of Pillow, which the original decodes with."""
+    from textssr.data.sample import decode_image
+    paths = sorted(icdar15_dir.glob("*.jpg")) + sorted(bench_mini_dir.rglob("*.jpg"))[:20]
+    assert len(paths) >= 20
+    for path in paths:
+        ours = decode_image(path.read_bytes(), str(path))[..., ::-1]
+        assert np.array_equal(ours, np.asarray(Image.open(path).convert("RGB"))), path
+
+
+@pytest.mark.parametrize("variant", ["420", "444", "progressive", "gray", "cmyk", "png"])
+def test_decode_variants_equal_opencv(variant):
+    """Every JPEG flavour simplejpeg takes decodes as OpenCV decodes it; what it refuses goes to OpenCV."""
+    import io
+
+    from textssr.data.sample import decode_image
+    rgb = cv2.GaussianBlur((np.random.default_rng(0).random((67, 93, 3)) * 255).astype(np.uint8), (5, 5), 2)
+    pil, buf = Image.fromarray(rgb), io.BytesIO()
+    if variant == "png":
+        pil.save(buf, "PNG")
+    else:
+        mode = {"gray": "L", "cmyk": "CMYK"}.get(variant, "RGB")
+        pil.convert(mode).save(buf, "JPEG", quality=90, progressive=variant == "progressive",
+                               subsampling=0 if variant == "444" else -1)
+    data = buf.getvalue()
+    expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    ours = decode_image(data, variant)
+    assert ours.shape == (67, 93, 3) and ours.dtype == np.uint8 and np.array_equal(ours, expected)
+
+
+@pytest.mark.parametrize("resolution", [256, 48])  # 256: words are upsampled; 48: downsampled (antialiased)
+def test_image_and_mask_match_the_originals_torchvision_pipeline(ic15_json, resolution):
+    """image and mask as the original computes them: Pillow decode, ToTensor → Normalize(0.5, 0.5) → Resize
+    (antialias) of the crop; the polygon drawn with Pillow on the full image, cut, resized, thresholded."""
+    import torchvision.transforms as T
+
+    ds = make_dataset(ic15_json, resolution=resolution, region_placement="center")
+    to_image = T.Compose([T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3),
+                          T.Resize((resolution, resolution), antialias=True)])
+    to_mask = T.Compose([T.ToTensor(), T.Resize((resolution, resolution), antialias=True)])
+    for i in range(len(ds)):
+        key, img_name = ds._record(i)[:2]
+        polygon = ds._polygon(i)
+        image, extent = ds._load_image(key, img_name)
+        x0, y0, x1, y1 = geometry.square_window(extent, geometry.polygon_bbox(polygon), None)
+        full = Image.open(ds.image_paths[key]).convert("RGB")
+        expected_image = to_image(np.asarray(full)[y0:y1, x0:x1])
+        canvas = Image.new("L", full.size, 255)
+        ImageDraw.Draw(canvas).polygon([(int(x), int(y)) for x, y in polygon], fill=0)
+        expected_mask = (to_mask(np.asarray(canvas)[y0:y1, x0:x1]) >= 0.5).float()
+        s = ds.build(i)
+        assert torch.allclose(s["image"], expected_image, atol=1e-6), (i, (s["image"] - expected_image).abs().max())
+        assert torch.equal(s["mask"], expected_mask), i

@@ -35,21 +35,37 @@ def _char_coverage(font_path: str, ttf_size: int, char: str) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _ttf_blend_table(max_len: int) -> np.ndarray:
+    """float32 (max_len, 256), read-only: row i maps a coverage m to channel i's value in [0, 1], Pillow's
+    own rounding of the blend onto white, DIV255(255 × (255 − m) + level_i × m) / 255."""
+    coverage = np.arange(256, dtype=np.uint32)[None]
+    level = ttf_gray_levels(max_len).astype(np.uint32)[:, None]
+    blended = 255 * (255 - coverage) + level * coverage + 128
+    table = (((blended >> 8) + blended) >> 8).astype(np.float32) / 255.0
+    table.setflags(write=False)
+    return table
+
+
 def render_ttf_img(text: str, font_path: str, ttf_size: int = 64, max_len: int = 25) -> np.ndarray:
     """float32 (max_len, ttf_size, ttf_size) in [0, 1]: character i of ``text`` drawn centred on white
     at gray level (128 // max_len) × i; unused channels are 1.0. ``text`` is truncated to ``max_len``.
 
     Equal to drawing each character with Pillow (fill = its gray level on a white 255 canvas): the cached
-    coverage is blended with Pillow's own rounding, DIV255(255 × (255 − m) + level × m).
+    coverage goes through a per-channel table of Pillow's blend (:func:`_ttf_blend_table`).
     """
-    out = np.full((max_len, ttf_size, ttf_size), 255, dtype=np.uint32)
+    out = np.ones((max_len, ttf_size, ttf_size), dtype=np.float32)
     chars = text[:max_len]
     if chars:
-        coverage = np.stack([_char_coverage(font_path, ttf_size, c) for c in chars]).astype(np.uint32)
-        level = ttf_gray_levels(max_len)[: len(chars), None, None].astype(np.uint32)
-        blended = 255 * (255 - coverage) + level * coverage + 128
-        out[: len(chars)] = ((blended >> 8) + blended) >> 8
-    return out.astype(np.float32) / 255.0
+        table = _ttf_blend_table(max_len)
+        for i, c in enumerate(chars):
+            cv2.LUT(_char_coverage(font_path, ttf_size, c), table[i], dst=out[i])
+    return out
+
+
+_GLYPH_TABLE = np.ones(256, dtype=np.float32)
+_GLYPH_TABLE[GLYPH_GRAY] = GLYPH_GRAY / 255.0
+_GLYPH_TABLE.setflags(write=False)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -71,12 +87,15 @@ def render_glyph(text: str, rect: Rect, font_path: str, ttf_size: int = 64, reso
     rectangle onto the corners of ``rect`` (an OpenCV RotatedRect in the R×R crop's (x, y) pixels, see
     :func:`textssr.data.geometry.glyph_corners`); only pixels warped to exactly 127 are kept.
     """
-    out = np.ones((resolution, resolution), dtype=np.float32)
+    out = np.empty((3, resolution, resolution), dtype=np.float32)
     line = _text_line(font_path, ttf_size, text)
     h, w = line.shape
     if w > 0 and h > 0:
         src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
         matrix = cv2.getPerspectiveTransform(src, glyph_corners(rect))
         warped = cv2.warpPerspective(line, matrix, (resolution, resolution))
-        out[warped == GLYPH_GRAY] = GLYPH_GRAY / 255.0
-    return np.repeat(out[None], 3, axis=0)
+        cv2.LUT(warped, _GLYPH_TABLE, dst=out[0])  # exactly 127 → 127/255, anything else → 1.0
+    else:
+        out[0] = 1.0
+    out[1:] = out[0]
+    return out
