@@ -50,6 +50,8 @@ def test_sample_shapes_ranges_and_conventions(all_samples):
     for s in samples:
         assert set(s) == {"image", "mask", "masked_image", "glyph", "ttf_img", "text"}
         assert s["image"].shape == (3, R, R) and s["image"].dtype == torch.float32
+        for key in ("image", "mask", "masked_image", "glyph", "ttf_img"):  # no hidden planes to ship to workers
+            assert s[key].untyped_storage().nbytes() == s[key].numel() * 4, key
         assert -1.0 <= s["image"].min() and s["image"].max() <= 1.0
         assert s["mask"].shape == (1, R, R) and set(s["mask"].unique().tolist()) <= {0.0, 1.0}
         assert (s["mask"] == 0).any() and (s["mask"] == 1).any()  # text area is 0, context 1

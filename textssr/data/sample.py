@@ -141,10 +141,10 @@ def build_region(image: np.ndarray, extent: geometry.Box, polygon: np.ndarray, t
         return sample
     canvas = geometry.polygon_mask(polygon, window)
     lap("mask")
-    both = resize_chw(planar_unit(crop, canvas), resolution)  # RGB + mask canvas, one resize
-    image_np = to_signed(both[:3])
+    planes = planar_unit(crop, canvas)  # RGB + the mask canvas, one conversion
+    image_np = to_signed(resize_chw(planes[:3], resolution))
     lap("crop_resize")
-    mask_np = (both[3:] >= 0.5).astype(np.float32)
+    mask_np = (resize_chw(planes[3:], resolution) >= 0.5).astype(np.float32)
     rect = geometry.min_area_rect(mask_np[0])
     if rect is None:
         raise SkipSample(MASK_EMPTY, f"{where}: text area vanishes at {resolution}x{resolution}")
