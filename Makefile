@@ -9,7 +9,7 @@ LAUNCH := $(BIN)/accelerate launch --cpu --num_machines 1 --num_processes 1 --mi
 
 .PHONY: install demo test bench clean-demo
 
-$(STAMP): requirements.txt pyproject.toml diffusers/pyproject.toml
+$(STAMP): requirements.txt pyproject.toml setup.py textssr/data/_jpeg_window.c diffusers/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -r requirements.txt

@@ -126,3 +126,83 @@ def test_lmdb_dataset_in_dataloader_workers(built):
     expected = torch.stack([ds[i]["mask"] for i in range(6)])
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(6)), batch_size=3, num_workers=2)
     assert torch.equal(torch.cat([b["mask"] for b in loader]), expected)
+
+
+def test_window_decoding_gives_the_samples_of_whole_image_decoding(sources, built, monkeypatch):
+    """Shuffled reading with an empty image cache decodes only crop windows (extents stored in the LMDB index,
+    learned by the JSON dataset on its first pass); the samples are those of whole-image decoding."""
+    import numpy as np
+
+    import textssr.data.anyword as anyword
+    from textssr.data.sample import WINDOW_DECODING
+
+    assert WINDOW_DECODING, "the C extension textssr.data._jpeg_window was not built (libjpeg-turbo headers?)"
+    calls = {"window": 0}
+    real = anyword.decode_window
+
+    def counting(*args):
+        crop = real(*args)
+        calls["window"] += crop is not None
+        return crop
+
+    monkeypatch.setattr(anyword, "decode_window", counting)
+    out, _ = built
+    for make in (lambda **kw: quiet(AnyWordDataset, sources, seed=4, **kw),
+                 lambda **kw: quiet(AnyWordLmdbDataset, str(out), seed=4, **kw)):
+        for vae_mode in (False, True):
+            fast, whole = make(vae_mode=vae_mode), make(vae_mode=vae_mode)
+            whole.window_decode = False
+            for i in range(len(fast)):  # the JSON dataset learns every image's extent on this pass
+                fast[i]
+            calls["window"] = 0
+            rng = np.random.default_rng(0)
+            order = rng.permutation(len(fast)).tolist()
+            while any(b == a + 1 for a, b in zip(order, order[1:])):  # shuffled: no index right after its own
+                order = rng.permutation(len(fast)).tolist()
+            for i in order:
+                fast._images.clear()
+                x, y = fast[i], whole[i]
+                for key in x:
+                    assert torch.equal(x[key], y[key]) if key != "text" else x[key] == y[key], (i, key)
+            assert calls["window"] == len(order), calls
+
+
+def test_two_datasets_read_one_lmdb_in_one_process(built):
+    """py-lmdb refuses to open an environment twice in a process; datasets share one reader per path."""
+    out, _ = built
+    a, b = quiet(AnyWordLmdbDataset, str(out), seed=1), quiet(AnyWordLmdbDataset, str(out), seed=1, vae_mode=True)
+    first = a[0]
+    assert b[0]["image"].shape == first["image"].shape and torch.equal(a[0]["mask"], first["mask"])
+    del b
+    assert torch.equal(quiet(AnyWordLmdbDataset, str(out), seed=1)[0]["mask"], first["mask"])
+
+
+def test_sequential_reading_decodes_a_busy_image_whole_once(icdar15_dir, tmp_path, monkeypatch):
+    import textssr.data.anyword as anyword
+
+    word = {"polygon": [[377, 117], [463, 117], [465, 130], [378, 130]], "text": "Genaxis", "language": "Latin"}
+    data = {"data_root": str(icdar15_dir), "data_list": [{"img_name": "img_1.jpg", "annotations": [word] * 5},
+                                                          {"img_name": "img_2.jpg", "annotations": [word]}]}
+    (tmp_path / "a.json").write_text(json.dumps(data))
+    ds = quiet(AnyWordDataset, str(tmp_path / "a.json"))
+    for i in range(len(ds)):  # learns both extents
+        ds[i]
+    calls = {"window": 0, "whole": 0}
+    real_window, real_whole = anyword.decode_window, anyword.decode_image
+
+    def window(*args):
+        calls["window"] += 1
+        return real_window(*args)
+
+    def whole(*args):
+        calls["whole"] += 1
+        return real_whole(*args)
+
+    monkeypatch.setattr(anyword, "decode_window", window)
+    monkeypatch.setattr(anyword, "decode_image", whole)
+    ds._images.clear()
+    for i in range(len(ds)):
+        ds[i]
+    # index 0 follows index 5 (not sequential): its window; index 1 starts a run of 4 more of img_1: whole,
+    # cached for 2-4; index 5 (img_2, nothing after it): its window
+    assert calls == {"window": 2, "whole": 1}

@@ -263,3 +263,51 @@ def test_image_and_mask_match_the_originals_torchvision_pipeline(ic15_json, reso
         s = ds.build(i)
         assert torch.allclose(s["image"], expected_image, atol=1e-6), (i, (s["image"] - expected_image).abs().max())
         assert torch.equal(s["mask"], expected_mask), i
+
+
+def _jpeg(variant: str, shape=(173, 251)) -> bytes:
+    import io
+
+    rgb = cv2.GaussianBlur((np.random.default_rng(1).random(shape + (3,)) * 255).astype(np.uint8), (7, 7), 3)
+    if variant == "restart":  # restart markers every 2 MCU rows (Pillow cannot write them)
+        return cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 2 * -(-shape[1] // 16)])[1].tobytes()
+    buf = io.BytesIO()
+    mode = {"gray": "L", "cmyk": "CMYK"}.get(variant, "RGB")
+    subsampling = {"444": 0, "422": 1}.get(variant, 2)
+    Image.fromarray(rgb).convert(mode).save(buf, "JPEG", quality=90, progressive=variant == "progressive",
+                                            subsampling=subsampling)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("variant", ["420", "444", "422", "progressive", "gray", "restart"])
+def test_window_decode_equals_the_whole_image_decode(variant, icdar15_dir):
+    from textssr.data.sample import WINDOW_DECODING, decode_image, decode_window
+
+    assert WINDOW_DECODING, "the C extension textssr.data._jpeg_window was not built (libjpeg-turbo headers?)"
+    sources = [_jpeg(variant)] + ([(icdar15_dir / "img_2.jpg").read_bytes()] if variant == "420" else [])
+    rng = np.random.default_rng(0)
+    for data in sources:
+        full = decode_image(data, variant)
+        h, w = full.shape[:2]
+        windows = [(0, 0, w, h), (0, 0, 1, 1), (w - 1, h - 1, w, h)]
+        for _ in range(60):
+            x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+            windows.append((x0, y0, int(rng.integers(x0 + 1, w + 1)), int(rng.integers(y0 + 1, h + 1))))
+        for x0, y0, x1, y1 in windows:
+            crop = decode_window(data, (x0, y0, x1, y1), variant)
+            assert crop is not None and np.array_equal(crop, full[y0:y1, x0:x1]), (variant, (x0, y0, x1, y1))
+
+
+def test_window_decode_declines_what_it_cannot_do_and_skips_truncated_jpegs(icdar15_dir):
+    from textssr.data import SkipSample
+    from textssr.data.sample import decode_window
+
+    ok, png = cv2.imencode(".png", np.zeros((20, 30, 3), np.uint8))
+    data = (icdar15_dir / "img_2.jpg").read_bytes()
+    assert decode_window(_jpeg("cmyk"), (0, 0, 10, 10), "cmyk") is None  # no BGR conversion: decode it whole
+    assert decode_window(png.tobytes(), (0, 0, 10, 10), "png") is None
+    assert decode_window(b"\xff\xd8 not a jpeg \xff\xd9", (0, 0, 10, 10), "garbage") is None
+    assert decode_window(data, (1300, 0, 1400, 10), "outside") is None  # beyond the 1280-px width
+    with pytest.raises(SkipSample) as info:
+        decode_window(data[: len(data) // 2], (0, 0, 10, 10), "truncated")
+    assert info.value.reason == "image_unreadable"

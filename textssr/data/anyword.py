@@ -18,12 +18,14 @@ from torch.utils.data import Dataset
 from textssr.config import ConfigError
 from textssr.data import geometry, skips
 from textssr.data.fonts import DEFAULT_FONT, missing_chars, resolve_font
-from textssr.data.sample import Laps, build_region, decode_image, image_extent
+from textssr.data.sample import (WINDOW_DECODING, Laps, build_crop, decode_image, decode_window, image_extent,
+                                 region_window)
 from textssr.data.skips import SkipSample
 
 PLACEMENTS = ("random", "center")
 MAX_SUBSTITUTIONS = 64  # __getitem__ gives up after this many bad instances in a row
 IMAGE_CACHE_SIZE = 2  # decoded images kept per process: consecutive annotations of one image decode once
+SEQUENTIAL_WHOLE = 3  # read index after index, an image the next 3 samples also use is decoded whole, once
 ROOT_PROBES = 8  # image names checked when choosing among data_root candidates
 
 
@@ -50,7 +52,17 @@ def screen_annotation(ann, language: Optional[str] = None):
 
 class AnyWordBase(Dataset):
     """What both AnyWord datasets share. Subclasses fill the index and implement :meth:`_image_bytes`,
-    :meth:`_polygon`, :meth:`_record` (and may store content extents)."""
+    :meth:`_polygon`, :meth:`_record` (and may store content extents).
+
+    Decoding: a sample whose image is not in the small decoded-image cache and whose content extent is known
+    (stored in the LMDB index, or learned from an earlier decode of that image) decodes only its crop window
+    (:func:`textssr.data.sample.decode_window`; the same pixels). Sequential reading (inference, synthesis:
+    index after index) decodes an image that the next ``SEQUENTIAL_WHOLE`` samples also use whole, once, and
+    caches it instead (a word's window costs about a third of a whole 1280×720 photo).
+    ``window_decode = False`` always decodes whole images.
+    """
+
+    window_decode = True
 
     def __init__(self, seed: int = 3407, resolution: int = 256, ttf_size: int = 64, max_len: int = 25,
                  language: Optional[str] = None, font_path: str = DEFAULT_FONT, vae_mode: bool = False,
@@ -68,6 +80,7 @@ class AnyWordBase(Dataset):
         self.skip_counts: Counter = Counter()
         self.timings: Optional[Counter] = None  # set to a Counter to accumulate per-stage seconds (benchmark)
         self._images: "OrderedDict[object, Tuple[np.ndarray, geometry.Box]]" = OrderedDict()
+        self._last: Tuple[object, int] = (None, -2)  # (image key, index) of the previous sample
 
     # ------------------------------------------------------------------ subclass interface
     def _record(self, index: int) -> Tuple[object, str, int, str, Optional[str]]:
@@ -82,7 +95,11 @@ class AnyWordBase(Dataset):
         raise NotImplementedError
 
     def _stored_extent(self, key) -> Optional[geometry.Box]:
+        """The content extent of image ``key`` when known without decoding it, else None."""
         return None
+
+    def _learn_extent(self, key, extent: geometry.Box) -> None:
+        """Remember the extent computed from a decode (for :meth:`_stored_extent`); a no-op by default."""
 
     # ------------------------------------------------------------------ index-time checks
     def _check_annotation(self, ann, img_name: str, ann_index: int) -> Optional[Tuple[str, Optional[str], np.ndarray]]:
@@ -146,10 +163,18 @@ class AnyWordBase(Dataset):
             rng = None
         elif rng is None:
             rng = self.sample_rng(index)
-        image, extent = self._load_image(key, where)
-        return build_region(image, extent, self._polygon(index), text, resolution=self.resolution,
-                            ttf_size=self.ttf_size, max_len=self.max_len, font_path=self.font_path, rng=rng,
-                            vae_mode=self.vae_mode, where=where, timings=self.timings)
+        polygon = self._polygon(index)
+        crop, window = self._window_crop(index, key, polygon, rng, where)
+        self._last = (key, index)
+        if crop is None:
+            image, extent = self._load_image(key, where)
+            if window is None:
+                window = region_window(extent, polygon, rng, where)
+            x0, y0, x1, y1 = window
+            crop = image[y0:y1, x0:x1]
+        return build_crop(crop, window, polygon, text, resolution=self.resolution, ttf_size=self.ttf_size,
+                          max_len=self.max_len, font_path=self.font_path, vae_mode=self.vae_mode, where=where,
+                          timings=self.timings)
 
     def __getitem__(self, index: int) -> dict:
         """:meth:`build` with the sample's own generator; a bad instance is replaced by the next good one
@@ -172,6 +197,28 @@ class AnyWordBase(Dataset):
                            f"the data is broken — check it with strict=True")
 
     # ------------------------------------------------------------------ images
+    def _window_crop(self, index: int, key, polygon: np.ndarray, rng, where: str):
+        """(crop, window) decoded window-only when the image is not cached, its extent is known and reading
+        is not sequential through more samples of this image; (None, window) when the window is drawn but the
+        whole image must be decoded after all; (None, None) otherwise (the window is then drawn from the
+        decoded image's extent)."""
+        if not (self.window_decode and WINDOW_DECODING) or key in self._images:
+            return None, None
+        if index == self._last[1] + 1 and all(index + k < len(self) and self._record(index + k)[0] == key
+                                              for k in range(1, SEQUENTIAL_WHOLE + 1)):
+            return None, None  # sequential, and the next samples need this image too: decode it whole once
+        extent = self._stored_extent(key)
+        if extent is None:
+            return None, None
+        window = region_window(extent, polygon, rng, where)
+        data = self._image_bytes(key)
+        if data is None:
+            raise SkipSample(skips.IMAGE_MISSING, f"{where}: image not found")
+        lap = Laps(self.timings)
+        crop = decode_window(data, window, where)
+        lap("decode")
+        return crop, window
+
     def _load_image(self, key, where: str) -> Tuple[np.ndarray, geometry.Box]:
         cached = self._images.get(key)
         if cached is not None:
@@ -183,7 +230,10 @@ class AnyWordBase(Dataset):
         lap = Laps(self.timings)
         image = decode_image(data, where)
         lap("decode")
-        extent = self._stored_extent(key) or image_extent(image, where)
+        extent = self._stored_extent(key)
+        if extent is None:
+            extent = image_extent(image, where)
+            self._learn_extent(key, extent)
         lap("extent")
         self._images[key] = (image, extent)
         while len(self._images) > IMAGE_CACHE_SIZE:
@@ -257,6 +307,7 @@ class AnyWordDataset(AnyWordBase):
         self.samples: List[Tuple[int, int, str, Optional[str], np.ndarray]] = []
         for path in paths:
             self._add_json(str(path))
+        self._extents = np.full((len(self.image_paths), 4), -1, dtype=np.int32)  # learned on first decode
 
     def _add_json(self, json_path: str) -> None:
         content = load_anyword_json(json_path)
@@ -284,6 +335,13 @@ class AnyWordDataset(AnyWordBase):
 
     def _polygon(self, index):
         return self.samples[index][4]
+
+    def _stored_extent(self, key) -> Optional[geometry.Box]:
+        extent = self._extents[key]
+        return None if extent[0] < 0 else tuple(int(v) for v in extent)
+
+    def _learn_extent(self, key, extent: geometry.Box) -> None:
+        self._extents[key] = extent
 
     def _image_bytes(self, key) -> Optional[bytes]:
         try:

@@ -27,7 +27,8 @@ from tqdm import tqdm
 from textssr.config import ConfigError
 from textssr.data import geometry, skips
 from textssr.data.anyword import OTHER_LANGUAGE, load_anyword_json, resolve_data_root, screen_annotation
-from textssr.data.lmdb_store import ANNOTATIONS_PREFIX, IMAGE_PREFIX, INDEX_KEY, INDEX_VERSION, IndexTable
+from textssr.data.lmdb_store import (ANNOTATIONS_PREFIX, IMAGE_PREFIX, INDEX_KEY, INDEX_VERSION, IndexTable,
+                                     release_reader)
 from textssr.data.sample import decode_image, image_extent
 from textssr.data.skips import SkipSample
 
@@ -69,6 +70,7 @@ def shard_done(path: str) -> Optional[IndexTable]:
     """The stored index of a finished shard, None when the shard is absent or unfinished."""
     if not os.path.isfile(os.path.join(path, "data.mdb")):
         return None
+    release_reader(path)  # a dataset of this process may have it open; py-lmdb refuses a second open
     env = lmdb.open(path, readonly=True, lock=False)
     try:
         with env.begin() as txn:
@@ -115,6 +117,7 @@ def store_image(image_path: str, img_name: str, annotations: list, language: Opt
 def write_shard(path: str, images: Sequence[Tuple[str, str, list]], first_id: int, language: Optional[str],
                 bar) -> IndexTable:
     """Write one shard from scratch; its ``__index__`` is the last write, marking it finished."""
+    release_reader(path)
     if os.path.isdir(path):
         shutil.rmtree(path)  # an unfinished shard from an interrupted run: rebuild it
     os.makedirs(path)

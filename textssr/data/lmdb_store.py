@@ -127,6 +127,34 @@ def open_readonly(path: str) -> lmdb.Environment:
     return lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False, max_readers=4096)
 
 
+_READERS: Dict[str, lmdb.Environment] = {}
+_READERS_PID: Optional[int] = None
+
+
+def shared_reader(path: str) -> lmdb.Environment:
+    """This process's read-only environment of ``path``, shared by every dataset reading it (py-lmdb refuses to
+    open one environment twice in a process: a train and a val dataset over one LMDB, or two stages in one
+    process); opened afresh in a forked child (DataLoader workers), which first closes its inherited copies of
+    the parent's (py-lmdb counts those as open too; closing them in the child leaves the parent's alone)."""
+    global _READERS_PID
+    if _READERS_PID != os.getpid():
+        for env in _READERS.values():
+            env.close()
+        _READERS.clear()
+        _READERS_PID = os.getpid()
+    key = os.path.realpath(path)
+    if key not in _READERS:
+        _READERS[key] = open_readonly(path)
+    return _READERS[key]
+
+
+def release_reader(path: str) -> None:
+    """Close this process's shared reader of ``path``, if any (before the converter writes to it)."""
+    env = _READERS.pop(os.path.realpath(path), None) if _READERS_PID == os.getpid() else None
+    if env is not None:
+        env.close()
+
+
 class AnyWordLmdbDataset(AnyWordBase):
     """AnyWord-lmdb folder (one environment or a tree of them). Keyword arguments as :class:`AnyWordDataset`.
 
@@ -145,13 +173,9 @@ class AnyWordLmdbDataset(AnyWordBase):
         self.rows: List[np.ndarray] = []  # per environment: the table rows that are samples
         self.indexed: List[bool] = []  # per environment: whether it had a stored __index__
         for path in self.env_paths:
-            env = open_readonly(path)
-            try:
-                with env.begin(buffers=False) as txn:
-                    blob = txn.get(INDEX_KEY)
-                    table = IndexTable.decode(blob, path) if blob is not None else self._scan(txn, path)
-            finally:
-                env.close()
+            with shared_reader(path).begin(buffers=False) as txn:
+                blob = txn.get(INDEX_KEY)
+                table = IndexTable.decode(blob, path) if blob is not None else self._scan(txn, path)
             rows = self._screen(table, path) if blob is not None else np.arange(len(table.ann_image))
             self.tables.append(table)
             self.rows.append(rows)
@@ -236,7 +260,7 @@ class AnyWordLmdbDataset(AnyWordBase):
         if self._pid != os.getpid():  # first use in this process (e.g. a DataLoader worker): open afresh
             self._envs, self._pid = {}, os.getpid()
         if env not in self._envs:
-            self._envs[env] = open_readonly(self.env_paths[env])
+            self._envs[env] = shared_reader(self.env_paths[env])
         return self._envs[env].begin(buffers=False)
 
     def _get(self, env: int, key: bytes) -> Optional[bytes]:

@@ -19,8 +19,15 @@ from textssr.data.render import render_glyph, render_ttf_img
 from textssr.data.skips import (EMPTY_EXTENT, IMAGE_UNREADABLE, MASK_EMPTY, POLYGON_DEGENERATE, POLYGON_OUTSIDE,
                                 SkipSample)
 
+try:  # the optional C extension (setup.py); without it whole images are decoded: same samples, slower
+    from textssr.data._jpeg_window import decode_window as _jpeg_window
+except ImportError:  # pragma: no cover - built wherever libjpeg-turbo's headers are installed
+    _jpeg_window = None
+
 JPEG_SOI, JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
 JPEG_EOI_WINDOW = 65536  # a JPEG without its end marker in its last 64 KiB is truncated
+WINDOW_DECODING = _jpeg_window is not None
+WINDOW_MARGIN = 8  # px decoded around a window: the edge pixels of a cropped decode differ from a full one's
 
 
 class Laps:
@@ -49,6 +56,35 @@ def _decode_jpeg(data: bytes) -> Optional[np.ndarray]:
         return None
 
 
+def _check_jpeg_end(data: bytes, where: str) -> None:
+    if data.rfind(JPEG_EOI, max(0, len(data) - JPEG_EOI_WINDOW)) < 0:
+        raise SkipSample(IMAGE_UNREADABLE, f"{where}: truncated JPEG (no end marker)")
+
+
+def decode_window(data: Optional[bytes], window: geometry.Box, where: str) -> Optional[np.ndarray]:
+    """uint8 BGR (y1 − y0, x1 − x0, 3), equal to ``decode_image(data)[y0:y1, x0:x1]``, decoding only the rows
+    down to the window's bottom and, in them, only the columns around it (3–4× less work than a whole
+    1280×720 photo for a word). None when that is not possible — not a JPEG, the C extension not built, a
+    colour space without BGR conversion, a stream the system's libjpeg rejects, a window outside the image —:
+    the caller then decodes the whole image, which decides what is unreadable. A truncated JPEG raises
+    SkipSample("image_unreadable") as :func:`decode_image` does."""
+    if _jpeg_window is None or not data or data[:2] != JPEG_SOI:
+        return None
+    _check_jpeg_end(data, where)
+    x0, y0, x1, y1 = window
+    try:
+        got = _jpeg_window(data, x0 - WINDOW_MARGIN, y0 - WINDOW_MARGIN, x1 + WINDOW_MARGIN, y1 + WINDOW_MARGIN)
+    except ValueError:
+        return None
+    if got is None:
+        return None
+    rows, xoffset, yoffset, width, height = got
+    if x0 < xoffset or y0 < yoffset or x1 > xoffset + width or y1 > yoffset + height:
+        return None
+    return np.frombuffer(rows, np.uint8).reshape(height, width, 3)[y0 - yoffset:y1 - yoffset,
+                                                                   x0 - xoffset:x1 - xoffset]
+
+
 def decode_image(data: Optional[bytes], where: str) -> np.ndarray:
     """uint8 BGR (H, W, 3) from encoded bytes (JPEG/PNG/...), raw pixel orientation (EXIF ignored, as Pillow
     and the annotations have it). JPEGs go through simplejpeg, anything it refuses and other formats through
@@ -58,8 +94,7 @@ def decode_image(data: Optional[bytes], where: str) -> np.ndarray:
         raise SkipSample(IMAGE_UNREADABLE, f"{where}: empty file")
     image = None
     if data[:2] == JPEG_SOI:
-        if data.rfind(JPEG_EOI, max(0, len(data) - JPEG_EOI_WINDOW)) < 0:
-            raise SkipSample(IMAGE_UNREADABLE, f"{where}: truncated JPEG (no end marker)")
+        _check_jpeg_end(data, where)
         image = _decode_jpeg(data)
     if image is None:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
@@ -114,27 +149,32 @@ def to_signed(rgb: np.ndarray) -> np.ndarray:
     return np.clip(rgb, -1.0, 1.0, out=rgb)
 
 
-def build_region(image: np.ndarray, extent: geometry.Box, polygon: np.ndarray, text: str, *, resolution: int,
-                 ttf_size: int, max_len: int, font_path: Optional[str], rng: Optional[np.random.Generator],
-                 vae_mode: bool = False, where: str = "", timings: Optional[Counter] = None) -> dict:
-    """One sample dict (see docs/architecture.md) from a decoded image.
-
-    image: uint8 BGR (H, W, 3); extent: its content extent (x0, y0, x1, y1); polygon: float (N, 2), image
-    pixels; rng: draws the window start (None = window centred on the bbox). Returns torch float32 tensors
-    ``image`` (3, R, R) in [-1, 1], ``mask`` (1, R, R) in {0, 1} (0 = text), ``masked_image`` (3, R, R),
-    ``glyph`` (3, R, R) in [0, 1], ``ttf_img`` (max_len, ttf_size, ttf_size) in [0, 1], and ``text``;
-    only ``image`` when ``vae_mode``. Raises SkipSample for a polygon outside the extent, a degenerate
-    window or a text area that vanishes at R×R.
-    """
-    lap = Laps(timings)
+def region_window(extent: geometry.Box, polygon: np.ndarray, rng: Optional[np.random.Generator],
+                  where: str = "") -> geometry.Box:
+    """The crop window (x0, y0, x1, y1) of SPEC §3 steps 1–2 for ``polygon`` in an image whose content extent is
+    ``extent``; ``rng`` draws its start (None = centred on the bbox). Raises SkipSample for a polygon outside
+    the extent or a bbox that is empty once clamped to it."""
     bbox = geometry.polygon_bbox(polygon)
     if not geometry.overlaps(bbox, extent):
         raise SkipSample(POLYGON_OUTSIDE, f"{where}: bbox {bbox} outside content extent {extent}")
     window = geometry.square_window(extent, bbox, rng)
     if window is None:
         raise SkipSample(POLYGON_DEGENERATE, f"{where}: polygon bbox {bbox} is empty once clamped to {extent}")
-    sx0, sy0, sx1, sy1 = window
-    crop = image[sy0:sy1, sx0:sx1]
+    return window
+
+
+def build_crop(crop: np.ndarray, window: geometry.Box, polygon: np.ndarray, text: str, *, resolution: int,
+               ttf_size: int, max_len: int, font_path: Optional[str], vae_mode: bool = False, where: str = "",
+               timings: Optional[Counter] = None) -> dict:
+    """One sample dict from ``crop`` = the image's uint8 BGR pixels in ``window`` (from :func:`region_window`):
+    a decoded image's ``image[y0:y1, x0:x1]`` or what :func:`decode_window` returns.
+
+    Returns torch float32 tensors ``image`` (3, R, R) in [-1, 1], ``mask`` (1, R, R) in {0, 1} (0 = text),
+    ``masked_image`` (3, R, R), ``glyph`` (3, R, R) in [0, 1], ``ttf_img`` (max_len, ttf_size, ttf_size) in
+    [0, 1], and ``text``; only ``image`` when ``vae_mode``. Raises SkipSample("mask_empty") for a text area
+    that vanishes at R×R.
+    """
+    lap = Laps(timings)
     if vae_mode:
         sample = {"image": torch.from_numpy(to_signed(resize_chw(planar_unit(crop), resolution)))}
         lap("crop_resize")
