@@ -128,15 +128,13 @@ def test_lmdb_dataset_in_dataloader_workers(built):
     assert torch.equal(torch.cat([b["mask"] for b in loader]), expected)
 
 
-def test_window_decoding_gives_the_samples_of_whole_image_decoding(sources, built, monkeypatch):
+def test_window_decoding_gives_the_samples_of_whole_image_decoding(sources, built, monkeypatch, jpeg_window):
     """Shuffled reading with an empty image cache decodes only crop windows (extents stored in the LMDB index,
     learned by the JSON dataset on its first pass); the samples are those of whole-image decoding."""
     import numpy as np
 
     import textssr.data.anyword as anyword
-    from textssr.data.sample import WINDOW_DECODING
 
-    assert WINDOW_DECODING, "the C extension textssr.data._jpeg_window was not built (libjpeg-turbo headers?)"
     calls = {"window": 0}
     real = anyword.decode_window
 
@@ -177,7 +175,7 @@ def test_two_datasets_read_one_lmdb_in_one_process(built):
     assert torch.equal(quiet(AnyWordLmdbDataset, str(out), seed=1)[0]["mask"], first["mask"])
 
 
-def test_sequential_reading_decodes_a_busy_image_whole_once(icdar15_dir, tmp_path, monkeypatch):
+def test_sequential_reading_decodes_a_busy_image_whole_once(icdar15_dir, tmp_path, monkeypatch, jpeg_window):
     import textssr.data.anyword as anyword
 
     word = {"polygon": [[377, 117], [463, 117], [465, 130], [378, 130]], "text": "Genaxis", "language": "Latin"}
@@ -206,3 +204,20 @@ def test_sequential_reading_decodes_a_busy_image_whole_once(icdar15_dir, tmp_pat
     # index 0 follows index 5 (not sequential): its window; index 1 starts a run of 4 more of img_1: whole,
     # cached for 2-4; index 5 (img_2, nothing after it): its window
     assert calls == {"window": 2, "whole": 1}
+    ds[5]  # the same sample again (synthesis draws variants of a region): img_2 whole, then cached
+    ds[5]
+    assert calls == {"window": 2, "whole": 2}
+    ds._images.clear()
+    for i in (0, 2, 4):  # a rank's share at stride 2 (img_1 at 0, 2, 4): its window, as 2 more do not follow
+        ds[i]
+    assert calls == {"window": 5, "whole": 2}
+
+
+def test_rebuilding_an_open_lmdb_in_the_same_process(sources, tmp_path):
+    out = str(tmp_path / "AnyWord-lmdb")
+    build_lmdb(sources[:1], out, shard_size=7, progress=False)
+    ds = quiet(AnyWordLmdbDataset, out, seed=2)
+    first = ds[0]
+    build_lmdb(sources[:1], out, shard_size=7, progress=False)  # resumes: every shard is finished
+    ds._images.clear()
+    assert torch.equal(ds[0]["image"], first["image"])

@@ -270,7 +270,8 @@ def _jpeg(variant: str, shape=(173, 251)) -> bytes:
 
     rgb = cv2.GaussianBlur((np.random.default_rng(1).random(shape + (3,)) * 255).astype(np.uint8), (7, 7), 3)
     if variant == "restart":  # restart markers every 2 MCU rows (Pillow cannot write them)
-        return cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 2 * -(-shape[1] // 16)])[1].tobytes()
+        params = [cv2.IMWRITE_JPEG_RST_INTERVAL, 2 * -(-shape[1] // 16)]
+        return cv2.imencode(".jpg", rgb[..., ::-1], params)[1].tobytes()
     buf = io.BytesIO()
     mode = {"gray": "L", "cmyk": "CMYK"}.get(variant, "RGB")
     subsampling = {"444": 0, "422": 1}.get(variant, 2)
@@ -280,10 +281,9 @@ def _jpeg(variant: str, shape=(173, 251)) -> bytes:
 
 
 @pytest.mark.parametrize("variant", ["420", "444", "422", "progressive", "gray", "restart"])
-def test_window_decode_equals_the_whole_image_decode(variant, icdar15_dir):
-    from textssr.data.sample import WINDOW_DECODING, decode_image, decode_window
+def test_window_decode_equals_the_whole_image_decode(variant, icdar15_dir, jpeg_window):
+    from textssr.data.sample import decode_image, decode_window
 
-    assert WINDOW_DECODING, "the C extension textssr.data._jpeg_window was not built (libjpeg-turbo headers?)"
     sources = [_jpeg(variant)] + ([(icdar15_dir / "img_2.jpg").read_bytes()] if variant == "420" else [])
     rng = np.random.default_rng(0)
     for data in sources:
@@ -298,7 +298,7 @@ def test_window_decode_equals_the_whole_image_decode(variant, icdar15_dir):
             assert crop is not None and np.array_equal(crop, full[y0:y1, x0:x1]), (variant, (x0, y0, x1, y1))
 
 
-def test_window_decode_declines_what_it_cannot_do_and_skips_truncated_jpegs(icdar15_dir):
+def test_window_decode_declines_what_it_cannot_do_and_skips_truncated_jpegs(icdar15_dir, jpeg_window):
     from textssr.data import SkipSample
     from textssr.data.sample import decode_window
 

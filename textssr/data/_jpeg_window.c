@@ -10,18 +10,21 @@
  * full decode (fancy upsampling replicates the edge instead of reading the neighbour): callers ask for a
  * margin around what they need. Same decoder settings as a full
  * decode by Pillow, OpenCV or simplejpeg (integer IDCT, fancy upsampling). None for a colour space that
- * does not convert to BGR (CMYK, YCCK): the caller decodes those fully. ValueError for a stream libjpeg
- * rejects; warnings (corrupt data that libjpeg recovers from) are tolerated silently, as Pillow does.
+ * does not convert to BGR (CMYK, YCCK) and for a stream libjpeg had to repair (a warning: corrupt data): the
+ * caller decodes those whole, as other decoders would. ValueError for a stream libjpeg rejects or a window
+ * that does not meet the image.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <setjmp.h>
 #include <stdio.h>
+#include <string.h>
 #include <jpeglib.h>
 
-#if !defined(JCS_EXTENSIONS)
-#error "libjpeg-turbo (JCS_EXT_BGR, jpeg_crop_scanline, jpeg_skip_scanlines) is required"
+#if !defined(JCS_EXTENSIONS) || !defined(LIBJPEG_TURBO_VERSION_NUMBER) || LIBJPEG_TURBO_VERSION_NUMBER < 2001000
+/* 2.1 is where progressive block smoothing became what the decoders of whole images (3.x) do */
+#error "libjpeg-turbo >= 2.1 (JCS_EXT_BGR, jpeg_crop_scanline, jpeg_skip_scanlines) is required"
 #endif
 
 struct window_error {
@@ -50,10 +53,10 @@ static PyObject *decode_window(PyObject *self, PyObject *args)
 
     if (!PyArg_ParseTuple(args, "y*iiii", &data, &x0, &y0, &x1, &y1))
         return NULL;
+    memset(&cinfo, 0, sizeof cinfo); /* jpeg_destroy_decompress is a no-op on a struct create never filled */
     cinfo.err = jpeg_std_error(&err.pub);
     err.pub.error_exit = on_error;
     err.pub.output_message = on_message;
-    jpeg_create_decompress(&cinfo);
     if (setjmp(err.jump)) {
         jpeg_destroy_decompress(&cinfo);
         PyBuffer_Release(&data);
@@ -61,6 +64,7 @@ static PyObject *decode_window(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "JPEG: %s", err.message);
         return NULL;
     }
+    jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, (const unsigned char *)data.buf, (unsigned long)data.len);
     jpeg_read_header(&cinfo, TRUE);
     if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
@@ -76,9 +80,9 @@ static PyObject *decode_window(PyObject *self, PyObject *args)
         x0 = 0;
     if (y0 < 0)
         y0 = 0;
-    if ((JDIMENSION)x1 > cinfo.output_width)
+    if ((long long)x1 > (long long)cinfo.output_width)
         x1 = (int)cinfo.output_width;
-    if ((JDIMENSION)y1 > cinfo.output_height)
+    if ((long long)y1 > (long long)cinfo.output_height)
         y1 = (int)cinfo.output_height;
     if (x1 <= x0 || y1 <= y0) {
         jpeg_destroy_decompress(&cinfo);
@@ -92,6 +96,11 @@ static PyObject *decode_window(PyObject *self, PyObject *args)
     if (y0 > 0)
         jpeg_skip_scanlines(&cinfo, (JDIMENSION)y0);
     size_t stride = (size_t)width * 3;
+    if ((size_t)(y1 - y0) > (size_t)PY_SSIZE_T_MAX / stride) {
+        jpeg_destroy_decompress(&cinfo);
+        PyBuffer_Release(&data);
+        return PyErr_NoMemory();
+    }
     out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(stride * (size_t)(y1 - y0)));
     if (out == NULL) {
         jpeg_destroy_decompress(&cinfo);
@@ -108,8 +117,13 @@ static PyObject *decode_window(PyObject *self, PyObject *args)
             return PyErr_Format(PyExc_ValueError, "JPEG: no scanline %d", y0 + row);
         }
     }
+    long warnings = cinfo.err->num_warnings;
     jpeg_destroy_decompress(&cinfo); /* rows below y1 are never decoded */
     PyBuffer_Release(&data);
+    if (warnings > 0) { /* repaired corrupt data: how a decoder repairs is its own; decode it whole */
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    }
     return Py_BuildValue("(NIIII)", out, (unsigned int)xoffset, (unsigned int)y0, (unsigned int)width,
                          (unsigned int)(y1 - y0));
 }

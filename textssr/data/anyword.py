@@ -25,7 +25,7 @@ from textssr.data.skips import SkipSample
 PLACEMENTS = ("random", "center")
 MAX_SUBSTITUTIONS = 64  # __getitem__ gives up after this many bad instances in a row
 IMAGE_CACHE_SIZE = 2  # decoded images kept per process: consecutive annotations of one image decode once
-SEQUENTIAL_WHOLE = 3  # read index after index, an image the next 3 samples also use is decoded whole, once
+SEQUENTIAL_WHOLE = 3  # at a steady stride, an image the next 3 samples also use is decoded whole, once
 ROOT_PROBES = 8  # image names checked when choosing among data_root candidates
 
 
@@ -56,9 +56,10 @@ class AnyWordBase(Dataset):
 
     Decoding: a sample whose image is not in the small decoded-image cache and whose content extent is known
     (stored in the LMDB index, or learned from an earlier decode of that image) decodes only its crop window
-    (:func:`textssr.data.sample.decode_window`; the same pixels). Sequential reading (inference, synthesis:
-    index after index) decodes an image that the next ``SEQUENTIAL_WHOLE`` samples also use whole, once, and
-    caches it instead (a word's window costs about a third of a whole 1280×720 photo).
+    (:func:`textssr.data.sample.decode_window`; the same pixels). When the reading pattern will come back to
+    the image soon (the same sample again, or a steady stride whose next ``SEQUENTIAL_WHOLE`` samples use it:
+    inference and synthesis, per rank) it is decoded whole once and cached instead (a word's window costs a
+    tenth to a third of a whole 1280×720 photo).
     ``window_decode = False`` always decodes whole images.
     """
 
@@ -80,7 +81,7 @@ class AnyWordBase(Dataset):
         self.skip_counts: Counter = Counter()
         self.timings: Optional[Counter] = None  # set to a Counter to accumulate per-stage seconds (benchmark)
         self._images: "OrderedDict[object, Tuple[np.ndarray, geometry.Box]]" = OrderedDict()
-        self._last: Tuple[object, int] = (None, -2)  # (image key, index) of the previous sample
+        self._last: Tuple[object, Optional[int]] = (None, None)  # (image key, index) of the previous sample
 
     # ------------------------------------------------------------------ subclass interface
     def _record(self, index: int) -> Tuple[object, str, int, str, Optional[str]]:
@@ -202,11 +203,8 @@ class AnyWordBase(Dataset):
         is not sequential through more samples of this image; (None, window) when the window is drawn but the
         whole image must be decoded after all; (None, None) otherwise (the window is then drawn from the
         decoded image's extent)."""
-        if not (self.window_decode and WINDOW_DECODING) or key in self._images:
+        if not (self.window_decode and WINDOW_DECODING) or key in self._images or self._reading_on(index, key):
             return None, None
-        if index == self._last[1] + 1 and all(index + k < len(self) and self._record(index + k)[0] == key
-                                              for k in range(1, SEQUENTIAL_WHOLE + 1)):
-            return None, None  # sequential, and the next samples need this image too: decode it whole once
         extent = self._stored_extent(key)
         if extent is None:
             return None, None
@@ -218,6 +216,19 @@ class AnyWordBase(Dataset):
         crop = decode_window(data, window, where)
         lap("decode")
         return crop, window
+
+    def _reading_on(self, index: int, key) -> bool:
+        """Whether the reading pattern will soon come back to image ``key``, which is then worth decoding whole
+        and caching: the same sample again (synthesis draws several variants of a region), or a steady stride
+        (1, or the world size of a rank's share) whose next ``SEQUENTIAL_WHOLE`` samples use this image too."""
+        last_index = self._last[1]
+        if last_index is None:
+            return False
+        if index == last_index:
+            return True
+        stride = index - last_index
+        return stride > 0 and all(index + k * stride < len(self) and self._record(index + k * stride)[0] == key
+                                  for k in range(1, SEQUENTIAL_WHOLE + 1))
 
     def _load_image(self, key, where: str) -> Tuple[np.ndarray, geometry.Box]:
         cached = self._images.get(key)

@@ -28,7 +28,7 @@ from textssr.config import ConfigError
 from textssr.data import geometry, skips
 from textssr.data.anyword import OTHER_LANGUAGE, load_anyword_json, resolve_data_root, screen_annotation
 from textssr.data.lmdb_store import (ANNOTATIONS_PREFIX, IMAGE_PREFIX, INDEX_KEY, INDEX_VERSION, IndexTable,
-                                     release_reader)
+                                     release_reader, shared_reader)
 from textssr.data.sample import decode_image, image_extent
 from textssr.data.skips import SkipSample
 
@@ -70,13 +70,8 @@ def shard_done(path: str) -> Optional[IndexTable]:
     """The stored index of a finished shard, None when the shard is absent or unfinished."""
     if not os.path.isfile(os.path.join(path, "data.mdb")):
         return None
-    release_reader(path)  # a dataset of this process may have it open; py-lmdb refuses a second open
-    env = lmdb.open(path, readonly=True, lock=False)
-    try:
-        with env.begin() as txn:
-            blob = txn.get(INDEX_KEY)
-    finally:
-        env.close()
+    with shared_reader(path).begin() as txn:  # shared: a dataset of this process may have it open
+        blob = txn.get(INDEX_KEY)
     return IndexTable.decode(blob, path) if blob is not None else None
 
 

@@ -131,7 +131,7 @@ _READERS: Dict[str, lmdb.Environment] = {}
 _READERS_PID: Optional[int] = None
 
 
-def shared_reader(path: str) -> lmdb.Environment:
+def shared_reader(path: str, real_path: Optional[str] = None) -> lmdb.Environment:
     """This process's read-only environment of ``path``, shared by every dataset reading it (py-lmdb refuses to
     open one environment twice in a process: a train and a val dataset over one LMDB, or two stages in one
     process); opened afresh in a forked child (DataLoader workers), which first closes its inherited copies of
@@ -142,14 +142,16 @@ def shared_reader(path: str) -> lmdb.Environment:
             env.close()
         _READERS.clear()
         _READERS_PID = os.getpid()
-    key = os.path.realpath(path)
-    if key not in _READERS:
-        _READERS[key] = open_readonly(path)
-    return _READERS[key]
+    key = real_path or os.path.realpath(path)
+    env = _READERS.get(key)
+    if env is None:
+        env = _READERS[key] = open_readonly(path)
+    return env
 
 
 def release_reader(path: str) -> None:
-    """Close this process's shared reader of ``path``, if any (before the converter writes to it)."""
+    """Close this process's shared reader of ``path``, if any, before the converter rewrites it (a dataset of
+    this process still reading it would read a shard being replaced; it reopens the new one)."""
     env = _READERS.pop(os.path.realpath(path), None) if _READERS_PID == os.getpid() else None
     if env is not None:
         env.close()
@@ -181,8 +183,7 @@ class AnyWordLmdbDataset(AnyWordBase):
             self.rows.append(rows)
             self.indexed.append(blob is not None)
         self._starts = np.cumsum([0] + [len(r) for r in self.rows])
-        self._envs: Dict[int, lmdb.Environment] = {}
-        self._pid = None
+        self._real_paths = [os.path.realpath(p) for p in self.env_paths]  # shared_reader's keys
 
     # ------------------------------------------------------------------ index
     def _scan(self, txn, path: str) -> IndexTable:
@@ -257,11 +258,8 @@ class AnyWordLmdbDataset(AnyWordBase):
                 table.lang_names[code] if code >= 0 else None)
 
     def _txn(self, env: int):
-        if self._pid != os.getpid():  # first use in this process (e.g. a DataLoader worker): open afresh
-            self._envs, self._pid = {}, os.getpid()
-        if env not in self._envs:
-            self._envs[env] = shared_reader(self.env_paths[env])
-        return self._envs[env].begin(buffers=False)
+        # looked up every time (a dict lookup): a DataLoader worker opens its own, a rebuilt shard reopens
+        return shared_reader(self.env_paths[env], self._real_paths[env]).begin(buffers=False)
 
     def _get(self, env: int, key: bytes) -> Optional[bytes]:
         with self._txn(env) as txn:
@@ -290,7 +288,3 @@ class AnyWordLmdbDataset(AnyWordBase):
                              f"polygon unreadable in {self.env_paths[env]}")
         return polygon
 
-    def __getstate__(self):
-        state = super().__getstate__()
-        state["_envs"], state["_pid"] = {}, None
-        return state
