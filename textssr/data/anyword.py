@@ -165,10 +165,10 @@ class AnyWordBase(Dataset):
         elif rng is None:
             rng = self.sample_rng(index)
         polygon = self._polygon(index)
-        crop, window = self._window_crop(index, key, polygon, rng, where)
+        crop, window, data = self._window_crop(index, key, polygon, rng, where)
         self._last = (key, index)
         if crop is None:
-            image, extent = self._load_image(key, where)
+            image, extent = self._load_image(key, where, data)
             if window is None:
                 window = region_window(extent, polygon, rng, where)
             x0, y0, x1, y1 = window
@@ -199,23 +199,21 @@ class AnyWordBase(Dataset):
 
     # ------------------------------------------------------------------ images
     def _window_crop(self, index: int, key, polygon: np.ndarray, rng, where: str):
-        """(crop, window) decoded window-only when the image is not cached, its extent is known and reading
-        is not sequential through more samples of this image; (None, window) when the window is drawn but the
-        whole image must be decoded after all; (None, None) otherwise (the window is then drawn from the
-        decoded image's extent)."""
+        """(crop, window, bytes) decoded window-only when the image is not cached, its extent is known and the
+        reading pattern does not come back to it soon; (None, window, bytes) when the window is drawn and the
+        bytes read but the whole image must be decoded after all (from those bytes); (None, None, None)
+        otherwise (the window is then drawn from the decoded image's extent)."""
         if not (self.window_decode and WINDOW_DECODING) or key in self._images or self._reading_on(index, key):
-            return None, None
+            return None, None, None
         extent = self._stored_extent(key)
         if extent is None:
-            return None, None
+            return None, None, None
         window = region_window(extent, polygon, rng, where)
-        data = self._image_bytes(key)
-        if data is None:
-            raise SkipSample(skips.IMAGE_MISSING, f"{where}: image not found")
+        data = self._read_image(key, where)
         lap = Laps(self.timings)
         crop = decode_window(data, window, where)
         lap("decode")
-        return crop, window
+        return crop, window, data
 
     def _reading_on(self, index: int, key) -> bool:
         """Whether the reading pattern will soon come back to image ``key``, which is then worth decoding whole
@@ -230,14 +228,20 @@ class AnyWordBase(Dataset):
         return stride > 0 and all(index + k * stride < len(self) and self._record(index + k * stride)[0] == key
                                   for k in range(1, SEQUENTIAL_WHOLE + 1))
 
-    def _load_image(self, key, where: str) -> Tuple[np.ndarray, geometry.Box]:
+    def _read_image(self, key, where: str) -> bytes:
+        data = self._image_bytes(key)
+        if data is None:
+            raise SkipSample(skips.IMAGE_MISSING, f"{where}: image not found")
+        return data
+
+    def _load_image(self, key, where: str, data: Optional[bytes] = None) -> Tuple[np.ndarray, geometry.Box]:
+        """The decoded image and its extent, from the cache or from ``data`` (read when not given)."""
         cached = self._images.get(key)
         if cached is not None:
             self._images.move_to_end(key)
             return cached
-        data = self._image_bytes(key)
         if data is None:
-            raise SkipSample(skips.IMAGE_MISSING, f"{where}: image not found")
+            data = self._read_image(key, where)
         lap = Laps(self.timings)
         image = decode_image(data, where)
         lap("decode")
