@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from textssr.config import ConfigError, exit_on_config_error
+from textssr.config import ConfigError, exit_on_config_error, run_script
 from textssr.eval import EvalError, Recognizer, evaluate_results, format_table, open_results, write_contact_sheet, \
     write_metrics
 from textssr.eval.evaluate import METRICS_FILE, SHEET_FILE
@@ -26,20 +26,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_out(path: Path) -> Path:
+    """``--out`` must be a file path that can be written: not a folder, its folder creatable."""
+    if path.is_dir():
+        raise ConfigError(f"--out {path}: is a folder; give a file path such as {path / METRICS_FILE}")
+    from textssr.config import check_output_dir
+    check_output_dir(str(path.parent or Path(".")), "--out's folder")
+    return path
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     try:
         if args.batch_size < 1 or args.sheet_max < 1:
             raise ConfigError("--batch-size and --sheet-max must be >= 1")
         open_results(args.results)  # fail on a wrong folder before loading the model
+        out = check_out(Path(args.out) if args.out else Path(args.results) / METRICS_FILE)
     except ConfigError as exc:
         exit_on_config_error(exc)
     try:
-        metrics = evaluate_results(args.results, Recognizer(batch_size=args.batch_size), strict=args.strict)
+        metrics = run_script(lambda: evaluate_results(args.results, Recognizer(batch_size=args.batch_size),
+                                                      strict=args.strict), resumable=False)
     except EvalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1)
-    out = write_metrics(metrics, args.out or Path(args.results) / METRICS_FILE)
+    out = write_metrics(metrics, out)
     print(format_table(metrics))
     print(f"metrics: {out}")
     if not args.no_sheet:

@@ -6,19 +6,21 @@
 Writes <output_dir>/{local,region,gt}/<i>.png, labels.json, instances.json and meta.json (see
 textssr/infer/outputs.py). Re-running the same command resumes: finished items are kept.
 """
+import os
 import sys
 
-from textssr.config import ConfigError, exit_on_config_error, parse_config
+from textssr.config import parse_config, run_script
 from textssr.data import SkipSample
 from textssr.infer import NothingGenerated, run_inference, summary
 
+SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "infer_cfg.py")
+
 
 def main(argv=None):
+    cfg = run_script(lambda: parse_config(argv, description=__doc__.splitlines()[0],
+                                          default_config="configs/infer_cfg.py", schema=SCHEMA))
     try:
-        cfg = parse_config(argv, description=__doc__.splitlines()[0], default_config="configs/infer_cfg.py")
-        meta = run_inference(cfg)
-    except ConfigError as exc:
-        exit_on_config_error(exc)
+        meta = run_script(lambda: run_inference(cfg))
     except NothingGenerated as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1)

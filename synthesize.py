@@ -6,16 +6,25 @@
 
 Restart the same command after any crash: it resumes where it stopped. See textssr/synth/runner.py.
 """
-from textssr.config import ConfigError, exit_on_config_error, parse_config
+import os
+import sys
+
+from textssr.config import parse_config, run_script
+from textssr.data import SkipSample
 from textssr.synth.runner import synthesize
+
+SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "synth_cfg.py")
 
 
 def main(argv=None):
+    cfg = run_script(lambda: parse_config(argv, description=__doc__.splitlines()[0],
+                                          default_config="configs/synth_cfg.py", schema=SCHEMA))
     try:
-        cfg = parse_config(argv, description=__doc__.splitlines()[0], default_config="configs/synth_cfg.py")
-        stats = synthesize(cfg)
-    except ConfigError as exc:
-        exit_on_config_error(exc)
+        stats = run_script(lambda: synthesize(cfg))
+    except SkipSample as exc:  # strict=True stops at the first bad region
+        print(f"error: bad source region ({exc}); fix it, or set strict=False to skip and count such regions",
+              file=sys.stderr)
+        raise SystemExit(1)
     if stats is not None:
         print(f"kept {stats['kept']} of {stats['generated']} crops ({stats['crops_per_s']} crops/s) "
               f"→ {stats['lmdb']}; stats in {cfg.output_dir}/stats.json")

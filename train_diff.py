@@ -3,15 +3,17 @@
     accelerate launch --num_processes 8 train_diff.py --config configs/train_diff_step1_cfg.py
     accelerate launch --num_processes 8 train_diff.py --config configs/train_diff_step2_cfg.py
 """
-from textssr.config import ConfigError, exit_on_config_error, parse_config
+import os
+
+from textssr.config import parse_config, run_script
 from textssr.train import train
+
+SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "train_diff_step1_cfg.py")
 
 
 def main(argv=None) -> None:
-    try:
-        train(parse_config(argv, description=__doc__, default_config="configs/train_diff_step1_cfg.py"), "cdm")
-    except ConfigError as exc:
-        exit_on_config_error(exc)
+    run_script(lambda: train(parse_config(argv, description=__doc__,
+                                          default_config="configs/train_diff_step1_cfg.py", schema=SCHEMA), "cdm"))
 
 
 if __name__ == "__main__":

@@ -2,15 +2,17 @@
 
     accelerate launch --num_processes 8 train_vae.py --config configs/train_vae_cfg.py [--cfg-options key=value ...]
 """
-from textssr.config import ConfigError, exit_on_config_error, parse_config
+import os
+
+from textssr.config import parse_config, run_script
 from textssr.train import train
+
+SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "train_vae_cfg.py")
 
 
 def main(argv=None) -> None:
-    try:
-        train(parse_config(argv, description=__doc__, default_config="configs/train_vae_cfg.py"), "vae")
-    except ConfigError as exc:
-        exit_on_config_error(exc)
+    run_script(lambda: train(parse_config(argv, description=__doc__, default_config="configs/train_vae_cfg.py",
+                                          schema=SCHEMA), "vae"))
 
 
 if __name__ == "__main__":

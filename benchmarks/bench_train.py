@@ -2,10 +2,17 @@
 ``--sd21-unet`` the step time of the paper-size UNet on the CPU, so that full-scale runs can be extrapolated.
 
     python benchmarks/bench_train.py [--steps 20] [--num-images 40] [--sd21-unet]
+    python benchmarks/bench_train.py --profile [--steps 60] [--repeats 2]
 
 Each stage runs in its own process (peak RSS is per process) on a tiny corpus generated in a temporary folder,
 with the tiny configs as they are except output paths, step count and logging. Steps/s is measured between the
 first and the last optimizer step (start-up and the first step's warm-up excluded).
+
+``--profile`` splits each stage's optimizer step into data wait, VAE encode, forward, backward, optimizer and
+logging (``profile=True`` in the training loop; the first 2 steps are left out), and times each stage also with
+the settings of main before issue 13 (``MAIN_OPTIONS``: frozen VAE always in bf16, fp32 UNet with 8 attention
+heads), alternating the two ``--repeats`` times in one run, so the speed-up does not depend on how busy or fast
+the machine is that day. The precision each run chose (``"auto"``) is printed beside it.
 """
 from __future__ import annotations
 
@@ -20,6 +27,13 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = (("vae", "train_vae_cfg.py"), ("cdm", "train_diff_step1_cfg.py"), ("cdm", "train_diff_step2_cfg.py"))
+# configs/tiny as they were on main at e51d6d7 (before issue 13), as overrides of today's tiny configs.
+MAIN_CDM = {"vae_dtype": "bf16", "mixed_precision": "no", "unet_arch.attention_head_dim": 8, "adam_fused": False,
+            "latent_cache": False, "region_placement": "random"}
+MAIN_OPTIONS = {"train_vae_cfg.py": {"mixed_precision": "no", "adam_fused": False},
+                "train_diff_step1_cfg.py": MAIN_CDM, "train_diff_step2_cfg.py": MAIN_CDM}
+SETTINGS = {"shipped": {config: {} for _, config in STAGES}, "main e51d6d7": MAIN_OPTIONS}
+PHASES = ("data", "vae_encode", "forward", "backward", "optimizer", "logging", "checkpoint", "step")
 
 
 def run_stage(stage: str, config: str, options: dict) -> dict:
@@ -29,13 +43,19 @@ def run_stage(stage: str, config: str, options: dict) -> dict:
     from textssr.train import train
     from textssr.train.loop import LOG_FILE
     cfg = load_config(os.path.join(REPO, "configs", "tiny", config), options)
-    train(cfg, stage)
-    steps = [json.loads(line) for line in open(os.path.join(cfg.output_dir, LOG_FILE))]
-    steps = [r for r in steps if r["event"] == "step"]
-    seconds = steps[-1]["time"] - steps[0]["time"]
+    state = train(cfg, stage)
+    profile = state.get("profile_ms", {})
+    if profile:
+        steps_per_s = 1000.0 / profile["step"]
+    else:
+        steps = [json.loads(line) for line in open(os.path.join(cfg.output_dir, LOG_FILE))]
+        steps = [r for r in steps if r["event"] == "step"]
+        steps_per_s = (len(steps) - 1) / (steps[-1]["time"] - steps[0]["time"])
     return {"config": config, "resolution": cfg.resolution, "batch": cfg.train_batch_size,
-            "steps_per_s": round((len(steps) - 1) / seconds, 3),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "steps_per_s": round(steps_per_s, 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "profile_ms": profile,
+            "precision": {k: v["dtype"] for k, v in state.get("precision", {}).items()}}
 
 
 def bench_sd21_unet(batch: int, resolution: int) -> dict:
@@ -62,12 +82,61 @@ def bench_sd21_unet(batch: int, resolution: int) -> dict:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
+def child(stage: str, config: str, options: dict) -> dict:
+    """Train one stage in a fresh process; its figures."""
+    proc = subprocess.run([sys.executable, __file__, "--child", stage, config, json.dumps(options)],
+                          capture_output=True, text=True, cwd=REPO)
+    if proc.returncode:
+        sys.exit(f"{config} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def profile_stage(stage: str, config: str, options: dict, repeats: int) -> None:
+    """Each setting's run (``options[name]``) alternated ``repeats`` times; per-phase ms (median over runs) and the
+    ratio of the median step times."""
+    import shutil
+    import statistics
+    runs = {name: [] for name in options}
+    for _ in range(repeats):
+        for name, opts in options.items():
+            shutil.rmtree(opts["output_dir"], ignore_errors=True)
+            runs[name].append(child(stage, config, opts))
+    print(f"\n{config} (batch {runs['shipped'][0]['batch']}, {runs['shipped'][0]['resolution']} px), "
+          f"ms per optimizer step, median of {repeats} run(s):")
+    print(f"{'settings':14s} " + " ".join(f"{p:>10s}" for p in PHASES) + f" {'steps/s':>8s}  precision")
+    medians = {}
+    for name, results in runs.items():
+        cells = {p: statistics.median(r["profile_ms"].get(p, 0.0) for r in results) for p in PHASES}
+        medians[name] = cells["step"]
+        precision = ", ".join(f"{k}={v}" for k, v in results[0]["precision"].items()) or "as configured"
+        print(f"{name:14s} " + " ".join(f"{cells[p]:10.1f}" for p in PHASES) + f" {1000 / cells['step']:8.2f}  "
+              + precision)
+    print(f"speed-up of the shipped settings: {medians['main e51d6d7'] / medians['shipped']:.2f}x steps/s")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+        return platform.processor() or "unknown"
+
+
+def torch_version() -> str:
+    import torch
+    return torch.__version__
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per stage")
-    parser.add_argument("--num-images", type=int, default=40, help="images of the tiny corpus")
+    parser.add_argument("--num-images", type=int, default=300, help="images of the tiny corpus")
     parser.add_argument("--sd21-unet", action="store_true",
                         help="also time one step of the SD-2.1-size UNet (about 14 GB of RAM with AdamW; slow)")
+    parser.add_argument("--profile", action="store_true",
+                        help="per-phase breakdown of each stage's step, and its speed against MAIN_OPTIONS")
+    parser.add_argument("--repeats", type=int, default=2, help="with --profile: runs per setting, alternated")
     parser.add_argument("--child", nargs=3, metavar=("STAGE", "CONFIG", "OPTIONS_JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -80,24 +149,29 @@ def main() -> None:
         data = os.path.join(tmp, "data")
         generate(data, num_images=args.num_images, bench_images=2, progress=False)
         lmdb = os.path.join(data, "AnyWord-lmdb")
-        outputs = {"vae": os.path.join(tmp, "vae_ft"), "step1": os.path.join(tmp, "step1")}
         common = dict(max_train_steps=args.steps, checkpointing_steps=args.steps, logging_steps=1, report_to=None,
                       resume_from_checkpoint=None)
-        per_stage = [
-            dict(common, output_dir=outputs["vae"], lmdb_path=[f"{lmdb}/step1_lmdb", f"{lmdb}/step2_lmdb"]),
-            dict(common, output_dir=outputs["step1"], lmdb_path=f"{lmdb}/step1_lmdb", pretrained_vae=outputs["vae"]),
-            dict(common, output_dir=os.path.join(tmp, "step2"), lmdb_path=f"{lmdb}/step2_lmdb",
-                 pretrained_vae=outputs["vae"], pretrained_unet=outputs["step1"]),
-        ]
-        print(f"{'config':28s} {'res':>4s} {'batch':>5s} {'steps/s':>8s} {'peak RSS MB':>12s}")
-        for (stage, config), options in zip(STAGES, per_stage):
-            proc = subprocess.run([sys.executable, __file__, "--child", stage, config, json.dumps(options)],
-                                  capture_output=True, text=True, cwd=REPO)
-            if proc.returncode:
-                sys.exit(f"{config} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"{r['config']:28s} {r['resolution']:4d} {r['batch']:5d} {r['steps_per_s']:8.3f} "
-                  f"{r['peak_rss_mb']:12d}")
+
+        def per_stage(run_dir: str) -> list:
+            vae, step1 = os.path.join(run_dir, "vae_ft"), os.path.join(run_dir, "step1")
+            return [dict(common, output_dir=vae, lmdb_path=[f"{lmdb}/step1_lmdb", f"{lmdb}/step2_lmdb"]),
+                    dict(common, output_dir=step1, lmdb_path=f"{lmdb}/step1_lmdb", pretrained_vae=vae),
+                    dict(common, output_dir=os.path.join(run_dir, "step2"), lmdb_path=f"{lmdb}/step2_lmdb",
+                         pretrained_vae=vae, pretrained_unet=step1)]
+
+        if args.profile:
+            runs = {name: per_stage(os.path.join(tmp, str(i))) for i, name in enumerate(SETTINGS)}
+            for k, (stage, config) in enumerate(STAGES):
+                options = {name: dict(runs[name][k], profile=True, logging_steps=10 ** 9, **extra)
+                           for name, extra in ((name, SETTINGS[name][config]) for name in SETTINGS)}
+                profile_stage(stage, config, options, args.repeats)
+            print(f"\nCPU: {cpu_model()}; torch {torch_version()}, {os.cpu_count()} logical CPUs")
+        else:
+            print(f"{'config':28s} {'res':>4s} {'batch':>5s} {'steps/s':>8s} {'peak RSS MB':>12s}")
+            for (stage, config), options in zip(STAGES, per_stage(tmp)):
+                r = child(stage, config, options)
+                print(f"{r['config']:28s} {r['resolution']:4d} {r['batch']:5d} {r['steps_per_s']:8.3f} "
+                      f"{r['peak_rss_mb']:12d}")
     if args.sd21_unet:
         r = bench_sd21_unet(batch=1, resolution=256)
         print(f"SD-2.1-size UNet ({r['params_m']} M params), CPU, batch {r['batch']} at {r['resolution']} px: "

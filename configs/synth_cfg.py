@@ -23,7 +23,7 @@ timestep_spacing = None         # None keeps the scheduler config's (SD 2.1: "le
 num_inference_steps = 20
 batch_size = 32                 # items per denoising batch (per process)
 seed = 3407                     # item (region, variant): text, crop window and noise come from (seed, region, variant)
-mixed_precision = "fp16"        # "no" | "fp16" | "bf16" — the last two on GPU only
+mixed_precision = "fp16"        # "no" | "fp16" (GPU) | "bf16" | "auto" (as in configs/infer_cfg.py)
 # Conditions. None takes the UNet's training value (its checkpoint's config.py; ttf_size/max_len else its encoder).
 resolution = 256
 ttf_size = 64

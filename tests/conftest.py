@@ -47,3 +47,23 @@ def jpeg_window() -> None:
         if os.environ.get("TEXTSSR_REQUIRE_JPEG_WINDOW") == "1":
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture
+def fake_precision(monkeypatch):
+    """``fake_precision(name)`` makes textssr.precision.choose run both candidates once and return ``name``
+    ("bf16" or "no") without timing anything; returns the list of choices made so far."""
+    import textssr.precision as precision
+    seen = []
+
+    def install(name):
+        def fake(device, run_fp32, run_bf16, native_bf16=None, timer=None):
+            run_fp32()
+            run_bf16()
+            seen.append(name)
+            return precision.Choice(name, "faked", {"float32": 2.0, "bfloat16": 1.0} if name == "bf16" else {})
+
+        monkeypatch.setattr(precision, "choose", fake)
+        return seen
+
+    return install

@@ -71,7 +71,7 @@ def test_expensive_bad_instances_are_substituted_in_getitem(images, name, polygo
         ds.build(0)
     assert err.value.reason == reason and name in str(err.value) and "index 0" in str(err.value)
     sample = ds[0]  # the next good instance stands in; the reason travels with it
-    assert sample["text"] == "Genaxis" and sample["skipped"] == [reason]
+    assert sample["text"] == "Genaxis" and sample["skipped"] == [(0, reason)]
     assert ds.skip_counts[reason] == 1 and reason in ds.report()
     strict = dataset(images, entries, strict=True)
     with pytest.raises(SkipSample):

@@ -76,6 +76,34 @@ def test_build_resumes_at_the_first_unfinished_shard(sources, tmp_path):
         build_lmdb(sources[:1], str(out), shard_size=7, progress=False)
 
 
+def test_resume_rebuilds_exactly_the_shards_whose_inputs_changed(icdar15_dir, tmp_path):
+    """A resume used to reuse an old shard after the JSON's texts were edited (build_info.json only holds the
+    arguments): each finished shard now records a fingerprint of its images' names, annotations and sizes."""
+    for i in (1, 2, 3):
+        shutil.copy(icdar15_dir / f"img_{i}.jpg", tmp_path / f"{i}.jpg")
+    good = {"polygon": [[377, 117], [463, 117], [465, 130], [378, 130]], "text": "Genaxis", "language": "Latin"}
+    data = {"data_root": ".", "data_list": [{"img_name": f"{i}.jpg", "annotations": [dict(good, text=f"W{i}")]}
+                                            for i in (1, 2, 3)]}
+    path, out = tmp_path / "a.json", tmp_path / "lm"
+    path.write_text(json.dumps(data))
+    assert build_lmdb([str(path)], str(out), shard_size=1, progress=False)["rebuilt_shards"] == 0
+    data["data_list"][1]["annotations"][0]["text"] = "EDITED"
+    path.write_text(json.dumps(data))
+    again = build_lmdb([str(path)], str(out), shard_size=1, progress=False)
+    assert again["resumed_shards"] == 2 and again["rebuilt_shards"] == 1
+    assert [quiet(AnyWordLmdbDataset, str(out)).instance_info(i)["text"] for i in range(3)] == ["W1", "EDITED", "W3"]
+    shutil.copy(icdar15_dir / "img_4.jpg", tmp_path / "3.jpg")  # an image replaced by another photo
+    assert build_lmdb([str(path)], str(out), shard_size=1, progress=False)["rebuilt_shards"] == 1
+    from textssr.data.build_lmdb import shard_done
+    assert len(shard_done(str(out / "shard-00000")).source) == 64  # a SHA-256 hex digest
+
+
+def test_build_rejects_an_output_that_cannot_be_a_folder(sources, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert build_main(["--json", sources[0], "--out", str(tmp_path / "file"), "--no-progress"]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
 def test_build_skips_bad_input_and_reports(icdar15_dir, tmp_path, capsys):
     shutil.copy(icdar15_dir / "img_1.jpg", tmp_path / "good.jpg")
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8garbage")
@@ -84,12 +112,15 @@ def test_build_skips_bad_input_and_reports(icdar15_dir, tmp_path, capsys):
         {"img_name": "good.jpg", "annotations": [good, dict(good, text=""), dict(good, polygon=[[0, 0]]),
                                                  dict(good, polygon=[[3000, 10], [3100, 10], [3100, 50]])]},
         {"img_name": "broken.jpg", "annotations": [good]},
-        {"img_name": "absent.jpg", "annotations": [good, good]}]}
+        {"img_name": "absent.jpg", "annotations": [good, good]},
+        {"img_name": "good.jpg", "annotations": [dict(good, language=5), dict(good, text="A\nB")]},
+        "junk", {"img_name": None, "annotations": [good]}, {"img_name": "good.jpg", "annotations": 7}]}
     (tmp_path / "a.json").write_text(json.dumps(data))
     assert build_main(["--json", str(tmp_path / "a.json"), "--out", str(tmp_path / "lm"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     for line in ("1 empty_text", "1 polygon_degenerate", "1 polygon_outside", "1 image_unreadable",
-                 "2 image_missing"):
+                 "2 image_missing", "1 language_invalid", "1 text_control_chars", "1 entry_malformed",
+                 "1 image_name_invalid", "1 annotations_malformed"):
         assert line in out
     ds = quiet(AnyWordLmdbDataset, str(tmp_path / "lm"))
     assert len(ds) == 1 and ds.skip_counts["image_missing"] == 2 and ds[0]["text"] == "Genaxis"
@@ -161,7 +192,7 @@ def test_window_decoding_gives_the_samples_of_whole_image_decoding(sources, buil
                 fast._images.clear()
                 x, y = fast[i], whole[i]
                 for key in x:
-                    assert torch.equal(x[key], y[key]) if key != "text" else x[key] == y[key], (i, key)
+                    assert torch.equal(x[key], y[key]) if torch.is_tensor(x[key]) else x[key] == y[key], (i, key)
             assert calls["window"] == len(order), calls
 
 

@@ -47,8 +47,8 @@ def all_samples(ic15_json, bench_mini_dir):
 def test_sample_shapes_ranges_and_conventions(all_samples):
     ds, samples = all_samples
     assert len(samples) == 21 + 38 + 70
-    for s in samples:
-        assert set(s) == {"image", "mask", "masked_image", "glyph", "ttf_img", "text"}
+    for i, s in enumerate(samples):
+        assert set(s) == {"image", "mask", "masked_image", "glyph", "ttf_img", "text", "index"} and s["index"] == i
         assert s["image"].shape == (3, R, R) and s["image"].dtype == torch.float32
         for key in ("image", "mask", "masked_image", "glyph", "ttf_img"):  # no hidden planes to ship to workers
             assert s[key].untyped_storage().nbytes() == s[key].numel() * 4, key
@@ -198,16 +198,19 @@ def test_render_glyph_and_mask_bbox_helpers(font):
 
 def test_collate_stacks_and_merges_skips(all_samples):
     _, samples = all_samples
-    a, b = dict(samples[0], skipped=["image_unreadable"]), dict(samples[1], skipped=["image_unreadable", "empty_extent"])
+    a = dict(samples[0], skipped=[(7, "image_unreadable")])
+    b = dict(samples[1], skipped=[(8, "image_unreadable"), (9, "empty_extent")])
     batch = collate([a, b, samples[2]])
     assert batch["image"].shape == (3, 3, R, R) and batch["text"] == [s["text"] for s in samples[:3]]
+    assert batch["index"].tolist() == [0, 1, 2] and batch["index"].dtype == torch.int64
     assert batch["skipped"] == {"image_unreadable": 2, "empty_extent": 1}
-    assert collate(samples[:2])["skipped"] == {}
+    assert batch["skipped_instances"] == {7: "image_unreadable", 8: "image_unreadable", 9: "empty_extent"}
+    assert collate(samples[:2])["skipped"] == {} and collate(samples[:2])["skipped_instances"] == {}
 
 
 def test_vae_mode_returns_only_image(ic15_json):
     s = make_dataset(ic15_json, vae_mode=True)[0]
-    assert set(s) == {"image"} and s["image"].shape == (3, R, R)
+    assert set(s) == {"image", "index"} and s["image"].shape == (3, R, R)
 
 
 def test_decoded_photos_equal_pillows_pixels(icdar15_dir, bench_mini_dir):

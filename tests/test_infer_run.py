@@ -247,7 +247,9 @@ def test_training_output_folder_gives_checkpoint_sizes_and_scheduler(tiny, bench
         checkpoint = run_dir / f"checkpoint-{step}"
         load_unet(str(tiny / "model/unet")).save_pretrained(str(checkpoint / "unet"))
         shutil.copytree(tiny / "model/scheduler", checkpoint / "scheduler")
-        (checkpoint / "config.py").write_text(f"resolution = {resolution}\nseed = 1\n")
+        # a checkpoint's config.py is read as data: its code never runs (a downloaded checkpoint could hold any)
+        (checkpoint / "config.py").write_text(f"import os\nos.system('touch {tiny}/pwned')\n"
+                                              f"resolution = {resolution}\nseed = 1\n")
     cfg = load_config(str(REPO / "configs/tiny/infer_cfg.py"), dict(
         bench=str(tiny / "bench_root/benchmark/ic13/test.json"), output_dir=str(tiny / "from_run"),
         pretrained_vae=str(tiny / "model"), pretrained_unet=str(run_dir), num_inference_steps=1, device="cpu"))
@@ -257,3 +259,88 @@ def test_training_output_folder_gives_checkpoint_sizes_and_scheduler(tiny, bench
     assert meta["checkpoints"]["unet"] == str(run_dir / "checkpoint-5/unet")
     assert meta["checkpoints"]["scheduler"] == str(run_dir / "checkpoint-5/scheduler")
     assert Image.open(tiny / "from_run/local/0.png").size == (32, 32)
+    assert not (tiny / "pwned").exists()
+
+
+def keyed(out, name):
+    return Image.open(out / "local" / name).text.get("textssr-instance")
+
+
+def test_rerun_after_the_bench_changed_regenerates_exactly_the_changed_items(tiny, baseline, tmp_path):
+    """The resume check used to compare the bench's path only: after deleting the first annotation, the kept
+    region/0.png drawn for the first word was labelled with the second. Each item now carries its instance's key
+    (image, annotation, text, polygon) and is regenerated when that changed; items gone from the bench go too."""
+    bench = json.loads((tiny / "bench_root/benchmark/ic13/test.json").read_text(encoding="utf-8"))
+    bench["data_root"] = str((tiny / "bench_root/benchmark/ic13/images").resolve())
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(bench, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "o"
+    run_in(tiny, config(tiny, out, bench=str(path)))
+    texts = bench_texts(tiny)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "local").iterdir()}
+    # 1) one text edited: only that item is redrawn
+    bench["data_list"][0]["annotations"][2]["text"] = "EDITED"
+    path.write_text(json.dumps(bench, ensure_ascii=False), encoding="utf-8")
+    meta = run_in(tiny, config(tiny, out, bench=str(path)))
+    assert meta["counts"]["generated"] == 1
+    assert [n for n, t in mtimes.items() if (out / "local" / n).stat().st_mtime_ns != t] == ["2.png"]
+    assert json.loads((out / "labels.json").read_text(encoding="utf-8"))["2.png"] == "EDITED"
+    # 2) the first annotation deleted: every number shifts, every item is redrawn for its new instance
+    first = bench["data_list"][0]["annotations"].pop(0)
+    path.write_text(json.dumps(bench, ensure_ascii=False), encoding="utf-8")
+    meta = run_in(tiny, config(tiny, out, bench=str(path)))
+    labels = json.loads((out / "labels.json").read_text(encoding="utf-8"))
+    assert labels["0.png"] == texts[1] != first["text"] and len(labels) == len(texts) - 1
+    assert meta["counts"]["generated"] == len(texts) - 1
+    assert sorted(p.name for p in (out / "region").iterdir()) == sorted(labels)  # the last number is gone
+    fresh = tmp_path / "fresh"
+    run_in(tiny, config(tiny, fresh, bench=str(path)))
+    assert keyed(out, "0.png") == keyed(fresh, "0.png") is not None
+    assert_same_images(out, fresh)
+
+
+def test_control_characters_and_malformed_entries_are_skipped_and_counted(tiny, bench_mini_dir):
+    bench = json.loads((bench_mini_dir / "benchmark/ic13/test.json").read_text(encoding="utf-8"))
+    good = bench["data_list"][2]
+    word = good["annotations"][0]
+    path = tiny / "control.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"data_root": str(bench_mini_dir / "benchmark/ic13/images"),
+                                                   "data_list": [
+        dict(good, annotations=[dict(word, text="A\nB"), dict(word, text="C\rD"), dict(word, text=" "), word]),
+        "junk", {"img_name": None, "annotations": [word]}, dict(good, annotations="nope")]}).encode("utf-8"))
+    out = tiny / "control"
+    meta = run_in(tiny, config(tiny, out, bench=str(path)))
+    assert list(json.loads((out / "labels.json").read_text(encoding="utf-8"))) == ["3.png"]
+    assert meta["skipped"] == {"annotations_malformed": 1, "empty_text": 1, "entry_malformed": 1,
+                               "image_name_invalid": 1, "text_control_chars": 2}
+
+
+@pytest.mark.parametrize("option, message", [
+    ("batch_size=abc", "batch_size='abc': must be an integer >= 1"),
+    ("seed=abc", "seed='abc': must be an integer >= 0"),
+    ("seed=-5", "seed=-5: must be >= 0"),
+    ("num_inference_steps=2.7", "num_inference_steps=2.7: must be an integer >= 1"),
+    ("font_path=README.md", "font_path='README.md' is not a usable font file"),
+    ("output_dir=README.md", "output_dir=README.md: is a file, not a folder"),
+    ("output_dir=/proc/no/such", "cannot create anything in /proc"),
+])
+def test_ordinary_mistakes_are_one_line_before_anything_is_written(tiny, option, message):
+    opts = options(tiny, tiny / "never")
+    run = cli(["--config", "configs/tiny/infer_cfg.py", "--cfg-options",
+               *[f"{k}={v}" for k, v in opts.items()], option])
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = [line for line in run.stderr.strip().splitlines() if "Warning" not in line and not line.startswith(" ")]
+    assert lines == [lines[-1]] and message in lines[-1] and "Traceback" not in run.stderr
+    assert not (tiny / "never").exists()
+
+
+@pytest.mark.parametrize("chosen, dtype", [("bf16", "bfloat16"), ("no", "float32")])
+def test_mixed_precision_auto_follows_the_measurement(tiny, fake_precision, chosen, dtype):
+    """infer's mixed_precision="auto" times one sampling step both ways (faked both ways here) and generates in the
+    faster dtype; meta.json says which and why."""
+    seen = fake_precision(chosen)
+    out = tiny / f"auto_{chosen}"
+    meta = run_in(tiny, config(tiny, out, mixed_precision="auto"))
+    assert seen == [chosen] and meta["dtype"] == dtype
+    assert meta["precision_choice"]["dtype"] == dtype and meta["precision_choice"]["reason"] == "faked"
+    assert meta["settings"]["mixed_precision"] == "auto" and meta["counts"]["written"] == len(bench_texts(tiny))

@@ -170,3 +170,91 @@ def test_config_mistake_is_one_line_and_exit_2(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "source" in err and "missing.json" in err
+
+
+def test_a_changed_source_is_refused_on_resume(tiny_setup, tmp_path):
+    """Items are (region index, variant): a source edited between a run and its resume would shift them."""
+    source = json.loads((tiny_setup / "anyword.json").read_text(encoding="utf-8"))
+    path = tmp_path / "source.json"
+    path.write_text(json.dumps(source), encoding="utf-8")
+    out = tmp_path / "out"
+    synthesize(config(tiny_setup, out, source=str(path), max_regions=2, variants_per_region=1))
+    source["data_list"][0]["annotations"].pop(0)
+    path.write_text(json.dumps(source), encoding="utf-8")
+    with pytest.raises(ConfigError, match="another version of source="):
+        synthesize(config(tiny_setup, out, source=str(path), max_regions=2, variants_per_region=1))
+
+
+def test_a_bad_region_is_counted_once_not_per_variant(tiny_setup, tmp_path):
+    source = json.loads((tiny_setup / "anyword.json").read_text(encoding="utf-8"))
+    first = source["data_list"][0]
+    source["data_list"].insert(0, json.loads(json.dumps(dict(first, img_name="no_such_image.jpg"))))  # a deep copy
+    source["data_list"][1]["annotations"][0]["text"] = "A\nB"  # a newline used to crash the glyph renderer
+    path = tmp_path / "source.json"
+    path.write_text(json.dumps(source), encoding="utf-8")
+    stats = synthesize(config(tiny_setup, tmp_path / "out", source=str(path), max_regions=None,
+                              variants_per_region=3))
+    from textssr.data import AnyWordDataset
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        regions = AnyWordDataset(str(path), resolution=32)
+    missing = sum(regions.instance_info(k)["img_name"] == "no_such_image.jpg" for k in range(len(regions)))
+    assert missing >= 4
+    assert stats["skipped"] == {"image_missing": missing}  # each region once, although 3 variants were due
+    assert stats["skipped_items"] == 3 * missing
+    assert stats["skipped_at_index"]["text_control_chars"] == 1
+    assert stats["skipped_at_index"] == dict(regions.skip_counts)
+    assert stats["generated"] == stats["items"] - stats["skipped_items"]
+
+
+def test_ctrl_c_is_one_line_and_the_rerun_resumes(tiny_setup, baseline):
+    out = tiny_setup / "interrupted"
+    proc = subprocess.Popen([sys.executable, *cli(tiny_setup, out)], cwd=REPO, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None:  # interrupt once some batch, but not the last, is committed
+        if os.path.isfile(out / "lmdb/data.mdb"):
+            with StrLmdbReader(str(out / "lmdb")) as r:
+                state = r.state
+            if state and 0 < state["cursor"] and not state["done"]:
+                proc.send_signal(signal.SIGINT)
+                break
+        time.sleep(0.005)
+    _, err = proc.communicate()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
+    resumed = subprocess.run([sys.executable, *cli(tiny_setup, out)], cwd=REPO, env=ENV, capture_output=True,
+                             text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert records(str(out / "lmdb")) == records(str(baseline[0] / "lmdb"))
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_machines_of_one_process_merge_to_the_one_machine_set(tiny_setup):
+    """`accelerate launch --num_machines 2 --machine_rank r --main_process_ip ...` on 127.0.0.1, one process
+    per 'machine', sharing the output folder as machines share a network file system: the merged set is the
+    set of 2 processes on one machine (texts, order, sizes; pixels within the last bits of batch make-up)."""
+    port = free_port()
+    common = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2",
+              "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
+              "--mixed_precision", "no", "--dynamo_backend", "no"]
+    out, one_machine = tiny_setup / "two_machines", tiny_setup / "one_machine"
+    env = dict(ENV, ACCELERATE_USE_CPU="true")
+    machines = [subprocess.Popen([*common, "--machine_rank", str(rank), *cli(tiny_setup, out)], cwd=REPO, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    results = [m.communicate(timeout=600) for m in machines]
+    assert [m.returncode for m in machines] == [0, 0], results[0][1][-3000:] + results[1][1][-3000:]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no",
+              "--dynamo_backend", "no"]
+    run = subprocess.run([*launch, *cli(tiny_setup, one_machine)], cwd=REPO, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    two, one = records(str(out / "lmdb")), records(str(one_machine / "lmdb"))
+    assert [r[1:] for r in two] == [r[1:] for r in one] and len(two) > 0
+    assert json.loads((out / "stats.json").read_text())["processes"] == 2

@@ -2,6 +2,7 @@
 (VAE → step 1 → step 2), and run under `accelerate launch --cpu --num_processes 2`."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,10 @@ from textssr.train.checkpoint import list_checkpoints
 REPO = Path(__file__).resolve().parents[1]
 RES = 32  # crops of 32 px: every run below takes seconds
 TINY = dict(resolution=RES, train_batch_size=2, gradient_accumulation_steps=1, dataloader_num_workers=0,
-            report_to=None, logging_steps=1)
+            report_to=None, logging_steps=1, mixed_precision="no")  # "auto" times the machine: not reproducible
+# The CDM options the tiny configs take for speed, set back to the original's where a test needs it reproducible
+# (timed choices) or compares posterior samples (the latent cache needs vae_latents="mode").
+CDM = dict(vae_dtype=None, latent_cache=False, region_placement="random")
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +78,7 @@ def vae_run(corpus, tmp_path_factory):
 def cdm_cfg(corpus, vae_run, out, **options):
     return tiny_cfg("train_diff_step1_cfg.py", **{"output_dir": str(out), "lmdb_path": str(corpus / "step1_lmdb"),
                                                    "pretrained_vae": str(vae_run[0]), "max_train_steps": 2,
-                                                   "checkpointing_steps": 2, **options})
+                                                   "checkpointing_steps": 2, **CDM, **options})
 
 
 def test_vae_stage_trains_and_checkpoints(vae_run):
@@ -408,3 +412,144 @@ def test_two_cpu_processes(corpus, vae_run, tmp_path):
                  "generator_0.pt", "generator_1.pt"):
         assert (ckpt / name).is_file(), name
     assert json.loads((ckpt / "trainer_state.json").read_text())["global_step"] == 2
+
+
+def corrupted_lmdb(corpus, tmp_path):
+    """A copy of step1_lmdb whose first image's bytes are garbage: its instances fail when a sample is built.
+    Returns (path, number of instances of that image)."""
+    import lmdb
+    import numpy as np
+    from textssr.data.lmdb_store import IMAGE_PREFIX, INDEX_KEY, IndexTable
+    out = tmp_path / "corrupt_lmdb"
+    shutil.copytree(corpus / "step1_lmdb", out)
+    env_path = next(p.parent for p in out.rglob("data.mdb"))
+    env = lmdb.open(str(env_path), subdir=True)
+    with env.begin(write=True) as txn:
+        table = IndexTable.decode(txn.get(INDEX_KEY), str(env_path))
+        txn.put(IMAGE_PREFIX + table.image_ids.raw(0), b"\xff\xd8 not a jpeg \xff\xd9")
+    env.close()
+    return out, int(np.sum(table.ann_image == 0))
+
+
+def test_bad_samples_are_counted_once_through_epochs_workers_and_resume(corpus, tmp_path):
+    """Training used to add up every access to a bad sample (and every link of a substitution chain): over 3
+    epochs its final "skipped samples" counted the same instances again and again."""
+    lmdb_path, bad = corrupted_lmdb(corpus, tmp_path)
+    out = tmp_path / "vae_bad"
+
+    def run(steps):
+        from accelerate.state import AcceleratorState, GradientState
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        return train(tiny_cfg("train_vae_cfg.py", output_dir=str(out), lmdb_path=str(lmdb_path), max_train_steps=steps,
+                              checkpointing_steps=steps, dataloader_num_workers=1), "vae")
+
+    first = run(4)
+    epochs = first["epoch"] + 1
+    assert first["skipped"] == {"image_unreadable": bad} and len(first["skipped_instances"]) == bad
+    state = run(4 + 3 * first["steps_per_epoch"])  # resumed, 3 more epochs
+    assert state["epoch"] + 1 > epochs
+    assert state["skipped"] == {"image_unreadable": bad} and state["skipped_instances"] == first["skipped_instances"]
+    end = [r for r in read_log(out) if r["event"] == "end"][-1]
+    assert end["skipped"] == {"image_unreadable": bad}
+
+
+def test_resume_reads_generator_states_as_weights_only(corpus, vae_run, tmp_path, monkeypatch):
+    """A checkpoint is data: the per-rank generator state is loaded with torch.load(weights_only=True)."""
+    import textssr.train.checkpoint as ckpt_module
+    out = tmp_path / "w"
+    train(cdm_cfg(corpus, vae_run, out, max_train_steps=1, checkpointing_steps=1), "cdm")
+    from accelerate.state import AcceleratorState, GradientState
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    calls = []
+    real_load = torch.load
+
+    def load(path, *args, **kwargs):
+        calls.append((os.path.basename(str(path)), kwargs.get("weights_only")))
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt_module.torch, "load", load)
+    train(cdm_cfg(corpus, vae_run, out, max_train_steps=2, checkpointing_steps=2), "cdm")
+    assert ("generator_0.pt", True) in calls
+
+
+@pytest.mark.parametrize("chosen", ["bf16", "no"])
+def test_auto_precisions_follow_the_measurement(corpus, vae_run, tmp_path, fake_precision, chosen):
+    """vae_dtype="auto" and mixed_precision="auto" time the first real batch both ways (textssr.precision.choose,
+    faked here both ways) and train with the choice; the probe leaves the training stream untouched."""
+    seen = fake_precision(chosen)
+    out = tmp_path / f"auto_{chosen}"
+    state = train(cdm_cfg(corpus, vae_run, out, vae_dtype="auto", mixed_precision="auto"), "cdm")
+    assert seen == [chosen, chosen]  # the VAE's encoding, then the UNet's forward + backward
+    want = "bfloat16" if chosen == "bf16" else "float32"
+    assert {k: v["dtype"] for k, v in state["precision"].items()} == {"vae_dtype": want, "mixed_precision": want}
+    logged = [r for r in read_log(out) if r["event"] == "precision"]
+    assert {r["key"]: r["dtype"] for r in logged} == {"vae_dtype": want, "mixed_precision": want}
+    if chosen == "no":  # float32 chosen: exactly the weights of a run configured float32 from the start
+        from accelerate.state import AcceleratorState, GradientState
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        plain = tmp_path / "plain"
+        train(cdm_cfg(corpus, vae_run, plain), "cdm")
+        assert max_diff(weights(out / "checkpoint-2/unet"), weights(plain / "checkpoint-2/unet")) == 0
+
+
+def test_vae_dtype_auto_keeps_the_vae_it_timed_faster(corpus, vae_run, tmp_path, fake_precision):
+    from textssr.data import AnyWordLmdbDataset
+    from textssr.train.stages import CDMStage
+    dataset = AnyWordLmdbDataset(str(corpus / "step1_lmdb"), resolution=RES, ttf_size=64, max_len=25)
+    batch = collate_two(dataset)
+    for chosen, dtype in (("bf16", torch.bfloat16), ("no", torch.float32)):
+        fake_precision(chosen)
+        stage = CDMStage()
+        stage.build(cdm_cfg(corpus, vae_run, tmp_path, vae_dtype="auto"))
+        stage.setup(type("Acc", (), {"device": torch.device("cpu")})(), torch.float32)
+        record = stage.first_batch(batch, torch.device("cpu"))
+        assert stage.vae.dtype == dtype and record["key"] == "vae_dtype" and "vae_dtype=auto" in record["message"]
+    stage = CDMStage()
+    stage.build(cdm_cfg(corpus, vae_run, tmp_path, vae_dtype=None))
+    assert stage.first_batch(batch, torch.device("cpu")) is None  # nothing to choose
+
+
+def collate_two(dataset):
+    from textssr.data import collate
+    return collate([dataset[0], dataset[1]])
+
+
+def test_profile_splits_the_step_into_phases(corpus, vae_run, tmp_path):
+    state = train(cdm_cfg(corpus, vae_run, tmp_path / "prof", max_train_steps=5, checkpointing_steps=5,
+                          profile=True), "cdm")
+    profile = state["profile_ms"]
+    assert profile["steps_counted"] == 3  # the first 2 steps are warm-up
+    for phase in ("data", "vae_encode", "forward", "backward", "optimizer", "logging", "checkpoint"):
+        assert profile[phase] >= 0.0
+    assert profile["forward"] > 0 and profile["backward"] > 0 and profile["vae_encode"] > 0
+    phases = sum(v for k, v in profile.items() if k not in ("step", "steps_counted"))
+    assert profile["step"] == pytest.approx(phases, abs=0.05)
+
+
+def test_latent_cache_gives_the_latents_of_a_fresh_encoding(corpus, vae_run, tmp_path):
+    """latent_cache=True encodes a sample once; later batches reuse its latents, which equal a fresh encoding."""
+    from textssr.data import AnyWordLmdbDataset
+    from textssr.train.stages import CDMStage
+    cfg = cdm_cfg(corpus, vae_run, tmp_path, latent_cache=True, region_placement="center", vae_latents="mode")
+    dataset = AnyWordLmdbDataset(str(corpus / "step1_lmdb"), resolution=RES, ttf_size=64, max_len=25,
+                                 region_placement="center")
+    stage = CDMStage()
+    stage.build(cfg)
+    from textssr.data import collate
+    first = stage.encode(collate([dataset[0], dataset[1]]), torch.Generator())
+    assert sorted(stage.latent_cache) == [0, 1]
+    calls = []
+    real = stage.vae.encode
+    stage.vae.encode = lambda x: (calls.append(x.shape[0]), real(x))[1]
+    again = stage.encode(collate([dataset[1], dataset[2], dataset[1]]), torch.Generator())
+    assert calls == [3]  # only sample 2 was new: its image, masked image and glyph in one call
+    for a, b in zip(first, again):
+        assert torch.allclose(a[1], b[0], atol=1e-5)
+    assert torch.equal(again[0][0], again[0][2])
+    stage.latent_cache = None
+    fresh = stage.encode(collate([dataset[1], dataset[2], dataset[1]]), torch.Generator())
+    for a, b in zip(again, fresh):
+        assert torch.allclose(a, b, atol=1e-4)

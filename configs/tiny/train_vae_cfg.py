@@ -8,6 +8,7 @@ output_dir = "model/tiny/vae_ft"
 pretrained_model_name_or_path = None  # no SD 2.1 here: the VAE is built from vae_arch
 resolution = 64
 dataloader_num_workers = 1
+dataloader_worker_nice = 19      # the one worker yields the 2 cores to the compute threads (~10 % more steps/s)
 # 2 levels → latents of resolution / 2 (32 × 32 at 64 px), 4 latent channels as SD's. Text in a 64-px crop is
 # ~20 px tall: a 3-level VAE (/4) trained for minutes leaves PP-OCRv4 able to read only ~40 % of its reconstructions,
 # this one ~90 % after 600 steps (README, results). Trained from scratch, its latents are not SD's scale: "auto"
@@ -19,6 +20,8 @@ vae_arch = dict(_delete_=True, down_block_types=["DownEncoderBlock2D"] * 2, up_b
                 block_out_channels=[32, 64], layers_per_block=1, latent_channels=4, norm_num_groups=16,
                 sample_size=64, mid_block_add_attention=False)
 scaling_factor = "auto"
+adam_fused = True
+mixed_precision = "auto"          # bf16 autocast where timed faster on this machine (~1.7x on AVX512-BF16), else fp32
 train_batch_size = 8
 gradient_accumulation_steps = 1
 max_train_steps = 600

@@ -6,6 +6,7 @@ per-sample random generators, skip accounting, and ``__getitem__``'s substitutio
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter, OrderedDict
@@ -36,14 +37,16 @@ def screen_annotation(ann, language: Optional[str] = None):
     """Font-independent checks of one AnyWord annotation: (reason, text, language, polygon) where reason is
     None to keep it, OTHER_LANGUAGE when the ``language`` filter drops it, else a skip reason."""
     if not isinstance(ann, dict):
-        return skips.POLYGON_DEGENERATE, "", None, None
+        return skips.ANNOTATION_MALFORMED, "", None, None
     lang = ann.get("language")
+    if lang is not None and not isinstance(lang, str):
+        return skips.LANGUAGE_INVALID, "", None, None
     if language is not None and lang is not None and lang != language:
         return OTHER_LANGUAGE, "", lang, None
     text = ann.get("text")
-    text = text if isinstance(text, str) else ""
-    if not text:
-        return skips.EMPTY_TEXT, text, lang, None
+    problem = skips.EMPTY_TEXT if text is None else skips.text_problem(text)
+    if problem is not None:
+        return problem, text if isinstance(text, str) else "", lang, None
     polygon = geometry.parse_polygon(ann.get("polygon"))
     if polygon is None:
         return skips.POLYGON_DEGENERATE, text, lang, None
@@ -78,7 +81,8 @@ class AnyWordBase(Dataset):
         self.region_placement = region_placement
         self.font_path = None if self.vae_mode else resolve_font(font_path)
         self.epoch = 0
-        self.skip_counts: Counter = Counter()
+        self.skip_counts: Counter = Counter()  # each bad instance once: index-time filtering + found while building
+        self.bad: Dict[int, str] = {}  # index → reason of instances found bad while building (never rebuilt)
         self.timings: Optional[Counter] = None  # set to a Counter to accumulate per-stage seconds (benchmark)
         self._images: "OrderedDict[object, Tuple[np.ndarray, geometry.Box]]" = OrderedDict()
         self._last: Tuple[object, Optional[int]] = (None, None)  # (image key, index) of the previous sample
@@ -141,6 +145,19 @@ class AnyWordBase(Dataset):
         _, img_name, ann_index, text, language = self._record(index)
         return dict(img_name=img_name, ann_index=ann_index, text=text, language=language)
 
+    def polygon(self, index: int) -> np.ndarray:
+        """The text polygon of sample ``index``, (N, 2) float image pixels (SkipSample when unreadable)."""
+        return self._polygon(index)
+
+    def image_digest(self, index: int) -> str:
+        """SHA-256 of the encoded bytes of sample ``index``'s image ("missing" when absent); one read per image."""
+        key = self._record(index)[0]
+        digests = self.__dict__.setdefault("_digests", {})
+        if key not in digests:
+            data = self._image_bytes(key)
+            digests[key] = hashlib.sha256(data).hexdigest() if data is not None else "missing"
+        return digests[key]
+
     def report(self) -> str:
         """One line per reason met so far (index-time filtering and substitutions in this process)."""
         return skips.report(self.skip_counts)
@@ -155,8 +172,9 @@ class AnyWordBase(Dataset):
         where = f"{img_name} annotation {ann_index} (index {index})"
         text = own_text if text is None else text
         if not self.vae_mode:
-            if not text:
-                raise SkipSample(skips.EMPTY_TEXT, f"{where}: empty text")
+            problem = skips.text_problem(text)
+            if problem is not None:
+                raise SkipSample(problem, f"{where}: text {text!r}")
             lacking = missing_chars(text, self.font_path)
             if lacking:
                 raise SkipSample(skips.MISSING_GLYPH, f"{where}: {''.join(lacking)!r} not in the font")
@@ -177,25 +195,38 @@ class AnyWordBase(Dataset):
                           max_len=self.max_len, font_path=self.font_path, vae_mode=self.vae_mode, where=where,
                           timings=self.timings)
 
+    def mark_bad(self, found: Dict[int, str]) -> None:
+        """Record instances found bad elsewhere (DataLoader workers, other ranks, a resumed run): counted once
+        here, and never built again."""
+        for index, reason in found.items():
+            if int(index) not in self.bad:
+                self.bad[int(index)] = reason
+                self.skip_counts[reason] += 1
+
     def __getitem__(self, index: int) -> dict:
-        """:meth:`build` with the sample's own generator; a bad instance is replaced by the next good one
-        and the reasons met are listed in ``sample["skipped"]``. Strict mode raises instead."""
-        met: List[str] = []
+        """:meth:`build` with the sample's own generator; a bad instance is replaced by the next good one.
+        Instances found bad for the first time here are counted once (``skip_counts``, ``bad``) and listed in
+        ``sample["skipped"]`` as (index, reason) pairs; known-bad ones are passed over without building them
+        again. Strict mode raises instead."""
+        met: List[Tuple[int, str]] = []
         for step in range(min(MAX_SUBSTITUTIONS, len(self))):
             current = (index + step) % len(self)
+            if current in self.bad:
+                continue
             try:
                 sample = self.build(current)
             except SkipSample as exc:
                 if self.strict:
                     raise
-                self.skip_counts[exc.reason] += 1
-                met.append(exc.reason)
+                self.mark_bad({current: exc.reason})
+                met.append((current, exc.reason))
                 continue
             if met:
                 sample["skipped"] = met
+            sample["index"] = current  # the instance actually built (a substitute's own index)
             return sample
-        raise RuntimeError(f"{len(met)} bad instances in a row from index {index} ({Counter(met)}); "
-                           f"the data is broken — check it with strict=True")
+        raise RuntimeError(f"{MAX_SUBSTITUTIONS} bad instances in a row from index {index} "
+                           f"({Counter(self.bad[i] for i in self.bad)}); the data is broken — check it with strict=True")
 
     # ------------------------------------------------------------------ images
     def _window_crop(self, index: int, key, polygon: np.ndarray, rng, where: str):
@@ -298,12 +329,27 @@ def load_anyword_json(json_path: str) -> dict:
         raise ConfigError(f"AnyWord JSON not found: {json_path}")
     try:
         with open(json_path, "rb") as f:
-            content = json.loads(f.read())
+            content = json.loads(f.read().decode("utf-8-sig"))  # a UTF-8 BOM (Windows editors) is allowed
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{json_path} is not valid JSON: {exc}") from exc
     if not isinstance(content, dict) or not isinstance(content.get("data_list"), list):
         raise ConfigError(f"{json_path} is not AnyWord JSON: it needs a `data_list` list (and a `data_root`)")
     return content
+
+
+def json_fingerprint(json_path: str) -> str:
+    """A digest of what an AnyWord JSON holds: its bytes and the size of every image it names (a resumed run over
+    a changed source is refused with it)."""
+    with open(json_path, "rb") as f:
+        data = f.read()
+    digest = hashlib.sha256(data)
+    content = load_anyword_json(json_path)
+    entries = [e for e in content["data_list"] if isinstance(e, dict) and isinstance(e.get("img_name"), str)]
+    root = resolve_data_root(str(content.get("data_root") or "."), json_path, [e["img_name"] for e in entries])
+    for entry in entries:
+        path = os.path.join(root, entry["img_name"])
+        digest.update(f"{entry['img_name']}:{os.path.getsize(path) if os.path.isfile(path) else -1};".encode())
+    return digest.hexdigest()
 
 
 class AnyWordDataset(AnyWordBase):
@@ -320,18 +366,36 @@ class AnyWordDataset(AnyWordBase):
         self.image_paths: List[str] = []
         self.image_names: List[str] = []
         self.samples: List[Tuple[int, int, str, Optional[str], np.ndarray]] = []
+        self.numbers: List[int] = []  # per sample: its instance number (annotations counted in JSON order)
+        self._next_number = 0
         for path in paths:
             self._add_json(str(path))
         self._extents = np.full((len(self.image_paths), 4), -1, dtype=np.int32)  # learned on first decode
 
     def _add_json(self, json_path: str) -> None:
+        """Index one AnyWord JSON. Instance numbers count every annotation of every entry whose ``annotations``
+        is a list, bad ones included, so they never change when an instance is skipped; malformed entries are
+        counted by reason (an entry without a usable img_name: each of its annotations)."""
         content = load_anyword_json(json_path)
-        entries = [e for e in content["data_list"] if isinstance(e, dict)]
-        names = [e.get("img_name") for e in entries]
-        root = resolve_data_root(str(content.get("data_root") or "."), json_path, names)
-        for entry, name in zip(entries, names):
+        entries = content["data_list"]
+        names = [e.get("img_name") if isinstance(e, dict) else None for e in entries]
+        root = resolve_data_root(str(content.get("data_root") or "."), json_path,
+                                 [n for n, e in zip(names, entries) if isinstance(e, dict)])
+        for position, (entry, name) in enumerate(zip(entries, names)):
+            if not isinstance(entry, dict):
+                self._reject(skips.ENTRY_MALFORMED, f"{json_path} data_list[{position}]", -1, "not a JSON object")
+                continue
             annotations = entry.get("annotations") or []
-            if not isinstance(name, str) or not isinstance(annotations, list):
+            if not isinstance(annotations, list):
+                self._reject(skips.ANNOTATIONS_MALFORMED, f"{json_path} data_list[{position}]", -1,
+                             f"annotations is a {type(annotations).__name__}, not a list")
+                continue
+            first = self._next_number
+            self._next_number += len(annotations)
+            if not isinstance(name, str) or not name:
+                for ann_index in range(len(annotations)):
+                    self._reject(skips.IMAGE_NAME_INVALID, f"{json_path} data_list[{position}]", ann_index,
+                                 f"img_name is {name!r}")
                 continue
             image_key = len(self.image_paths)
             self.image_paths.append(os.path.join(root, name))
@@ -340,6 +404,7 @@ class AnyWordDataset(AnyWordBase):
                 kept = self._check_annotation(ann, name, ann_index)
                 if kept is not None:
                     self.samples.append((image_key, ann_index) + kept)
+                    self.numbers.append(first + ann_index)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -370,8 +435,10 @@ class AnyWordDataset(AnyWordBase):
 
 
 def collate(batch: Iterable[dict]) -> Dict[str, object]:
-    """Stack a list of samples: tensors stacked on a new first axis, ``text`` as a list, and ``skipped``
-    as one {reason: count} dict (always present, maybe empty)."""
+    """Stack a list of samples: tensors stacked on a new first axis, ``text`` as a list, ``index`` (the dataset
+    index each sample was built from, set by ``__getitem__``) as an int64 tensor, ``skipped_instances`` as one
+    {index: reason} dict of the instances found bad while the batch was built, and ``skipped`` as their
+    {reason: count} (both always present, maybe empty)."""
     batch = list(batch)
     if not batch:
         raise ValueError("collate got an empty batch")
@@ -381,8 +448,11 @@ def collate(batch: Iterable[dict]) -> Dict[str, object]:
             out[key] = torch.stack([s[key] for s in batch])
         elif key == "text":
             out[key] = [s[key] for s in batch]
-    skipped: Counter = Counter()
+        elif key == "index":
+            out[key] = torch.tensor([s[key] for s in batch], dtype=torch.int64)
+    found: Dict[int, str] = {}
     for s in batch:
-        skipped.update(s.get("skipped", ()))
-    out["skipped"] = dict(skipped)
+        found.update((int(i), reason) for i, reason in s.get("skipped", ()))
+    out["skipped_instances"] = found
+    out["skipped"] = dict(Counter(found.values()))
     return out

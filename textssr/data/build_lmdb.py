@@ -8,11 +8,13 @@ Images are taken in JSON order and split into leaf environments ``<out>/shard-00
 encoded bytes are stored unchanged. Bad input is skipped and counted by reason (summary at the end); images
 left with no usable annotation are not stored. A finished shard holds ``__index__``; re-running the same
 command resumes at the first unfinished shard (rebuilt from its start). ``<out>/build_info.json`` records
-the arguments, so a resume with other inputs is refused.
+the arguments, so a resume with other inputs is refused; each finished shard records a fingerprint of what it
+was built from (image names, annotations, image file sizes), and a shard whose inputs changed is rebuilt.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -24,7 +26,7 @@ from typing import List, Optional, Sequence, Tuple
 import lmdb
 from tqdm import tqdm
 
-from textssr.config import ConfigError
+from textssr.config import ConfigError, check_output_dir
 from textssr.data import geometry, skips
 from textssr.data.anyword import OTHER_LANGUAGE, load_anyword_json, resolve_data_root, screen_annotation
 from textssr.data.lmdb_store import (ANNOTATIONS_PREFIX, IMAGE_PREFIX, INDEX_KEY, INDEX_VERSION, IndexTable,
@@ -37,17 +39,42 @@ COMMIT_EVERY = 1000  # images per write transaction
 MAP_SIZE = 1 << 40  # 1 TiB of address space; the file only grows as data is written
 
 
-def list_images(json_paths: Sequence[str]) -> List[Tuple[str, str, list]]:
-    """(image path, img_name, annotations) of every entry of the JSONs, in order."""
+def list_images(json_paths: Sequence[str], counts: Optional[Counter] = None) -> List[Tuple[str, str, list]]:
+    """(image path, img_name, annotations) of every usable entry of the JSONs, in order; malformed entries are
+    counted in ``counts`` by reason (as :class:`~textssr.data.AnyWordDataset` counts them)."""
+    counts = Counter() if counts is None else counts
     images = []
     for json_path in json_paths:
         content = load_anyword_json(json_path)
-        entries = [e for e in content["data_list"] if isinstance(e, dict) and isinstance(e.get("img_name"), str)]
-        root = resolve_data_root(str(content.get("data_root") or "."), json_path, [e["img_name"] for e in entries])
-        for e in entries:
-            annotations = e.get("annotations") if isinstance(e.get("annotations"), list) else []
-            images.append((os.path.join(root, e["img_name"]), e["img_name"], annotations))
+        entries = []
+        for e in content["data_list"]:
+            annotations = e.get("annotations") or [] if isinstance(e, dict) else None
+            if not isinstance(e, dict):
+                counts[skips.ENTRY_MALFORMED] += 1
+            elif not isinstance(annotations, list):
+                counts[skips.ANNOTATIONS_MALFORMED] += 1
+            elif not isinstance(e.get("img_name"), str) or not e["img_name"]:
+                counts[skips.IMAGE_NAME_INVALID] += len(annotations)
+            else:
+                entries.append((e["img_name"], annotations))
+        root = resolve_data_root(str(content.get("data_root") or "."), json_path, [name for name, _ in entries])
+        images += [(os.path.join(root, name), name, annotations) for name, annotations in entries]
     return images
+
+
+def chunk_fingerprint(images: Sequence[Tuple[str, str, list]]) -> str:
+    """What a shard is made of: every image's name, annotations and file size (not its time: the same inputs
+    give the same bytes). A finished shard whose fingerprint differs (texts edited, an image replaced by one of
+    another size) is rebuilt on resume."""
+    digest = hashlib.sha256()
+    for image_path, img_name, annotations in images:
+        try:
+            size = os.path.getsize(image_path)
+        except OSError:
+            size = None
+        digest.update(json.dumps([img_name, annotations, size], sort_keys=True, ensure_ascii=False,
+                                 default=str).encode("utf-8"))
+    return digest.hexdigest()
 
 
 def check_build_info(out_dir: str, info: dict) -> None:
@@ -110,7 +137,7 @@ def store_image(image_path: str, img_name: str, annotations: list, language: Opt
 
 
 def write_shard(path: str, images: Sequence[Tuple[str, str, list]], first_id: int, language: Optional[str],
-                bar) -> IndexTable:
+                bar, fingerprint: Optional[str] = None) -> IndexTable:
     """Write one shard from scratch; its ``__index__`` is the last write, marking it finished."""
     release_reader(path)
     if os.path.isdir(path):
@@ -140,7 +167,8 @@ def write_shard(path: str, images: Sequence[Tuple[str, str, list]], first_id: in
                 txn.commit()
                 txn = env.begin(write=True)
             bar.update(1)
-        table = IndexTable.from_lists(ids, names, extents, ann_image, ann_index, texts, languages, dict(counts))
+        table = IndexTable.from_lists(ids, names, extents, ann_image, ann_index, texts, languages, dict(counts),
+                                      source=fingerprint)
         txn.put(INDEX_KEY, table.encode())
         txn.commit()
     finally:
@@ -160,30 +188,36 @@ def build_lmdb(json_paths: Sequence[str], out_dir: str, shard_size: int = 100000
         json_paths = [json_paths]
     if not json_paths:
         raise ConfigError("build_lmdb needs at least one --json AnyWord JSON")
-    if int(shard_size) < 1:
-        raise ConfigError(f"--shard-size {shard_size}; must be >= 1")
-    images = list_images([str(p) for p in json_paths])
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ConfigError(f"--shard-size {shard_size}; must be an integer >= 1")
+    check_output_dir(out_dir, "--out")
+    malformed: Counter = Counter()
+    images = list_images([str(p) for p in json_paths], malformed)
     info = dict(json=[os.path.abspath(str(p)) for p in json_paths], images=len(images), shard_size=int(shard_size),
                 language=language, index_version=INDEX_VERSION)
     check_build_info(out_dir, info)
     num_shards = max(1, -(-len(images) // shard_size))
-    skipped: Counter = Counter()
-    samples = stored = resumed = 0
+    skipped: Counter = Counter(malformed)
+    samples = stored = resumed = rebuilt = 0
     with tqdm(total=len(images), unit="img", desc="AnyWord-lmdb", disable=not progress, dynamic_ncols=True) as bar:
         for k in range(num_shards):
             path = os.path.join(out_dir, f"shard-{k:05d}")
             chunk = images[k * shard_size:(k + 1) * shard_size]
+            fingerprint = chunk_fingerprint(chunk)
             table = shard_done(path)
+            if table is not None and table.source != fingerprint:  # its inputs changed since it was written
+                rebuilt += 1
+                table = None
             if table is None:
-                table = write_shard(path, chunk, k * shard_size, language, bar)
+                table = write_shard(path, chunk, k * shard_size, language, bar, fingerprint)
             else:
                 resumed += 1
                 bar.update(len(chunk))
             skipped.update(table.skipped)
             samples += len(table.ann_image)
             stored += len(table.image_ids)
-    return dict(out=out_dir, shards=num_shards, resumed_shards=resumed, images=stored, samples=samples,
-                skipped=dict(skipped), seconds=round(time.perf_counter() - started, 3))
+    return dict(out=out_dir, shards=num_shards, resumed_shards=resumed, rebuilt_shards=rebuilt, images=stored,
+                samples=samples, skipped=dict(skipped), seconds=round(time.perf_counter() - started, 3))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -200,7 +234,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"AnyWord-lmdb at {summary['out']}: {summary['shards']} shard(s) ({summary['resumed_shards']} already "
-          f"finished), {summary['images']} images, {summary['samples']} samples, {summary['seconds']} s")
+          f"finished, {summary['rebuilt_shards']} rebuilt because their inputs changed), {summary['images']} images, "
+          f"{summary['samples']} samples, {summary['seconds']} s")
     print("skipped:\n" + skips.report(summary["skipped"]))
     return 0
 

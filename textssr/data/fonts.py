@@ -47,8 +47,10 @@ def resolve_font(font_path: str = DEFAULT_FONT) -> str:
 
     Raises ConfigError (one line, with the install command) when neither exists.
     """
-    if font_path and os.path.isfile(font_path):
-        return str(font_path)
+    if font_path and os.path.isfile(str(font_path)):
+        return check_font(str(font_path))
+    if font_path and os.path.isdir(str(font_path)):
+        raise ConfigError(f"font_path={font_path!r} is a folder; name a .ttf/.otf/.ttc font file")
     fallbacks = fallback_fonts()
     if not fallbacks:
         raise ConfigError(f"font not found: {font_path!r} and no fallback font installed — {INSTALL_HINT}")
@@ -58,6 +60,21 @@ def resolve_font(font_path: str = DEFAULT_FONT) -> str:
         warnings.warn(f"font {font_path!r} not found; using {chosen} instead (glyphs will differ from the "
                       f"original's AlibabaPuHuiTi)", stacklevel=2)
     return chosen
+
+
+@functools.lru_cache(maxsize=8)
+def check_font(path: str) -> str:
+    """``path`` if FreeType and fontTools can both read it (rendering and the tofu check need them), else a
+    ConfigError naming it: a mistyped ``font_path`` fails at start-up, not at the first sample."""
+    try:
+        load_font(path, 16)
+        if not font_charset(path):
+            raise ValueError("it maps no character")
+    except Exception as exc:  # FreeType, fontTools: OSError, TTLibError, struct.error, ... on a non-font file
+        raise ConfigError(f"font_path={path!r} is not a usable font file ({type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'unreadable'}); name a .ttf/.otf/.ttc "
+                          "font") from None
+    return path
 
 
 @functools.lru_cache(maxsize=32)

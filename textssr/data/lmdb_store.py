@@ -10,6 +10,7 @@ is built in memory by scanning the keys, as the original does.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -69,10 +70,12 @@ class IndexTable:
     lang_names: List[str]
     charset: np.ndarray  # int32: sorted code points used by the texts
     skipped: Dict[str, int] = field(default_factory=dict)
+    source: Optional[str] = None  # fingerprint of the inputs the shard was built from (build_lmdb)
 
     @classmethod
     def from_lists(cls, image_ids: Sequence[str], image_names: Sequence[str], extents, ann_image, ann_index,
-                   texts: Sequence[str], languages: Sequence[Optional[str]], skipped: Optional[dict] = None):
+                   texts: Sequence[str], languages: Sequence[Optional[str]], skipped: Optional[dict] = None,
+                   source: Optional[str] = None):
         names = sorted({lang for lang in languages if lang is not None})
         code = {name: i for i, name in enumerate(names)}
         return cls(PackedStrings.pack(image_ids), PackedStrings.pack(image_names),
@@ -80,11 +83,11 @@ class IndexTable:
                    np.asarray(ann_image, dtype=np.int32), np.asarray(ann_index, dtype=np.int32),
                    PackedStrings.pack(texts), np.asarray([len(t) for t in texts], dtype=np.int32),
                    np.asarray([code.get(lang, -1) for lang in languages], dtype=np.int16), names,
-                   np.asarray(sorted({ord(c) for c in "".join(texts)}), dtype=np.int32), dict(skipped or {}))
+                   np.asarray(sorted({ord(c) for c in "".join(texts)}), dtype=np.int32), dict(skipped or {}), source)
 
     def encode(self) -> bytes:
         """The ``__index__`` blob (uncompressed npz; no pickle)."""
-        header = dict(version=INDEX_VERSION, lang_names=self.lang_names, skipped=self.skipped)
+        header = dict(version=INDEX_VERSION, lang_names=self.lang_names, skipped=self.skipped, source=self.source)
         arrays = dict(
             header=np.frombuffer(json.dumps(header).encode("utf-8"), np.uint8),
             image_ids=np.frombuffer(self.image_ids.data, np.uint8), image_id_offsets=self.image_ids.offsets,
@@ -110,7 +113,28 @@ class IndexTable:
         return cls(PackedStrings(a["image_ids"].tobytes(), a["image_id_offsets"]),
                    PackedStrings(a["image_names"].tobytes(), a["image_name_offsets"]), a["extents"],
                    a["ann_image"], a["ann_index"], PackedStrings(a["texts"].tobytes(), a["text_offsets"]),
-                   a["text_len"], a["lang_code"], list(header["lang_names"]), a["charset"], header["skipped"])
+                   a["text_len"], a["lang_code"], list(header["lang_names"]), a["charset"], header["skipped"],
+                   header.get("source"))
+
+
+def lmdb_fingerprint(lmdb_path: str) -> str:
+    """A digest of what an AnyWord-lmdb tree holds: each environment's stored ``__index__`` (texts, names,
+    extents, build fingerprint) or, without one, all its annotation records and image keys."""
+    digest = hashlib.sha256()
+    for path in find_environments(str(lmdb_path)):
+        digest.update(os.path.relpath(path, str(lmdb_path)).encode())
+        with shared_reader(path).begin(buffers=False) as txn:
+            blob = txn.get(INDEX_KEY)
+            if blob is not None:
+                digest.update(blob)
+                continue
+            cursor = txn.cursor()
+            if cursor.set_range(ANNOTATIONS_PREFIX):
+                for key, value in cursor:
+                    if not key.startswith(ANNOTATIONS_PREFIX):
+                        break
+                    digest.update(key + b"=" + value)
+    return digest.hexdigest()
 
 
 def find_environments(lmdb_path: str) -> List[str]:

@@ -7,11 +7,19 @@ snake_case reason; ``strict=True`` turns the first one into an error.
 """
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
-from typing import Mapping
+from typing import Mapping, Optional
 
 # Reasons, one source of truth (what each means is in REASON_HELP).
+ENTRY_MALFORMED = "entry_malformed"
+IMAGE_NAME_INVALID = "image_name_invalid"
+ANNOTATIONS_MALFORMED = "annotations_malformed"
+ANNOTATION_MALFORMED = "annotation_malformed"
+LANGUAGE_INVALID = "language_invalid"
 EMPTY_TEXT = "empty_text"
+TEXT_INVALID = "text_invalid"
+TEXT_CONTROL = "text_control_chars"
 POLYGON_DEGENERATE = "polygon_degenerate"
 POLYGON_OUTSIDE = "polygon_outside"
 MISSING_GLYPH = "missing_glyph"
@@ -22,7 +30,14 @@ MASK_EMPTY = "mask_empty"
 TEXT_TRUNCATED = "text_truncated"  # counted, not skipped
 
 REASON_HELP = {
-    EMPTY_TEXT: "annotation with empty text",
+    ENTRY_MALFORMED: "data_list entry that is not a JSON object (counted once per entry)",
+    IMAGE_NAME_INVALID: "entry whose img_name is missing or not a string (each of its annotations counted)",
+    ANNOTATIONS_MALFORMED: "entry whose annotations are not a list (counted once per entry)",
+    ANNOTATION_MALFORMED: "annotation that is not a JSON object",
+    LANGUAGE_INVALID: "annotation whose language is neither a string nor null",
+    EMPTY_TEXT: "annotation with empty or whitespace-only text",
+    TEXT_INVALID: "annotation whose text is not a string",
+    TEXT_CONTROL: "text holding control characters (newline, carriage return, tab, NUL, ...) or line separators",
     POLYGON_DEGENERATE: "polygon with fewer than 3 points, zero area or unreadable coordinates",
     POLYGON_OUTSIDE: "polygon wholly outside the image's content",
     MISSING_GLYPH: "text holds characters the font lacks (would render as tofu)",
@@ -32,6 +47,20 @@ REASON_HELP = {
     MASK_EMPTY: "text area vanished when the region was resized",
     TEXT_TRUNCATED: "text longer than max_len: ttf_img truncated, sample kept",
 }
+
+
+def text_problem(text) -> Optional[str]:
+    """The skip reason of a text that cannot be rendered on one line, None for a usable one: not a string,
+    empty or whitespace-only, or holding control characters (Unicode category Cc: \\n, \\r, \\t, NUL, ...) or
+    line/paragraph separators (Zl, Zp) — Pillow's layout engine fails on a line break, and a glyph image has one
+    line."""
+    if not isinstance(text, str):
+        return TEXT_INVALID
+    if not text.strip():
+        return EMPTY_TEXT
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text):
+        return TEXT_CONTROL
+    return None
 
 
 class SkipSample(Exception):

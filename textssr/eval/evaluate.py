@@ -26,7 +26,7 @@ from tqdm import tqdm
 from textssr.config import ConfigError
 from textssr.eval.contact_sheet import SheetItem, default_font_path, render_contact_sheet
 from textssr.eval.metrics import SCORE_KEYS, score
-from textssr.eval.ocr import OCR_MODEL, ROTATION_RULE, Recognizer
+from textssr.eval.ocr import OCR_MODEL, ROTATION_RULE, Recognizer, crop_problem
 
 LABELS_FILE = "labels.json"
 INSTANCES_FILE = "instances.json"
@@ -53,7 +53,7 @@ class ResultsFolder:
 
 def _read_json(path: Path):
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
@@ -94,6 +94,9 @@ def load_crop(path: Path) -> Tuple[Optional[np.ndarray], Optional[str]]:
         return None, "unreadable"
     if crop.shape[0] == 0 or crop.shape[1] == 0:
         return None, "empty"
+    problem = crop_problem(crop)  # e.g. 3000 x 1: not a text line (and minutes of OCR)
+    if problem:
+        return None, problem
     return crop, None
 
 

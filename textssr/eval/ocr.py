@@ -6,7 +6,7 @@ is shared by evaluation (``eval.py``) and the synthesis screening of TextSSR-F.
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -19,6 +19,24 @@ OCR_MODEL = "PP-OCRv4 recognition (ch_PP-OCRv4_rec_infer.onnx from rapidocr-onnx
 TALL_RATIO = 1.2
 ROTATION_RULE = (f"crops taller than {TALL_RATIO} x their width are rotated 90 degrees counter-clockwise "
                  "(as AnyText's eval_dgocr.py and PaddleOCR's crop step): text running top-to-bottom becomes left-to-right")
+
+
+# PP-OCRv4 resizes a crop to height 48 and pads a batch to its widest crop: a 3000 x 1 crop would become 144,000
+# pixels wide and take minutes. Crops thinner than MIN_SIDE or longer than MAX_ASPECT x their height (after
+# orientation) are not text lines; they are not read.
+MIN_SIDE = 2
+MAX_ASPECT = 50
+
+
+def crop_problem(crop: np.ndarray) -> Optional[str]:
+    """``"degenerate"`` for a crop that cannot hold a readable text line (a side under MIN_SIDE px, or wider than
+    MAX_ASPECT x its height once oriented), else None."""
+    height, width = np.shape(crop)[:2]
+    if min(height, width) < MIN_SIDE:
+        return "degenerate"
+    if height > TALL_RATIO * width:
+        height, width = width, height
+    return "degenerate" if width > MAX_ASPECT * height else None
 
 
 def orient_for_recognition(crop: np.ndarray) -> np.ndarray:
@@ -70,14 +88,21 @@ class Recognizer:
         """Read each crop: uint8 RGB (H, W, 3) — gray (H, W) and RGBA also accepted — H, W >= 1.
 
         Returns one ``(text, confidence)`` per crop, in input order; confidence is the mean
-        per-character probability in [0, 1] (0.0 when nothing is read).
+        per-character probability in [0, 1] (0.0 when nothing is read). A degenerate crop (:func:`crop_problem`)
+        is not run through the model and reads ``("", 0.0)``.
         """
         if not crops:
             return []
-        images = []
-        for crop in crops:
+        images, readable = [], []
+        for i, crop in enumerate(crops):
             if min(np.shape(crop)[:2]) < 1:
                 raise ValueError(f"Recognizer got an empty crop of shape {np.shape(crop)}")
-            images.append(_as_bgr(orient_for_recognition(np.asarray(crop))))
-        readings, _elapsed = self._model(images)
-        return [(text, float(conf)) for text, conf in readings]
+            if crop_problem(crop) is None:
+                images.append(_as_bgr(orient_for_recognition(np.asarray(crop))))
+                readable.append(i)
+        out = [("", 0.0)] * len(crops)
+        if images:
+            readings, _elapsed = self._model(images)
+            for i, (text, conf) in zip(readable, readings):
+                out[i] = (text, float(conf))
+        return out

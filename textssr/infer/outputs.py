@@ -10,21 +10,64 @@
 ``<i>`` is the instance's number in the bench (annotations counted in JSON order), so numbering is
 stable: a skipped instance leaves a gap and a resumed run writes the same names. An item is finished
 when its three PNGs exist; every file is written under a temporary name and renamed, so a killed run
-never leaves a half-written image behind.
+never leaves a half-written image behind. ``local/<i>.png`` (written last) carries the instance's *key* in a
+PNG text chunk — a digest of what the instance is (image name and bytes, annotation index, text, polygon) —
+so a rerun after the bench changed regenerates exactly the items whose instance changed, instead of keeping
+a crop under another instance's label.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from typing import Iterable, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 LOCAL_DIR, REGION_DIR, GT_DIR = "local", "region", "gt"
 IMAGE_DIRS = (LOCAL_DIR, REGION_DIR, GT_DIR)
 LABELS_FILE, INSTANCES_FILE, META_FILE = "labels.json", "instances.json", "meta.json"
 TMP_SUFFIX = ".tmp"
+KEY_CHUNK = "textssr-instance"  # PNG text chunk of local/<i>.png: the instance key
+
+
+def instance_key(number: int, img_name: str, ann_index: int, text: str, polygon, image_digest: str) -> str:
+    """A digest of what bench instance ``number`` is; any change to it means another crop."""
+    record = [int(number), img_name, int(ann_index), text, np.asarray(polygon, dtype=np.float64).round(6).tolist(),
+              image_digest]
+    return hashlib.sha256(json.dumps(record, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def stored_key(out_dir: str, number: int):
+    """The instance key ``local/<number>.png`` was written for, None when it has none (or is unreadable)."""
+    try:
+        with Image.open(os.path.join(out_dir, LOCAL_DIR, file_name(number))) as image:
+            return image.text.get(KEY_CHUNK)
+    except (OSError, ValueError):
+        return None
+
+
+def written_numbers(out_dir: str) -> List[int]:
+    """The instance numbers that have any file (finished or not) in ``out_dir``."""
+    found = set()
+    for sub in IMAGE_DIRS:
+        folder = os.path.join(out_dir, sub)
+        for name in os.listdir(folder) if os.path.isdir(folder) else ():
+            stem = name[:-len(TMP_SUFFIX)] if name.endswith(TMP_SUFFIX) else name
+            if stem.endswith(".png") and stem[:-4].isdigit():
+                found.add(int(stem[:-4]))
+    return sorted(found)
+
+
+def remove_item(out_dir: str, number: int) -> None:
+    """Delete every file of instance ``number``."""
+    name = file_name(number)
+    for sub in IMAGE_DIRS:
+        for path in (os.path.join(out_dir, sub, name), os.path.join(out_dir, sub, name + TMP_SUFFIX)):
+            if os.path.exists(path):
+                os.remove(path)
 
 
 def file_name(number: int) -> str:
@@ -43,27 +86,30 @@ def is_finished(out_dir: str, number: int) -> bool:
     return all(os.path.isfile(os.path.join(out_dir, sub, name)) for sub in IMAGE_DIRS)
 
 
-def clean_item(out_dir: str, number: int) -> bool:
-    """Delete the temporary files a killed run left for instance ``number`` and, when the item is unfinished,
-    its images too (a subset of them may exist). Returns whether the item is finished."""
+def clean_item(out_dir: str, number: int, key: Optional[str] = None) -> bool:
+    """Delete the temporary files a killed run left for instance ``number`` and, when the item is unfinished —
+    or was written for another instance than ``key`` says —, its images too. Returns whether the item is
+    finished (and, with ``key``, is this instance's)."""
     name = file_name(number)
     for sub in IMAGE_DIRS:
         tmp = os.path.join(out_dir, sub, name + TMP_SUFFIX)
         if os.path.exists(tmp):
             os.remove(tmp)
-    finished = is_finished(out_dir, number)
+    finished = is_finished(out_dir, number) and (key is None or stored_key(out_dir, number) == key)
     if not finished:
-        for sub in IMAGE_DIRS:
-            path = os.path.join(out_dir, sub, name)
-            if os.path.exists(path):
-                os.remove(path)
+        remove_item(out_dir, number)
     return finished
 
 
-def save_png(image: np.ndarray, path: str) -> None:
-    """Write uint8 RGB (H, W, 3) as PNG, atomically (temporary name, then rename)."""
+def save_png(image: np.ndarray, path: str, text: Optional[dict] = None) -> None:
+    """Write uint8 RGB (H, W, 3) as PNG, atomically (temporary name, then rename); ``text``: PNG text chunks."""
     tmp = path + TMP_SUFFIX
-    Image.fromarray(image, "RGB").save(tmp, format="PNG")
+    info = None
+    if text:
+        info = PngInfo()
+        for k, v in text.items():
+            info.add_text(k, v)
+    Image.fromarray(image, "RGB").save(tmp, format="PNG", pnginfo=info)
     os.replace(tmp, path)
 
 
@@ -86,13 +132,15 @@ def crop_box(image: np.ndarray, box: Tuple[int, int, int, int]) -> np.ndarray:
     return image[y0:y1, x0:x1]
 
 
-def write_item(out_dir: str, number: int, local: np.ndarray, gt: np.ndarray, box: Tuple[int, int, int, int]) -> None:
+def write_item(out_dir: str, number: int, local: np.ndarray, gt: np.ndarray, box: Tuple[int, int, int, int],
+               key: Optional[str] = None) -> None:
     """Write instance ``number``: ``local`` (generated) and ``gt`` (real) are uint8 (R, R, 3); region/ and gt/
-    hold them cut to ``box``. local/ is written last, so a present local/ image means the other two exist."""
+    hold them cut to ``box``. local/ is written last (carrying ``key``), so a present local/ image means the
+    other two exist."""
     name = file_name(number)
     save_png(np.ascontiguousarray(crop_box(local, box)), os.path.join(out_dir, REGION_DIR, name))
     save_png(np.ascontiguousarray(crop_box(gt, box)), os.path.join(out_dir, GT_DIR, name))
-    save_png(local, os.path.join(out_dir, LOCAL_DIR, name))
+    save_png(local, os.path.join(out_dir, LOCAL_DIR, name), {KEY_CHUNK: key} if key else None)
 
 
 def write_index(out_dir: str, records: Iterable[dict]) -> Tuple[int, int]:

@@ -17,6 +17,7 @@ settings differ (another checkpoint, seed, resolution, …) is refused instead o
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -31,15 +32,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from textssr.config import ConfigError, require_path
+from textssr.config import ConfigError, as_int, check_output_dir, check_seed, read_run_config, require_path
+from textssr.data.fonts import resolve_font
 from textssr.infer import outputs
+from textssr.precision import AUTO, DTYPES, check_precision
 
 BENCH_FILE = "test.json"
-PRECISIONS = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PLACEMENTS = ("random", "center")
 DEVICES = ("auto", "cpu")
 SIZE_KEYS = ("resolution", "ttf_size", "max_len")  # None in a config: the UNet's training value
-TRAINING_CONFIG = "config.py"  # the resolved config textssr.train saves in every checkpoint folder
 # Config keys that decide what is generated: a resumed run must keep them (compared after resolution).
 CONTENT_KEYS = ("bench", "language", "pretrained_vae", "pretrained_unet", "scheduler_path", "scheduler",
                 "num_inference_steps", "seed", "resolution", "ttf_size", "max_len", "font_path",
@@ -83,10 +84,8 @@ def resolve_scheduler_dir(path: Optional[str], unet_dir: str) -> Optional[str]:
 
 
 def training_config(unet_dir: str) -> dict:
-    """The resolved training config saved beside a checkpoint's ``unet/`` (``checkpoint-N/config.py``), or {}."""
-    from mmengine.config import Config
-    path = os.path.join(os.path.dirname(os.path.abspath(unet_dir)), TRAINING_CONFIG)
-    return Config.fromfile(path).to_dict() if os.path.isfile(path) else {}
+    """The resolved training config saved beside a checkpoint's ``unet/`` (read as data, never executed), or {}."""
+    return read_run_config(os.path.dirname(os.path.abspath(unet_dir)))
 
 
 def condition_sizes(cfg, unet_dir: str) -> Dict[str, Optional[int]]:
@@ -99,16 +98,14 @@ def condition_sizes(cfg, unet_dir: str) -> Dict[str, Optional[int]]:
     for key in SIZE_KEYS:
         value, was = cfg.get(key), trained.get(key)
         if value is None and was is not None:
-            print(f"{key}={was}, from the UNet's training config {os.path.dirname(unet_dir)}/{TRAINING_CONFIG}")
+            print(f"{key}={was}, from the UNet's training config in {os.path.dirname(unet_dir)}")
             value = was
         elif value is not None and was is not None and int(was) != int(value):
             warnings.warn(f"{key}={value} differs from the UNet's training value {was}", stacklevel=2)
         if value is None and key == "resolution":
-            raise ConfigError(f"resolution=None asks for the UNet's training value, but no {TRAINING_CONFIG} beside "
+            raise ConfigError(f"resolution=None asks for the UNet's training value, but no training config beside "
                               f"{unet_dir} names it; set --cfg-options resolution=...")
-        if value is not None and int(value) < 1:
-            raise ConfigError(f"{key}={value}; must be >= 1")
-        sizes[key] = None if value is None else int(value)
+        sizes[key] = as_int(value, key, minimum=1, allow_none=True)
     return sizes
 
 
@@ -129,29 +126,30 @@ class Run:
     vae_dir: str
     unet_dir: str
     scheduler_dir: Optional[str]
-    dtype: torch.dtype
+    dtype: Optional[torch.dtype]  # None: mixed_precision="auto", settled once the pipeline is loaded
     resolution: int
     ttf_size: Optional[int]  # None until fit_text_encoder reads it from the UNet
     max_len: Optional[int]
     content: dict = field(default_factory=dict)  # the CONTENT_KEYS, resolved; compared on resume
+    precision: Optional[dict] = None  # how mixed_precision="auto" was settled
 
 
 def check_sampling(cfg, on_cpu: bool, default_placement: str) -> str:
-    """Check the sampler, step spacing, region placement and precision keys (shared with synthesize.py);
-    returns the mixed_precision name."""
+    """Check the keys infer and synthesize.py share — output folder, batch size, steps, seed, sampler, step
+    spacing, region placement, precision — before anything is loaded or written; returns the mixed_precision
+    name."""
     from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS
+    check_output_dir(cfg.output_dir)
+    for key in ("batch_size", "num_inference_steps"):
+        as_int(cfg[key], key, minimum=1)
+    check_seed(cfg.seed)
     if cfg.scheduler not in SCHEDULERS:
         raise ConfigError(f"scheduler={cfg.scheduler!r}; choose one of {sorted(SCHEDULERS)}")
     if cfg.get("timestep_spacing") not in TIMESTEP_SPACINGS:
         raise ConfigError(f"timestep_spacing={cfg.timestep_spacing!r}; choose one of {TIMESTEP_SPACINGS}")
     if cfg.get("region_placement", default_placement) not in PLACEMENTS:
         raise ConfigError(f"region_placement={cfg.region_placement!r}; choose one of {PLACEMENTS}")
-    precision = cfg.get("mixed_precision", "no")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"mixed_precision={precision!r}; choose one of {tuple(PRECISIONS)}")
-    if on_cpu and precision != "no":
-        raise ConfigError(f"mixed_precision={precision} needs a GPU; on the CPU set --cfg-options mixed_precision=no")
-    return precision
+    return check_precision(cfg.get("mixed_precision", "no"), "mixed_precision", on_cpu)
 
 
 def validate(cfg, on_cpu: bool) -> Run:
@@ -159,9 +157,6 @@ def validate(cfg, on_cpu: bool) -> Run:
     missing = [k for k in REQUIRED_KEYS if cfg.get(k) is None]
     if missing:
         raise ConfigError(f"infer config is missing {', '.join(missing)} (see configs/infer_cfg.py)")
-    for key in ("batch_size", "num_inference_steps"):
-        if int(cfg[key]) < 1:
-            raise ConfigError(f"{key}={cfg[key]}; must be >= 1")
     precision = check_sampling(cfg, on_cpu, default_placement="center")
     if cfg.get("device", "auto") not in DEVICES:
         raise ConfigError(f"device={cfg.device!r}; choose one of {DEVICES} (under accelerate, pick GPUs with "
@@ -171,12 +166,13 @@ def validate(cfg, on_cpu: bool) -> Run:
     unet_dir = resolve_checkpoint(str(cfg.pretrained_unet), "pretrained_unet", "unet")
     scheduler_dir = resolve_scheduler_dir(cfg.get("scheduler_path"), unet_dir)
     sizes = condition_sizes(cfg, unet_dir)
+    resolve_font(cfg.font_path)  # a file that is not a font fails here, before any model loads
     content = {k: cfg.get(k) for k in CONTENT_KEYS}
     content.update(sizes, bench=os.path.abspath(bench_json), pretrained_vae=os.path.abspath(vae_dir),
                    pretrained_unet=os.path.abspath(unet_dir),
                    scheduler_path=os.path.abspath(scheduler_dir) if scheduler_dir else None,
                    mixed_precision=precision)
-    return Run(bench_json, vae_dir, unet_dir, scheduler_dir, PRECISIONS[precision], content=content, **sizes)
+    return Run(bench_json, vae_dir, unet_dir, scheduler_dir, DTYPES.get(precision), content=content, **sizes)
 
 
 def check_resume(out_dir: str, content: dict) -> None:
@@ -193,26 +189,6 @@ def check_resume(out_dir: str, content: dict) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- bench
-
-
-def bench_numbers(bench_json: str, dataset) -> List[int]:
-    """The bench instance number of every dataset index: annotations counted in JSON order, bad ones included.
-
-    Image names may repeat in a bench, so instances are matched through the dataset's image key (its
-    ``samples[k][0]`` indexes ``image_names``, one per data_list entry it registered), checked name by name."""
-    with open(bench_json, encoding="utf-8") as f:
-        data_list = json.load(f).get("data_list", [])
-    offsets, names, number = [], [], 0
-    for entry in data_list:
-        annotations = (entry.get("annotations") or []) if isinstance(entry, dict) else None
-        if isinstance(annotations, list) and isinstance(entry.get("img_name"), str):  # what the dataset registers
-            offsets.append(number)
-            names.append(entry["img_name"])
-        number += len(annotations) if isinstance(annotations, list) else 0
-    if names != list(dataset.image_names):
-        raise RuntimeError(f"{bench_json}: cannot number instances — the dataset registered other images than "
-                           "textssr.infer.bench_numbers expects; keep the two in step")
-    return [offsets[dataset.samples[k][0]] + int(dataset.samples[k][1]) for k in range(len(dataset))]
 
 
 def instance_seeds(seed: int, number: int) -> Tuple[np.random.Generator, torch.Generator]:
@@ -233,15 +209,53 @@ def open_bench(cfg, run: Run):
 # ----------------------------------------------------------------------------------------------- models
 
 
-def load_pipeline(run: Run, scheduler_name: str, device: torch.device, timestep_spacing: Optional[str] = None):
-    """TextSSRPipeline on ``device`` in ``run.dtype``, progress bar off (the runner shows its own)."""
+def load_pipeline(run: Run, scheduler_name: str, device: torch.device, timestep_spacing: Optional[str] = None,
+                  batch_size: int = 1):
+    """TextSSRPipeline on ``device`` in ``run.dtype``, progress bar off (the runner shows its own). With
+    mixed_precision="auto" (``run.dtype`` None) the dtype is settled here (:func:`settle_precision`)."""
     from diffusers_textssr import TextSSRPipeline
     from textssr.models import load_scheduler, load_unet, load_vae
     vae, unet = load_vae(run.vae_dir).to(device).eval(), load_unet(run.unet_dir).to(device).eval()
-    if run.dtype != torch.float32:
-        vae, unet = vae.to(dtype=run.dtype), unet.to(dtype=run.dtype)
     scheduler = load_scheduler(run.scheduler_dir, scheduler_name, timestep_spacing=timestep_spacing)
-    return TextSSRPipeline(vae=vae, unet=unet, scheduler=scheduler)
+    pipe = TextSSRPipeline(vae=vae, unet=unet, scheduler=scheduler)
+    if run.dtype is None:
+        settle_precision(pipe, run, device, batch_size)
+    if run.dtype != torch.float32:
+        pipe.vae.to(dtype=run.dtype)
+        pipe.unet.to(dtype=run.dtype)
+    return pipe
+
+
+def settle_precision(pipe, run: Run, device: torch.device, batch_size: int, choose=None):
+    """mixed_precision="auto": bf16 (else fp16) on a GPU; on the CPU bf16 only where one sampling step of a batch
+    (encode, UNet, decode) is measurably faster than in float32 (textssr.precision). Sets ``run.dtype`` and
+    ``run.precision`` (the record meta.json keeps) and prints the choice."""
+    from diffusers_textssr import TextSSRPipeline
+    from textssr.precision import choose as default_choose, gpu_mixed_precision
+    if device.type == "cuda":
+        choice = gpu_mixed_precision()
+    else:
+        fast = TextSSRPipeline(vae=copy.deepcopy(pipe.vae).to(dtype=torch.bfloat16),
+                               unet=copy.deepcopy(pipe.unet).to(dtype=torch.bfloat16), scheduler=pipe.scheduler)
+        inputs = probe_inputs(pipe, run.resolution, min(int(batch_size), 4))
+
+        def sampler(p):
+            return lambda: p(*inputs, num_inference_steps=1, generator=torch.Generator().manual_seed(0),
+                             output_type="latent", show_progress=False)
+
+        choice = (choose or default_choose)(device, sampler(pipe), sampler(fast))
+    run.dtype = choice.dtype
+    run.precision = dict(choice.as_record(), key="mixed_precision")
+    print(choice.describe("mixed_precision"))
+    return choice
+
+
+def probe_inputs(pipe, resolution: int, batch: int):
+    """Zero conditions of the right shapes for timing one pipeline call (ttf stack as the UNet's encoder wants)."""
+    ttf = torch.ones(batch, int(pipe.unet.config.ttf_in_chans), int(pipe.unet.config.ttf_img_size),
+                     int(pipe.unet.config.ttf_img_size))
+    image = torch.zeros(batch, 3, resolution, resolution)
+    return ttf, image + 1.0, image, torch.ones(batch, 1, resolution, resolution)
 
 
 def latent_shape(pipe, resolution: int) -> Tuple[int, int, int]:
@@ -301,14 +315,16 @@ class RankResult:
 
 @dataclass
 class Batch:
-    """Built samples, their bench numbers and generators, and how many pending instances were consumed."""
+    """Built samples, their bench numbers, instance keys and generators, and how many pending instances were
+    consumed."""
     samples: List[dict]
     numbers: List[int]
     generators: List[torch.Generator]
     consumed: int
+    keys: List[str] = field(default_factory=list)
 
 
-def batch_builder(cfg, dataset, numbers: List[int], pending: List[int], result: RankResult):
+def batch_builder(cfg, dataset, numbers: List[int], pending: List[int], result: RankResult, keys: Dict[int, str]):
     """A function returning the next :class:`Batch` of ``pending`` dataset indices (consumed 0: done).
     Bad instances are counted in ``result.skipped`` (raised when ``strict``)."""
     from textssr.data import SkipSample
@@ -332,17 +348,30 @@ def batch_builder(cfg, dataset, numbers: List[int], pending: List[int], result: 
                 continue
             batch.numbers.append(numbers[k])
             batch.generators.append(latent_generator)
+            batch.keys.append(keys[k])
         result.timers["build_s"] += time.perf_counter() - started
         return batch
 
     return next_batch
 
 
+def instance_key(dataset, index: int, number: int) -> str:
+    """What dataset instance ``index`` (bench number ``number``) is, as a digest (textssr.infer.outputs)."""
+    from textssr.data import SkipSample
+    info = dataset.instance_info(index)
+    try:
+        polygon = dataset.polygon(index)
+    except SkipSample:  # unreadable: the instance will be skipped when built
+        polygon = np.zeros((0, 2))
+    return outputs.instance_key(number, info["img_name"], info["ann_index"], info["text"], polygon,
+                                dataset.image_digest(index))
+
+
 def write_batch(out_dir: str, batch: Batch, images: np.ndarray, result: RankResult) -> None:
     from textssr.data import mask_bbox
     started = time.perf_counter()
-    for image, sample, number in zip(images, batch.samples, batch.numbers):
-        outputs.write_item(out_dir, number, image, real_region(sample), mask_bbox(sample["mask"]))
+    for image, sample, number, key in zip(images, batch.samples, batch.numbers, batch.keys):
+        outputs.write_item(out_dir, number, image, real_region(sample), mask_bbox(sample["mask"]), key)
     result.timers["write_s"] += time.perf_counter() - started
 
 
@@ -352,14 +381,15 @@ def run_rank(cfg, run: Run, dataset, numbers: List[int], pipe, shape, device, ra
     written in helper threads while the current one denoises; an item's files appear once they are complete."""
     result = RankResult(rank)
     owned = [k for k in range(len(dataset)) if k % world == rank]
+    keys = {k: instance_key(dataset, k, numbers[k]) for k in owned}
     pending = []
     for k in owned:
-        if outputs.clean_item(cfg.output_dir, numbers[k]):
+        if outputs.clean_item(cfg.output_dir, numbers[k], keys[k]):
             result.finished_before += 1
         else:
             pending.append(k)
     result.owned = len(owned)
-    next_batch = batch_builder(cfg, dataset, numbers, pending, result)
+    next_batch = batch_builder(cfg, dataset, numbers, pending, result, keys)
     steps = int(cfg.num_inference_steps)
     bar = tqdm(total=len(owned), initial=result.finished_before, unit="crop", dynamic_ncols=True,
                disable=not show_progress, desc=f"infer rank {rank}/{world}" if world > 1 else "infer")
@@ -449,6 +479,7 @@ def merge_meta(cfg, run: Run, results: List[RankResult], index_skips: Dict[str, 
         seed=int(cfg.seed),
         versions=library_versions(),
         device=str(device), processes=len(results), dtype=str(run.dtype).replace("torch.", ""),
+        precision_choice=run.precision,
         counts=dict(indexed=num_instances, written=written, generated=generated,
                     kept_from_previous=sum(r.finished_before for r in results),
                     skipped=sum(skipped.values()), text_truncated=truncated),
@@ -471,14 +502,18 @@ def run_inference(cfg) -> Optional[dict]:
     rank, world, device = state.process_index, state.num_processes, state.device
     run = validate(cfg, on_cpu=device.type == "cpu")
     check_resume(cfg.output_dir, run.content)
-    pipe = load_pipeline(run, cfg.scheduler, device, cfg.get("timestep_spacing"))
+    pipe = load_pipeline(run, cfg.scheduler, device, cfg.get("timestep_spacing"), int(cfg.batch_size))
     fit_text_encoder(run, pipe.unet)
     shape = latent_shape(pipe, run.resolution)
     dataset = open_bench(cfg, run)
-    numbers = bench_numbers(run.bench_json, dataset)
+    numbers = list(dataset.numbers)  # instance numbers: annotations counted in JSON order, bad ones included
     state.wait_for_everyone()  # every rank has read the old meta.json before rank 0 replaces it
     if rank == 0:
         outputs.make_dirs(cfg.output_dir)
+        current = set(numbers)
+        for number in outputs.written_numbers(cfg.output_dir):  # instances the bench no longer has (or skips)
+            if number not in current:
+                outputs.remove_item(cfg.output_dir, number)
         outputs.write_json(dict(complete=False, settings=run.content, config=cfg.to_dict()),
                            os.path.join(cfg.output_dir, outputs.META_FILE))
     state.wait_for_everyone()

@@ -57,20 +57,24 @@ def anagram(text: str, rng: np.random.Generator) -> str:
     return "".join(chars)
 
 
-def load_lexicon(lexicon, max_len: int) -> Tuple[Tuple[str, ...], int]:
+def load_lexicon(lexicon, max_len: int, font_path: Optional[str] = None) -> Tuple[Tuple[str, ...], int]:
     """Read a word list: a UTF-8 file path (one word per line) or a sequence of strings.
 
-    Words are stripped; empty lines and words longer than ``max_len`` are dropped.
+    Words are stripped; empty lines, words longer than ``max_len``, words holding control characters and, with
+    ``font_path``, words with characters the font lacks are dropped.
     Returns ``(words, n_dropped)``. Raises ValueError (with the fix) when nothing usable is left.
     """
     if isinstance(lexicon, (str, os.PathLike)):
         if not os.path.isfile(lexicon):
             raise ValueError(f"lexicon file not found: {lexicon} (one UTF-8 word per line)")
-        with open(lexicon, encoding="utf-8") as f:
+        with open(lexicon, encoding="utf-8-sig") as f:
             raw = f.read().splitlines()
     else:
         raw = [str(w) for w in lexicon]
-    words = tuple(w.strip() for w in raw if w.strip() and len(w.strip()) <= max_len)
+    from textssr.data.fonts import missing_chars
+    from textssr.data.skips import text_problem
+    words = tuple(w.strip() for w in raw if w.strip() and len(w.strip()) <= max_len and text_problem(w.strip()) is None
+                  and not (font_path and missing_chars(w.strip(), font_path)))
     dropped = sum(1 for w in raw if w.strip()) - len(words)
     if not words:
         raise ValueError(f"lexicon has no word of 1..{max_len} characters; give a non-empty word list")
@@ -115,7 +119,8 @@ class TextSource:
 
 
 def build_text_source(kind: str, lexicon: Optional[Sequence[str]] = None, anagram_ratio: float = 0.5,
-                      unpermutable: str = "keep", max_len: int = 25) -> Tuple[TextSource, int]:
+                      unpermutable: str = "keep", max_len: int = 25,
+                      font_path: Optional[str] = None) -> Tuple[TextSource, int]:
     """A :class:`TextSource` from config values; returns it with the number of lexicon words dropped."""
-    words, dropped = load_lexicon(lexicon, max_len) if lexicon else ((), 0)
+    words, dropped = load_lexicon(lexicon, max_len, font_path) if lexicon else ((), 0)
     return TextSource(kind, words, float(anagram_ratio), unpermutable), dropped

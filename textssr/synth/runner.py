@@ -44,9 +44,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from textssr.config import ConfigError, require_path
+from textssr.config import ConfigError, as_float, as_int, require_path
+from textssr.data.fonts import resolve_font
+from textssr.precision import DTYPES
 from textssr.infer.outputs import crop_box
-from textssr.infer.runner import (PRECISIONS, Run, check_sampling, condition_sizes, fit_text_encoder, generate,
+from textssr.infer.runner import (Run, check_sampling, condition_sizes, fit_text_encoder, generate,
                                   latent_shape, load_pipeline, resolve_checkpoint, resolve_scheduler_dir)
 from textssr.synth.anagram import TextSource, build_text_source, variant_rng
 from textssr.synth.screening import Screener, ScreeningRule, screening_rule
@@ -55,7 +57,7 @@ from textssr.synth.str_lmdb import (IMAGE_FORMATS, StrLmdbReader, StrLmdbWriter,
 
 # Keys that do not change what is generated: they may differ between a run and its resume.
 NON_CONTENT_KEYS = ("output_dir", "keep_shards", "contact_sheet_size", "poll_seconds")
-COUNTER_KEYS = ("items", "regions_read", "generated", "kept")
+COUNTER_KEYS = ("items", "regions_read", "generated", "kept", "skipped_items")
 TIMER_KEYS = ("generation_s", "screening_s", "elapsed_s")
 LATENT_STREAM = 1  # extra SeedSequence word: the noise stream of an item, apart from its variant_rng
 
@@ -80,11 +82,28 @@ class Plan:
 
 def content_settings(cfg, run: Run) -> dict:
     """What decides the output (for the resume check), JSON-able: the config values plus ``resolved``, the
-    checkpoint folders and condition sizes they resolved to (a new latest checkpoint is another run)."""
+    checkpoint folders and condition sizes they resolved to (a new latest checkpoint is another run), and a
+    fingerprint of the source's content (items are regions by index: an edited source would shift them)."""
     plain = json.loads(json.dumps(cfg.to_dict(), default=str))
     settings = {k: v for k, v in sorted(plain.items()) if k not in NON_CONTENT_KEYS}
-    settings["resolved"] = run.content
+    settings["resolved"] = dict(run.content, source_content=source_fingerprint(str(cfg.source)))
     return settings
+
+
+def source_json(source: str) -> Optional[str]:
+    """The AnyWord JSON that ``source`` names (the file, or a bench folder's test.json); None for AnyWord-lmdb."""
+    if os.path.isfile(source):
+        return source
+    if os.path.isfile(os.path.join(source, "test.json")):
+        return os.path.join(source, "test.json")
+    return None
+
+
+def source_fingerprint(source: str) -> str:
+    from textssr.data.anyword import json_fingerprint
+    from textssr.data.lmdb_store import lmdb_fingerprint
+    json_path = source_json(source)
+    return json_fingerprint(json_path) if json_path else lmdb_fingerprint(source)
 
 
 def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
@@ -96,10 +115,11 @@ def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
             raise ConfigError(f"synthesis config is missing `{key}` (see configs/synth_cfg.py)")
     require_path(cfg.source, "source", "an AnyWord JSON, a benchmark folder holding test.json, or an "
                  "AnyWord-lmdb folder (build one with `python -m textssr.data.build_lmdb`)")
-    for key in ("variants_per_region", "batch_size", "num_inference_steps"):
-        if int(cfg[key]) < 1:
-            raise ConfigError(f"{key}={cfg[key]}; must be >= 1")
     precision = check_sampling(cfg, on_cpu, default_placement="random")
+    as_int(cfg.variants_per_region, "variants_per_region", minimum=1)
+    as_int(cfg.get("max_regions"), "max_regions", minimum=1, allow_none=True)
+    as_int(cfg.get("jpeg_quality", 95), "jpeg_quality", minimum=1)
+    as_float(cfg.get("poll_seconds", 5.0), "poll_seconds", minimum=0, exclusive=True)
     if cfg.get("image_format", "png") not in IMAGE_FORMATS:
         raise ConfigError(f"image_format={cfg.image_format!r}; choose one of {IMAGE_FORMATS}")
     try:
@@ -110,20 +130,22 @@ def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
     unet_dir = resolve_checkpoint(str(cfg.pretrained_unet), "pretrained_unet", "unet")
     scheduler_dir = resolve_scheduler_dir(cfg.get("scheduler_path"), unet_dir)
     sizes = condition_sizes(cfg, unet_dir)
+    resolve_font(cfg.font_path)  # a file that is not a font fails here, before any model loads
     # A bad text source / lexicon fails here, before any model is loaded (a None max_len is read from the UNet
     # later, so no word is too long yet).
     text_source_for(cfg, sys.maxsize if sizes["max_len"] is None else sizes["max_len"])
     content = dict(sizes, pretrained_vae=os.path.abspath(vae_dir), pretrained_unet=os.path.abspath(unet_dir),
                    scheduler_path=os.path.abspath(scheduler_dir) if scheduler_dir else None)
-    run = Run(str(cfg.source), vae_dir, unet_dir, scheduler_dir, PRECISIONS[precision], content=content, **sizes)
+    run = Run(str(cfg.source), vae_dir, unet_dir, scheduler_dir, DTYPES.get(precision), content=content, **sizes)
     return run, rule
 
 
-def text_source_for(cfg, max_len: int) -> Tuple[TextSource, int]:
-    """The config's text source (lexicon words longer than ``max_len`` dropped) and the number dropped."""
+def text_source_for(cfg, max_len: int, font_path: Optional[str] = None) -> Tuple[TextSource, int]:
+    """The config's text source (lexicon words longer than ``max_len``, holding control characters or, with
+    ``font_path``, characters the font lacks dropped) and the number dropped."""
     try:
         return build_text_source(cfg.get("text_source", "anagram"), cfg.get("lexicon"), cfg.get("anagram_ratio", 0.5),
-                                 cfg.get("unpermutable", "keep"), max_len)
+                                 cfg.get("unpermutable", "keep"), max_len, font_path)
     except (ValueError, TypeError) as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -134,12 +156,8 @@ def open_source(cfg, run: Run):
     kwargs = dict(seed=cfg.seed, resolution=run.resolution, ttf_size=run.ttf_size, max_len=run.max_len,
                   language=cfg.get("language"), font_path=cfg.font_path, strict=cfg.get("strict", False),
                   region_placement=cfg.get("region_placement", "random"))
-    source = str(cfg.source)
-    if os.path.isfile(source):
-        return AnyWordDataset(source, **kwargs)
-    if os.path.isfile(os.path.join(source, "test.json")):
-        return AnyWordDataset(os.path.join(source, "test.json"), **kwargs)
-    return AnyWordLmdbDataset(source, **kwargs)
+    json_path = source_json(str(cfg.source))
+    return AnyWordDataset(json_path, **kwargs) if json_path else AnyWordLmdbDataset(str(cfg.source), **kwargs)
 
 
 def latent_generator(seed: int, region: int, variant: int) -> torch.Generator:
@@ -157,11 +175,11 @@ class Synthesizer:
         from textssr.data import mask_bbox
         self.cfg, self.run, self.screener, self.device = cfg, run, screener, device
         self.mask_bbox = mask_bbox
-        self.pipe = load_pipeline(run, cfg.scheduler, device, cfg.get("timestep_spacing"))
+        self.pipe = load_pipeline(run, cfg.scheduler, device, cfg.get("timestep_spacing"), int(cfg.batch_size))
         fit_text_encoder(run, self.pipe.unet)  # fills a None ttf_size / max_len from the UNet
         self.latent_shape = latent_shape(self.pipe, run.resolution)
-        self.text_source, self.lexicon_dropped = text_source_for(cfg, run.max_len)
         self.dataset = open_source(cfg, run)
+        self.text_source, self.lexicon_dropped = text_source_for(cfg, run.max_len, self.dataset.font_path)
         self.index_skips = dict(self.dataset.skip_counts)  # annotations dropped while indexing the source
 
     def generate(self, samples: List[dict], items: List[Tuple[int, int]]) -> List[np.ndarray]:
@@ -186,6 +204,10 @@ def _check_resume(state: Optional[dict], settings: dict, world: int, where: str)
         raise ConfigError(f"{where} was started with {state['world_size']} process(es); relaunch with "
                           f"--num_processes {state['world_size']} or use a new output_dir")
     before, now = _flat(state["settings"]), _flat(settings)
+    if before.get("resolved.source_content") != now.get("resolved.source_content"):
+        raise ConfigError(f"{where} holds a run over another version of source={settings.get('source')!r} (its "
+                          "annotations or images changed since; regions are numbered by position, so the finished "
+                          "items would no longer match it): restore the source or use a new output_dir")
     changed = [f"{k}: {before.get(k)!r} → {now.get(k)!r}" for k in sorted(set(before) | set(now))
                if before.get(k) != now.get(k)]
     if changed:
@@ -211,6 +233,7 @@ def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state:
     from textssr.data import SkipSample
     counters, timers = Counter(state["counters"]), Counter(state["timers"])
     rejected, skipped, text_how = Counter(state["rejected"]), Counter(state["skipped"]), Counter(state["text_how"])
+    bad_regions = dict(state.get("bad_regions", {}))  # region → reason: counted once, its variants not rebuilt
     strict, fmt, quality = cfg.get("strict", False), cfg.get("image_format", "png"), cfg.get("jpeg_quality", 95)
     k = state["cursor"]
     bar = tqdm(total=plan.num_items, initial=k, unit="item", disable=not show_progress, dynamic_ncols=True,
@@ -223,6 +246,9 @@ def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state:
             k += 1
             counters["items"] += 1
             counters["regions_read"] += variant == 0
+            if str(region) in bad_regions:
+                counters["skipped_items"] += 1
+                continue
             rng = variant_rng(cfg.seed, region, variant)
             try:
                 info = synth.dataset.instance_info(region)
@@ -231,7 +257,9 @@ def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state:
             except SkipSample as exc:
                 if strict:
                     raise
+                bad_regions[str(region)] = exc.reason
                 skipped[exc.reason] += 1
+                counters["skipped_items"] += 1
                 continue
             text_how[how] += 1
             items.append((region, variant))
@@ -258,7 +286,7 @@ def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state:
             counters["kept"] += len(records)
         timers["elapsed_s"] += time.perf_counter() - started
         state = dict(state, cursor=k, done=k >= plan.num_items, counters=dict(counters), timers=dict(timers),
-                     rejected=dict(rejected), skipped=dict(skipped), text_how=dict(text_how))
+                     rejected=dict(rejected), skipped=dict(skipped), text_how=dict(text_how), bad_regions=bad_regions)
         writer.commit(records, state)
         bar.update(k - bar.n)
         bar.set_postfix(kept=counters["kept"], gen=counters["generated"])
@@ -270,8 +298,9 @@ def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state:
 
 
 def merge_stats(states: List[dict]) -> dict:
-    """Sum shard states into the stats.json payload. ``skipped`` counts items whose sample could not be
-    built (by reason); ``skipped_at_index`` the annotations the source dropped while indexing (every rank
+    """Sum shard states into the stats.json payload. ``skipped`` counts the regions whose sample could not be
+    built (by reason, each region once: its other variants are not tried, they count in ``skipped_items``);
+    ``skipped_at_index`` the annotations the source dropped while indexing (every rank
     indexes the whole source, so it is taken once)."""
     total = {k: Counter() for k in ("counters", "timers", "rejected", "skipped", "text_how")}
     for s in states:
@@ -282,7 +311,7 @@ def merge_stats(states: List[dict]) -> dict:
     # Ranks run in parallel: wall time is the slowest rank's, throughput counts all of them.
     wall = max((s["timers"]["elapsed_s"] for s in states), default=0.0)
     return dict(regions_read=c["regions_read"], items=c["items"], generated=c["generated"], kept=c["kept"],
-                rejected=dict(total["rejected"]), skipped=dict(total["skipped"]),
+                rejected=dict(total["rejected"]), skipped=dict(total["skipped"]), skipped_items=c["skipped_items"],
                 skipped_at_index=first.get("index_skips", {}), lexicon_dropped=first.get("lexicon_dropped", 0),
                 texts=dict(total["text_how"]),
                 generation_s=round(t["generation_s"], 3), screening_s=round(t["screening_s"], 3),

@@ -7,7 +7,7 @@ A checkpoint is a folder ``<output_dir>/checkpoint-<step>/`` holding
     scheduler/               the noise scheduler used for training (CDM stages)
     optimizer.bin, scheduler.bin, random_states_<rank>.pkl, ...   the accelerate state
     generator_<rank>.pt      the state of each rank's explicit training generator (noise, timesteps)
-    config.py                the resolved config of the run
+    config.py, train_config.json   the resolved config of the run (for people; as data, what infer reads)
     trainer_state.json       step, epoch and skip counts — written last
 
 It is written under a temporary name (``.tmp-checkpoint-<step>``) and renamed when complete, so a run killed
@@ -23,12 +23,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from textssr.config import ConfigError
+from textssr.config import ConfigError, dump_run_config
 
 PREFIX = "checkpoint-"
 TMP_PREFIX = ".tmp-" + PREFIX
 STATE_FILE = "trainer_state.json"
-CONFIG_FILE = "config.py"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -143,7 +142,7 @@ def save_checkpoint(accelerator, output_dir: str, step: int, cfg, state: dict, g
     if accelerator.is_main_process:
         if extra is not None:
             extra(tmp)
-        cfg.dump(os.path.join(tmp, CONFIG_FILE))
+        dump_run_config(cfg, tmp)
         with open(os.path.join(tmp, STATE_FILE), "w") as f:
             json.dump(state, f, indent=2)
         shutil.rmtree(final, ignore_errors=True)  # a complete older save of the same step (re-run after a kill)
@@ -161,7 +160,7 @@ def load_checkpoint(accelerator, path: str, generator: torch.Generator) -> dict:
     with open(os.path.join(path, STATE_FILE)) as f:
         state = json.load(f)
     if os.path.isfile(gen_file):
-        generator.set_state(torch.load(gen_file))
+        generator.set_state(torch.load(gen_file, weights_only=True))
     else:  # resumed with more processes than saved it: a fresh, still rank-distinct stream
         generator.manual_seed(generator.initial_seed() + state["global_step"])
     return state

@@ -19,14 +19,15 @@ from itertools import islice
 
 import torch
 
-from textssr.config import ConfigError
+from textssr.config import ConfigError, dump_run_config
+from textssr.precision import AUTO, DTYPES, gpu_mixed_precision
 from textssr.train import checkpoint as ckpt
 from textssr.train.data import SkipCounter, build_dataset, build_loader, set_dataset_epoch, to_device
 from textssr.train.stages import STAGES
+from textssr.train.timing import StepProfiler, autocast, probe_mixed_precision
 from textssr.train.validate import validate_config
 
 LOG_FILE = "train_log.jsonl"
-DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class RankZeroLog:
@@ -45,7 +46,7 @@ class RankZeroLog:
                 f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
 
 
-def _accelerator(cfg):
+def _accelerator(cfg, mixed_precision: str):
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
     report_to = None if cfg.get("report_to") in (None, "none") else cfg.report_to
@@ -54,7 +55,7 @@ def _accelerator(cfg):
     return Accelerator(
         cpu=not torch.cuda.is_available(),
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        mixed_precision=cfg.mixed_precision,
+        mixed_precision=mixed_precision,
         log_with=report_to,
         project_config=ProjectConfiguration(project_dir=cfg.output_dir,
                                             logging_dir=os.path.join(cfg.output_dir, cfg.logging_dir)),
@@ -71,8 +72,9 @@ def _optimizer(cfg, params, num_processes: int):
     lr = cfg.learning_rate
     if cfg.scale_lr:
         lr *= cfg.train_batch_size * cfg.gradient_accumulation_steps * num_processes
+    fused = {"fused": True} if cfg.get("adam_fused") else {}  # one kernel for all tensors (CPU and CUDA)
     return cls(params, lr=lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
-               weight_decay=cfg.adam_weight_decay, eps=cfg.adam_epsilon)
+               weight_decay=cfg.adam_weight_decay, eps=cfg.adam_epsilon, **fused)
 
 
 def _tracker_config(cfg) -> dict:
@@ -87,18 +89,26 @@ def train(cfg, stage_name: str) -> dict:
 
     stage = STAGES[stage_name]()
     validate_config(cfg, stage)
-    accelerator = _accelerator(cfg)
+    # mixed_precision="auto": on a GPU bf16 (else fp16) through accelerate; on the CPU float32 until the first batch
+    # has been timed both ways (then bf16 autocast where measurably faster: textssr.precision)
+    auto_precision = cfg.mixed_precision == AUTO
+    gpu_choice = gpu_mixed_precision() if auto_precision and torch.cuda.is_available() else None
+    accelerator = _accelerator(cfg, gpu_choice.name if gpu_choice else "no" if auto_precision else cfg.mixed_precision)
     log = RankZeroLog(accelerator, cfg.output_dir)
+    precision_records = {}
+    if gpu_choice is not None:
+        precision_records["mixed_precision"] = dict(gpu_choice.as_record(), key="mixed_precision")
     if accelerator.is_main_process:
         os.makedirs(cfg.output_dir, exist_ok=True)
         ckpt.remove_partial(cfg.output_dir)
-        cfg.dump(os.path.join(cfg.output_dir, ckpt.CONFIG_FILE))  # the resolved config of the run
+        dump_run_config(cfg, cfg.output_dir)  # the resolved config of the run (config.py + train_config.json)
     if cfg.allow_tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
     # Data first: it is cheap and its size decides the step arithmetic.
     dataset = build_dataset(cfg, vae_mode=stage.vae_mode)
+    index_skips = dict(sorted(dataset.skip_counts.items()))  # filtered while indexing: the same on every rank
     loader = build_loader(dataset, cfg, accelerator.num_processes, accelerator.process_index)
     accum = cfg.gradient_accumulation_steps
     steps_per_epoch = len(loader) // accum
@@ -127,6 +137,9 @@ def train(cfg, stage_name: str) -> dict:
         ema.to(accelerator.device)
     weight_dtype = DTYPES[accelerator.mixed_precision]
     stage.setup(accelerator, weight_dtype)
+    profiler = StepProfiler(cfg.get("profile", False), accelerator.device)
+    stage.lap = profiler.lap
+    use_autocast = False  # bf16 autocast chosen by mixed_precision="auto" on the CPU
     ckpt.register_model_hooks(accelerator, stage.subfolder, ema)
     if accelerator.is_main_process:
         stage.save_extra(cfg.output_dir)  # e.g. scheduler/ beside the checkpoints, for infer.py
@@ -135,12 +148,12 @@ def train(cfg, stage_name: str) -> dict:
     rank_seed = cfg.seed * accelerator.num_processes + accelerator.process_index
     generator = torch.Generator(device=accelerator.device).manual_seed(rank_seed)
 
-    global_step, saved_step, skipped = 0, None, SkipCounter()
+    global_step, saved_step, skipped = 0, None, SkipCounter(dataset)
     resume_path = ckpt.resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
     if resume_path:
         state = ckpt.load_checkpoint(accelerator, resume_path, generator)
         global_step = saved_step = state["global_step"]
-        skipped = SkipCounter(state.get("skipped") if accelerator.is_main_process else None)
+        skipped = SkipCounter(dataset, state.get("skipped_instances"))  # found before: not built again
     log(f"[{stage.name}] {'resuming from ' + resume_path if resume_path else 'starting'} at step {global_step}/"
         f"{max_steps}: {len(dataset)} samples, {steps_per_epoch} steps/epoch, batch {cfg.train_batch_size} × "
         f"accum {accum} × {accelerator.num_processes} process(es)",
@@ -151,9 +164,44 @@ def train(cfg, stage_name: str) -> dict:
         accelerator.init_trackers(cfg.tracker_project_name, config=_tracker_config(cfg))
 
     def trainer_state(epoch: int) -> dict:
+        counts, instances = skipped.total(accelerator)
         return {"global_step": global_step, "epoch": epoch, "max_train_steps": max_steps,
                 "steps_per_epoch": steps_per_epoch, "num_processes": accelerator.num_processes,
-                "skipped": skipped.total(accelerator)}
+                "skipped": counts, "skipped_instances": {str(k): v for k, v in instances.items()},
+                "skipped_at_index": index_skips, "precision": precision_records}
+
+    def agree(choice):
+        """Rank 0's choice on every rank (ranks time their own batches and could disagree)."""
+        if accelerator.num_processes == 1:
+            return choice
+        from accelerate.utils import broadcast_object_list
+        return broadcast_object_list([choice], from_process=0)[0]
+
+    def settle_precision(batch: dict) -> None:
+        """The choices that need a real batch: vae_dtype="auto" (stage) and mixed_precision="auto" (CPU)."""
+        nonlocal use_autocast
+        record = stage.first_batch(batch, accelerator.device, agree)
+        if record is not None:
+            precision_records[record["key"]] = record
+        if auto_precision and gpu_choice is None:
+            unwrapped = accelerator.unwrap_model(model)
+
+            def run_step(bf16: bool) -> None:  # forward + backward, no update; the noise stream is restored
+                state = generator.get_state()
+                with autocast(accelerator.device, bf16):
+                    loss = stage.loss(unwrapped, batch, generator)
+                loss.backward()
+                unwrapped.zero_grad(set_to_none=True)
+                generator.set_state(state)
+
+            choice = agree(probe_mixed_precision(run_step, accelerator.device))
+            use_autocast = choice.name == "bf16"
+            precision_records["mixed_precision"] = dict(choice.as_record(), key="mixed_precision",
+                                                        message=choice.describe("mixed_precision"))
+        for key, record in precision_records.items():
+            record = dict(record)
+            log(f"[{stage.name}] {record.pop('message', None) or key + ': ' + record['dtype']}", event="precision",
+                **record)
 
     def save(epoch: int) -> None:
         path = ckpt.save_checkpoint(accelerator, cfg.output_dir, global_step, cfg, trainer_state(epoch), generator,
@@ -167,7 +215,7 @@ def train(cfg, stage_name: str) -> dict:
     first_epoch = global_step // steps_per_epoch
     consumed = (global_step % steps_per_epoch) * accum  # batches of first_epoch already trained on
     image_batch, loss_sum, start = None, torch.zeros((), device=accelerator.device), time.time()
-    epoch = first_epoch
+    epoch, settled = first_epoch, False
     for epoch in range(first_epoch, num_epochs):
         if global_step >= max_steps:  # resumed a finished run: nothing left to train, nothing to save
             break
@@ -177,14 +225,22 @@ def train(cfg, stage_name: str) -> dict:
         for batch in islice(epoch_loader, batches_per_epoch - consumed):
             skipped.add(batch)
             batch = to_device(batch, accelerator.device)
+            if not settled:
+                settle_precision(batch)
+                settled = True
+            profiler.lap("data")
+            stage.observe(batch)
             with accelerator.accumulate(model):
-                loss = stage.loss(model, batch, generator)
+                with autocast(accelerator.device, use_autocast):
+                    loss = stage.loss(model, batch, generator)
                 accelerator.backward(loss)
+                profiler.lap("backward")
                 if accelerator.sync_gradients and cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                profiler.lap("optimizer")
             loss_sum += loss.detach() / accum
             if not accelerator.sync_gradients:
                 continue
@@ -206,9 +262,12 @@ def train(cfg, stage_name: str) -> dict:
                 image_batch = {k: v for k, v in batch.items()}  # a fixed batch for the sample grids
             if report and cfg.image_log_steps and global_step % cfg.image_log_steps == 0:
                 _log_images(accelerator, stage, model, image_batch, cfg, global_step)
+            profiler.lap("logging")
             if global_step % cfg.checkpointing_steps == 0:
                 save(epoch)
                 saved_step = global_step
+                profiler.lap("checkpoint")
+            profiler.end_step()
             if global_step >= max_steps:
                 break
         consumed = 0
@@ -218,9 +277,16 @@ def train(cfg, stage_name: str) -> dict:
     if saved_step != global_step:
         save(epoch)  # the final save
     final = trainer_state(epoch)
+    profile = profiler.report()
+    if profile:
+        final["profile_ms"] = profile
+        log(f"[{stage.name}] profile, ms per optimizer step: " + ", ".join(f"{k} {v}" for k, v in profile.items()),
+            event="profile", **profile)
     counts = ", ".join(f"{k}: {v}" for k, v in final["skipped"].items()) or "none"
-    log(f"[{stage.name}] done at step {global_step} in {time.time() - start:.1f} s; skipped samples: {counts}",
-        event="end", step=global_step, skipped=final["skipped"], seconds=round(time.time() - start, 2))
+    at_index = ", ".join(f"{k}: {v}" for k, v in index_skips.items()) or "none"
+    log(f"[{stage.name}] done at step {global_step} in {time.time() - start:.1f} s; skipped samples — while "
+        f"training, each once: {counts}; when indexing the data: {at_index}", event="end", step=global_step,
+        skipped=final["skipped"], skipped_at_index=index_skips, seconds=round(time.time() - start, 2))
     accelerator.end_training()
     return final
 

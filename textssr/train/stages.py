@@ -6,12 +6,15 @@ and step 2 differ only in their config: data and initial UNet). The loop in ``lo
 
     stage.build(cfg)                      → the trainable model (before ``accelerator.prepare``)
     stage.setup(accelerator, dtype)       → move frozen parts to the device
-    stage.loss(model, batch, generator)   → scalar loss (float32)
+    stage.first_batch(batch, device, agree) → settle what needs a real batch (vae_dtype="auto"), once
+    stage.observe(batch)                  → see each training batch (the VAE keeps crops for scaling_factor)
+    stage.loss(model, batch, generator)   → scalar loss (float32); calls stage.lap() after its phases
     stage.images(model, batch, generator) → (N, 3, H, W) grid rows in [0, 1] for TensorBoard
     stage.save_extra(folder)              → stage files beside the model in a checkpoint
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 from typing import Optional
@@ -66,7 +69,23 @@ def timestep_weights(num_timesteps: int, strategy: str, multiplier: float, porti
     return weights / weights.sum()
 
 
-class VAEStage:
+class Stage:
+    """Hooks every stage has; ``lap(name)`` is set by the loop's step profiler (a no-op otherwise)."""
+
+    @staticmethod
+    def lap(name: str) -> None:
+        pass
+
+    def first_batch(self, batch: dict, device: torch.device, agree=lambda choice: choice) -> Optional[dict]:
+        """Settle choices that need a real batch (vae_dtype="auto"); returns a record to log, or None. ``agree``
+        makes every rank take rank 0's choice."""
+        return None
+
+    def observe(self, batch: dict) -> None:
+        """Called once per training batch (not for the extra passes of the precision probe)."""
+
+
+class VAEStage(Stage):
     """Stage 1 of SPEC §5: fine-tune the VAE on ``image`` crops."""
 
     name = "vae"
@@ -85,11 +104,14 @@ class VAEStage:
     def setup(self, accelerator, weight_dtype: torch.dtype) -> None:
         pass
 
+    def observe(self, batch: dict) -> None:
+        if self.cfg.get("scaling_factor") == "auto":
+            self._keep_for_scaling(batch["image"])
+
     def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
         image = batch["image"]  # (B, 3, R, R) in [-1, 1]
-        if self.cfg.get("scaling_factor") == "auto":
-            self._keep_for_scaling(image)
         reconstruction = model(image).sample  # posterior mode (sample_posterior=False)
+        self.lap("forward")
         return F.mse_loss(reconstruction.float(), image.float())
 
     @torch.no_grad()
@@ -136,7 +158,7 @@ class VAEStage:
             json.dump(config, f, indent=2, sort_keys=True)
 
 
-class CDMStage:
+class CDMStage(Stage):
     """CDM steps 1 and 2 of SPEC §5: the 13-channel UNet on [noisy latent, masked_image latent, glyph latent,
     mask], with the TTF stack as ``encoder_hidden_states``; the VAE is frozen."""
 
@@ -148,6 +170,7 @@ class CDMStage:
         self.vae = None
         self.noise_scheduler = None
         self.timestep_probs = None  # None: uniform timesteps
+        self.latent_cache = None  # {dataset index: (3, C, h, w) latents of image, masked_image, glyph}
 
     def build(self, cfg):
         from textssr.models import load_scheduler, load_unet
@@ -162,29 +185,75 @@ class CDMStage:
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         self.vae = _vae(cfg).requires_grad_(False).eval()
+        self.latent_cache = {} if cfg.get("latent_cache") else None
         return load_unet(model_source(cfg, "pretrained_unet", "unet"), unet_arch=cfg.get("unet_arch"),
                          conv_in_init=cfg.conv_in_init)
 
     def setup(self, accelerator, weight_dtype: torch.dtype) -> None:
-        # the frozen VAE in the mixed-precision dtype, or alone in bfloat16 (vae_dtype="bf16": fast on AMX CPUs)
+        # the frozen VAE in the mixed-precision dtype, or alone in bfloat16 (vae_dtype="bf16"); "auto" starts in
+        # the mixed-precision dtype and is settled on the first batch (first_batch)
         vae_dtype = torch.bfloat16 if self.cfg.get("vae_dtype") == "bf16" else weight_dtype
         self.vae.to(accelerator.device, dtype=vae_dtype)
+
+    def first_batch(self, batch: dict, device: torch.device, agree=lambda choice: choice) -> Optional[dict]:
+        """vae_dtype="auto": time the encoding of this real batch with the VAE in its dtype and in bfloat16 and
+        keep the faster (textssr.precision); returns the choice's record (None when there was nothing to choose)."""
+        if self.cfg.get("vae_dtype") != "auto" or self.vae.dtype == torch.bfloat16:
+            return None
+        from textssr.precision import choose
+        candidate = copy.deepcopy(self.vae).to(dtype=torch.bfloat16)
+        pixels = self._pixels(batch)
+
+        def encoder(vae):
+            def run():
+                with torch.no_grad():
+                    vae.encode(pixels.to(vae.dtype)).latent_dist.mode()
+            return run
+
+        choice = agree(choose(device, encoder(self.vae), encoder(candidate)))
+        if choice.name == "bf16":
+            self.vae = candidate
+        return dict(choice.as_record(), key="vae_dtype", message=choice.describe("vae_dtype"))
+
+    @staticmethod
+    def _pixels(batch: dict) -> torch.Tensor:
+        return torch.cat([batch["image"], batch["masked_image"], batch["glyph"]])
 
     def encode(self, batch: dict, generator: torch.Generator):
         """Latents of image, masked_image and glyph in ONE VAE call (sampled as SPEC §4, or the posterior mean with
         vae_latents="mode"; × scaling_factor) and the mask nearest-resized to latent size. The glyph goes in as
         [0, 1] on purpose (SPEC §3.7)."""
-        pixels = torch.cat([batch["image"], batch["masked_image"], batch["glyph"]]).to(self.vae.dtype)
-        with torch.no_grad():
-            posterior = self.vae.encode(pixels).latent_dist
-            z = posterior.mode() if self.cfg.get("vae_latents") == "mode" else posterior.sample(generator)
-            z = z * self.vae.config.scaling_factor
-        latents, masked_latents, glyph_latents = z.float().chunk(3)
+        if self.latent_cache is not None:
+            latents, masked_latents, glyph_latents = self._cached_latents(batch)
+        else:
+            latents, masked_latents, glyph_latents = self._encode(self._pixels(batch), generator).chunk(3)
         mask = F.interpolate(batch["mask"].float(), size=latents.shape[-2:], mode="nearest")
         return latents, masked_latents, glyph_latents, mask
 
+    def _encode(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        pixels = pixels.to(self.vae.dtype)
+        # the VAE runs in its own dtype (vae_dtype), not under the trained model's autocast
+        with torch.no_grad(), torch.autocast(pixels.device.type, enabled=False):
+            posterior = self.vae.encode(pixels).latent_dist
+            z = posterior.mode() if self.cfg.get("vae_latents") == "mode" else posterior.sample(generator)
+        return (z * self.vae.config.scaling_factor).float()
+
+    def _cached_latents(self, batch: dict):
+        """latent_cache=True: the latents of each dataset index, encoded the first time it is seen (all of them
+        in one VAE call) and reused after — valid because the validated config makes a sample's crop the same
+        every epoch (region_placement="center") and its latents deterministic (vae_latents="mode")."""
+        keys = batch["index"].tolist()
+        new = [i for i, key in enumerate(keys) if key not in self.latent_cache and key not in keys[:i]]
+        if new:
+            z = self._encode(torch.cat([batch[k][new] for k in ("image", "masked_image", "glyph")]), None)
+            for j, per_input in enumerate(zip(*z.chunk(3))):
+                self.latent_cache[keys[new[j]]] = torch.stack(per_input)
+        stacked = torch.stack([self.latent_cache[key] for key in keys])  # (B, 3, C, h, w)
+        return stacked.unbind(1)
+
     def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
         latents, masked_latents, glyph_latents, mask = self.encode(batch, generator)
+        self.lap("vae_encode")
         noise = torch.randn(latents.shape, generator=generator, device=latents.device)
         timesteps = self.sample_timesteps(latents.shape[0], generator, latents.device)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
@@ -199,6 +268,7 @@ class CDMStage:
             raise ValueError(f"unsupported prediction_type {prediction_type!r}")
         sample = torch.cat([noisy, masked_latents, glyph_latents, mask], dim=1)  # (B, 13, h, w)
         pred = model(sample, timesteps, encoder_hidden_states=batch["ttf_img"]).sample
+        self.lap("forward")
         text_weight = float(self.cfg.get("text_loss_weight") or 1.0)
         if not self.cfg.snr_gamma and text_weight == 1.0:
             return F.mse_loss(pred.float(), target.float())  # the original's loss

@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from textssr.config import ConfigError, require_keys, require_path
+from textssr.config import ConfigError, as_float, as_int, check_output_dir, check_seed, require_keys, require_path
+from textssr.precision import check_precision
 from textssr.train.data import lmdb_paths
 from textssr.train.stages import model_source
 
 REQUIRED = ("lmdb_path", "output_dir", "seed", "resolution", "ttf_size", "max_len", "train_batch_size",
             "gradient_accumulation_steps", "learning_rate", "lr_scheduler", "checkpointing_steps")
-PRECISIONS = ("no", "fp16", "bf16")
+VAE_DTYPES = (None, "bf16", "auto")
 PREDICTION_TYPES = (None, "epsilon", "v_prediction", "sample")
 CONV_IN_INITS = ("sd", "random")
 VAE_LATENTS = ("sample", "mode")
@@ -48,26 +49,30 @@ def validate_config(cfg, stage) -> None:
 
 
 def _check_numbers(cfg) -> None:
+    check_output_dir(cfg.output_dir)
+    check_seed(cfg.seed)
     for key in ("resolution", "ttf_size", "max_len", "train_batch_size", "gradient_accumulation_steps",
                 "checkpointing_steps"):
-        if int(cfg[key]) < 1:
-            raise ConfigError(f"{key}={cfg[key]}; must be >= 1")
+        as_int(cfg[key], key, minimum=1)
+    for key in ("dataloader_num_workers", "lr_warmup_steps", "image_log_steps"):
+        as_int(cfg.get(key, 0), key, minimum=0)
+    for key in ("logging_steps", "image_log_count"):
+        as_int(cfg.get(key, 1), key, minimum=1)
     if cfg.resolution % 8:
         raise ConfigError(f"resolution={cfg.resolution}; must be a multiple of 8 (the VAE downsamples by 8)")
     if cfg.get("max_train_steps") is None and not cfg.get("num_train_epochs"):
         raise ConfigError("set max_train_steps or num_train_epochs (both are empty)")
-    if cfg.get("max_train_steps") is not None and int(cfg.max_train_steps) < 1:
-        raise ConfigError(f"max_train_steps={cfg.max_train_steps}; must be >= 1 (or None to use num_train_epochs)")
-    if float(cfg.learning_rate) <= 0:
-        raise ConfigError(f"learning_rate={cfg.learning_rate}; must be > 0")
-    if cfg.get("snr_gamma") is not None and float(cfg.snr_gamma) <= 0:
-        raise ConfigError(f"snr_gamma={cfg.snr_gamma}; must be > 0 (or None for the plain MSE of the original)")
-    if cfg.get("text_loss_weight") is not None and float(cfg.text_loss_weight) <= 0:
-        raise ConfigError(f"text_loss_weight={cfg.text_loss_weight}; must be > 0 (1.0 = the original's uniform MSE)")
+    as_int(cfg.get("max_train_steps"), "max_train_steps", minimum=1, allow_none=True)
+    as_int(cfg.get("num_train_epochs"), "num_train_epochs", minimum=1, allow_none=True)
+    as_float(cfg.learning_rate, "learning_rate", minimum=0, exclusive=True)
+    for key in ("adam_beta1", "adam_beta2", "adam_weight_decay", "adam_epsilon"):
+        as_float(cfg.get(key, 0.0), key, minimum=0)
+    as_float(cfg.get("max_grad_norm"), "max_grad_norm", minimum=0, allow_none=True)
+    as_float(cfg.get("snr_gamma"), "snr_gamma", minimum=0, exclusive=True, allow_none=True)
+    as_float(cfg.get("text_loss_weight"), "text_loss_weight", minimum=0, exclusive=True, allow_none=True)
     if (cfg.get("timestep_bias_strategy") or "none") != "none":
         _check_timestep_bias(cfg)
-    if cfg.get("checkpoints_total_limit") is not None and int(cfg.checkpoints_total_limit) < 1:
-        raise ConfigError(f"checkpoints_total_limit={cfg.checkpoints_total_limit}; must be >= 1 or None (keep all)")
+    as_int(cfg.get("checkpoints_total_limit"), "checkpoints_total_limit", minimum=1, allow_none=True)
 
 
 def _check_timestep_bias(cfg) -> None:
@@ -91,10 +96,7 @@ def _check_choices(cfg) -> None:
     lr_names = [s.value for s in SchedulerType]
     if cfg.lr_scheduler not in lr_names:
         raise ConfigError(f"lr_scheduler={cfg.lr_scheduler!r}; choose one of {lr_names}")
-    if cfg.mixed_precision not in PRECISIONS:
-        raise ConfigError(f"mixed_precision={cfg.mixed_precision!r}; choose one of {PRECISIONS}")
-    if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise ConfigError("mixed_precision=fp16 needs a GPU; on the CPU use --cfg-options mixed_precision=no (or bf16)")
+    check_precision(cfg.mixed_precision, "mixed_precision", on_cpu=not torch.cuda.is_available())
     if cfg.get("prediction_type") not in PREDICTION_TYPES:
         raise ConfigError(f"prediction_type={cfg.prediction_type!r}; choose one of {PREDICTION_TYPES} "
                           "(None = the scheduler's own, v_prediction for SD 2.1)")
@@ -104,10 +106,15 @@ def _check_choices(cfg) -> None:
     if cfg.get("image_log_timestep_spacing") not in TIMESTEP_SPACINGS:
         raise ConfigError(f"image_log_timestep_spacing={cfg.image_log_timestep_spacing!r}; choose one of "
                           f"{TIMESTEP_SPACINGS}")
-    if cfg.get("vae_dtype") not in (None, "bf16"):
-        raise ConfigError(f"vae_dtype={cfg.vae_dtype!r}; choose None (as mixed_precision) or 'bf16'")
+    if cfg.get("vae_dtype") not in VAE_DTYPES:
+        raise ConfigError(f"vae_dtype={cfg.vae_dtype!r}; choose one of {VAE_DTYPES} (None: as mixed_precision; "
+                          "\"auto\": bf16 where timed faster on this machine)")
     if cfg.get("vae_latents", "sample") not in VAE_LATENTS:
         raise ConfigError(f"vae_latents={cfg.vae_latents!r}; choose one of {VAE_LATENTS}")
+    if cfg.get("latent_cache") and (cfg.get("vae_latents") != "mode" or cfg.get("region_placement") != "center"):
+        raise ConfigError(f"latent_cache=True reuses a sample's latents every epoch, so its crop and latents must not "
+                          f"change: set region_placement=\"center\" and vae_latents=\"mode\" (now "
+                          f"{cfg.get('region_placement')!r}, {cfg.get('vae_latents')!r}), or latent_cache=False")
     factor = cfg.get("scaling_factor")
     if factor is not None and factor != "auto" and (isinstance(factor, (str, bool)) or float(factor) <= 0):
         raise ConfigError(f"scaling_factor={factor!r}; must be None (keep the VAE's), \"auto\" or a number > 0")
