@@ -9,7 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from textssr.config import ConfigError, exit_on_config_error, run_script
+from textssr.checks import check_output_dir, run_script
+from textssr.config import ConfigError, exit_on_config_error
 from textssr.eval import EvalError, Recognizer, evaluate_results, format_table, open_results, write_contact_sheet, \
     write_metrics
 from textssr.eval.evaluate import METRICS_FILE, SHEET_FILE
@@ -30,7 +31,6 @@ def check_out(path: Path) -> Path:
     """``--out`` must be a file path that can be written: not a folder, its folder creatable."""
     if path.is_dir():
         raise ConfigError(f"--out {path}: is a folder; give a file path such as {path / METRICS_FILE}")
-    from textssr.config import check_output_dir
     check_output_dir(str(path.parent or Path(".")), "--out's folder")
     return path
 

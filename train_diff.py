@@ -5,7 +5,8 @@
 """
 import os
 
-from textssr.config import parse_config, run_script
+from textssr.checks import run_script
+from textssr.config import parse_config
 from textssr.train import train
 
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "train_diff_step1_cfg.py")

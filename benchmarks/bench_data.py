@@ -36,7 +36,7 @@ from textssr.data import AnyWordDataset, AnyWordLmdbDataset
 from textssr.data.build_lmdb import build_lmdb
 from textssr.data.icdar15 import convert_icdar15
 from textssr.data.lmdb_store import ANNOTATIONS_PREFIX, IMAGE_PREFIX, INDEX_KEY, IndexTable
-from textssr.data.sample import WINDOW_DECODING, Laps
+from textssr.data.image_io import WINDOW_DECODING, Laps
 
 ORIGINAL_MS = 29.0
 ORIGINAL = "original anyword_data.py (shuffled)"
@@ -47,7 +47,7 @@ STAGES = ("decode", "extent", "mask", "crop_resize", "glyph", "ttf")
 def one_pass(ds, order: str, rng: np.random.Generator) -> int:
     """One pass over ``ds`` in ``order``; returns the number of samples. Our datasets start each pass with an
     empty decoded-image cache, and ``shuffled-cold`` empties it before every sample (the original has none)."""
-    cache = getattr(ds, "_images", None)
+    cache = ds.images.cache if hasattr(ds, "images") else None  # ours; the original's loader has none
     if cache is not None:
         cache.clear()
     indices = range(len(ds)) if order == "sequential" else rng.permutation(len(ds)).tolist()
@@ -70,14 +70,14 @@ def time_interleaved(entries: dict, passes: int, seed: int = 0) -> dict:
     counters = {label: Counter() for label in entries}
     for _ in range(passes):
         for label, (ds, order) in entries.items():
-            if hasattr(ds, "timings"):
-                ds.timings = counters[label]
+            if hasattr(ds, "images"):
+                ds.images.timings = counters[label]
             t0 = Laps.clock()
             n = one_pass(ds, order, rng)
             counters[label]["_total"] += Laps.clock() - t0
             counters[label]["_n"] += n
-            if hasattr(ds, "timings"):
-                ds.timings = None
+            if hasattr(ds, "images"):
+                ds.images.timings = None
     results = {}
     for label, c in counters.items():
         n = c.pop("_n")

@@ -12,14 +12,19 @@ allocated GPU memory on CUDA.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import sys
 import time
 
 import torch
 from diffusers import AutoencoderKL
 
 from diffusers_textssr import TextSSRPipeline, TextSSRUNet2DConditionModel
-from textssr.models import SCHEDULERS, SD21_VAE_ARCH, TINY_UNET_ARCH, TINY_VAE_ARCH, load_scheduler
+from textssr.models import SCHEDULERS, SD21_VAE_ARCH, load_scheduler
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from tiny_models import TINY_UNET_ARCH, TINY_VAE_ARCH  # noqa: E402 (the tests' tiny models)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 CONFIGS = {  # name: (VAE arch, UNet arch, region size R)

@@ -66,7 +66,8 @@ def main():
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
-    from textssr.models import save_tiny_sd21
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+    from tiny_models import save_tiny_sd21  # the tests' tiny random models
     with tempfile.TemporaryDirectory() as root:
         models = os.path.join(root, "model")
         save_tiny_sd21(models)

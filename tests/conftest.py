@@ -40,7 +40,7 @@ def real_crops_dir(shared_data) -> Path:
 def jpeg_window() -> None:
     """The optional C extension textssr.data._jpeg_window: skipped where it was not built (no libjpeg-turbo
     headers), a failure where TEXTSSR_REQUIRE_JPEG_WINDOW=1 (CI sets it: there it must be built)."""
-    from textssr.data.sample import WINDOW_DECODING
+    from textssr.data.image_io import WINDOW_DECODING
 
     if not WINDOW_DECODING:
         message = "textssr.data._jpeg_window not built (install libjpeg-turbo's headers, then pip install -e .)"

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from textssr.config import ConfigError, literal_assignments, load_config, read_run_config
+from textssr.config import ConfigError, load_config
+from textssr.run_config import literal_assignments, read_run_config
 from textssr.data import AnyWordDataset, SkipSample, collate
 
 REPO = Path(__file__).resolve().parents[1]

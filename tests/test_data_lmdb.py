@@ -164,7 +164,7 @@ def test_window_decoding_gives_the_samples_of_whole_image_decoding(sources, buil
     learned by the JSON dataset on its first pass); the samples are those of whole-image decoding."""
     import numpy as np
 
-    import textssr.data.anyword as anyword
+    import textssr.data.image_io as anyword  # where the decoders are looked up
 
     calls = {"window": 0}
     real = anyword.decode_window
@@ -180,7 +180,7 @@ def test_window_decoding_gives_the_samples_of_whole_image_decoding(sources, buil
                  lambda **kw: quiet(AnyWordLmdbDataset, str(out), seed=4, **kw)):
         for vae_mode in (False, True):
             fast, whole = make(vae_mode=vae_mode), make(vae_mode=vae_mode)
-            whole.window_decode = False
+            whole.images.window_decode = False
             for i in range(len(fast)):  # the JSON dataset learns every image's extent on this pass
                 fast[i]
             calls["window"] = 0
@@ -189,7 +189,7 @@ def test_window_decoding_gives_the_samples_of_whole_image_decoding(sources, buil
             while any(b == a + 1 for a, b in zip(order, order[1:])):  # shuffled: no index right after its own
                 order = rng.permutation(len(fast)).tolist()
             for i in order:
-                fast._images.clear()
+                fast.images.cache.clear()
                 x, y = fast[i], whole[i]
                 for key in x:
                     assert torch.equal(x[key], y[key]) if torch.is_tensor(x[key]) else x[key] == y[key], (i, key)
@@ -207,7 +207,7 @@ def test_two_datasets_read_one_lmdb_in_one_process(built):
 
 
 def test_sequential_reading_decodes_a_busy_image_whole_once(icdar15_dir, tmp_path, monkeypatch, jpeg_window):
-    import textssr.data.anyword as anyword
+    import textssr.data.image_io as anyword  # where the decoders are looked up
 
     word = {"polygon": [[377, 117], [463, 117], [465, 130], [378, 130]], "text": "Genaxis", "language": "Latin"}
     data = {"data_root": str(icdar15_dir), "data_list": [{"img_name": "img_1.jpg", "annotations": [word] * 5},
@@ -229,7 +229,7 @@ def test_sequential_reading_decodes_a_busy_image_whole_once(icdar15_dir, tmp_pat
 
     monkeypatch.setattr(anyword, "decode_window", window)
     monkeypatch.setattr(anyword, "decode_image", whole)
-    ds._images.clear()
+    ds.images.cache.clear()
     for i in range(len(ds)):
         ds[i]
     # index 0 follows index 5 (not sequential): its window; index 1 starts a run of 4 more of img_1: whole,
@@ -238,7 +238,7 @@ def test_sequential_reading_decodes_a_busy_image_whole_once(icdar15_dir, tmp_pat
     ds[5]  # the same sample again (synthesis draws variants of a region): img_2 whole, then cached
     ds[5]
     assert calls == {"window": 2, "whole": 2}
-    ds._images.clear()
+    ds.images.cache.clear()
     for i in (0, 2, 4):  # a rank's share at stride 2 (img_1 at 0, 2, 4): its window, as 2 more do not follow
         ds[i]
     assert calls == {"window": 5, "whole": 2}
@@ -250,5 +250,5 @@ def test_rebuilding_an_open_lmdb_in_the_same_process(sources, tmp_path):
     ds = quiet(AnyWordLmdbDataset, out, seed=2)
     first = ds[0]
     build_lmdb(sources[:1], out, shard_size=7, progress=False)  # resumes: every shard is finished
-    ds._images.clear()
+    ds.images.cache.clear()
     assert torch.equal(ds[0]["image"], first["image"])

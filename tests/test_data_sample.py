@@ -105,7 +105,7 @@ def test_crop_window_contains_polygon_and_stays_in_extent(ic15_json):
     rng = np.random.default_rng(0)
     for i in range(len(ds)):
         polygon = ds._polygon(i)
-        image, extent = ds._load_image(*ds._record(i)[:2])
+        image, extent = ds.images.load(*ds._record(i)[:2])
         bbox = geometry.polygon_bbox(polygon)
         for _ in range(20):
             x0, y0, x1, y1 = geometry.square_window(extent, bbox, rng)
@@ -215,7 +215,7 @@ def test_vae_mode_returns_only_image(ic15_json):
 
 def test_decoded_photos_equal_pillows_pixels(icdar15_dir, bench_mini_dir):
     """The fast JPEG path (simplejpeg) gives exactly the pixels of Pillow, which the original decodes with."""
-    from textssr.data.sample import decode_image
+    from textssr.data.image_io import decode_image
     paths = sorted(icdar15_dir.glob("*.jpg")) + sorted(bench_mini_dir.rglob("*.jpg"))[:20]
     assert len(paths) >= 20
     for path in paths:
@@ -228,7 +228,7 @@ def test_decode_variants_equal_opencv(variant):
     """Every JPEG flavour simplejpeg takes decodes as OpenCV decodes it; what it refuses goes to OpenCV."""
     import io
 
-    from textssr.data.sample import decode_image
+    from textssr.data.image_io import decode_image
     rgb = cv2.GaussianBlur((np.random.default_rng(0).random((67, 93, 3)) * 255).astype(np.uint8), (5, 5), 2)
     pil, buf = Image.fromarray(rgb), io.BytesIO()
     if variant == "png":
@@ -256,7 +256,7 @@ def test_image_and_mask_match_the_originals_torchvision_pipeline(ic15_json, reso
     for i in range(len(ds)):
         key, img_name = ds._record(i)[:2]
         polygon = ds._polygon(i)
-        image, extent = ds._load_image(key, img_name)
+        image, extent = ds.images.load(key, img_name)
         x0, y0, x1, y1 = geometry.square_window(extent, geometry.polygon_bbox(polygon), None)
         full = Image.open(ds.image_paths[key]).convert("RGB")
         expected_image = to_image(np.asarray(full)[y0:y1, x0:x1])
@@ -285,7 +285,7 @@ def _jpeg(variant: str, shape=(173, 251)) -> bytes:
 
 @pytest.mark.parametrize("variant", ["420", "444", "422", "progressive", "gray", "restart"])
 def test_window_decode_equals_the_whole_image_decode(variant, icdar15_dir, jpeg_window):
-    from textssr.data.sample import decode_image, decode_window
+    from textssr.data.image_io import decode_image, decode_window
 
     sources = [_jpeg(variant)] + ([(icdar15_dir / "img_2.jpg").read_bytes()] if variant == "420" else [])
     rng = np.random.default_rng(0)
@@ -303,7 +303,7 @@ def test_window_decode_equals_the_whole_image_decode(variant, icdar15_dir, jpeg_
 
 def test_window_decode_declines_what_it_cannot_do_and_skips_truncated_jpegs(icdar15_dir, jpeg_window):
     from textssr.data import SkipSample
-    from textssr.data.sample import decode_window
+    from textssr.data.image_io import decode_window
 
     ok, png = cv2.imencode(".png", np.zeros((20, 30, 3), np.uint8))
     data = (icdar15_dir / "img_2.jpg").read_bytes()

@@ -23,7 +23,7 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", ACCELERATE_USE_
 
 
 def test_two_processes_write_the_single_process_files(tmp_path, bench_mini_dir):
-    from textssr.models import save_tiny_sd21
+    from tiny_models import save_tiny_sd21
     save_tiny_sd21(str(tmp_path / "model"))
     bench = json.loads((bench_mini_dir / "benchmark/shopsign/test.json").read_text(encoding="utf-8"))
     subset = dict(bench, data_root=str(bench_mini_dir / "benchmark/shopsign/images"),

@@ -24,7 +24,7 @@ IMAGES = 3  # ic13 images 1..3 of the mini bench: 6 + 1 + 4 = 11 instances (the 
 def tiny(tmp_path_factory, bench_mini_dir):
     """Tiny models, and a bench laid out as the authors publish it: <root>/benchmark/ic13/{test.json, images}
     with the relative data_root ./benchmark/ic13/images (images linked from the shared mini bench)."""
-    from textssr.models import save_tiny_sd21
+    from tiny_models import save_tiny_sd21
     root = tmp_path_factory.mktemp("infer")
     save_tiny_sd21(str(root / "model"))
     shared = bench_mini_dir / "benchmark/ic13"

@@ -10,8 +10,8 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from diffusers_textssr import TextSSRUNet2DConditionModel
 from textssr.config import ConfigError
-from textssr.models import (SCHEDULERS, SD21_SCHEDULER_CONFIG, TINY_UNET_ARCH, TINY_VAE_ARCH, load_scheduler,
-                            load_unet, load_vae, resolve_model_dir, save_tiny_sd21)
+from textssr.models import SCHEDULERS, SD21_SCHEDULER_CONFIG, load_scheduler, load_unet, load_vae, resolve_model_dir
+from tiny_models import TINY_UNET_ARCH, TINY_VAE_ARCH, save_tiny_sd21
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer
 
 from diffusers_textssr import TextSSRUNet2DConditionModel, TTFEncoder, unet_layout
-from textssr.models import TINY_UNET_ARCH, save_tiny_sd21
+from tiny_models import TINY_UNET_ARCH, save_tiny_sd21
 
 TTF_KEYS = {k: v for k, v in TINY_UNET_ARCH.items() if k.startswith("ttf_")}
 PLAIN_ARCH = {k: v for k, v in TINY_UNET_ARCH.items() if not k.startswith("ttf_")}

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from diffusers_textssr import TextSSRPipeline
-from textssr.models import SCHEDULERS, TINY_UNET_ARCH, load_scheduler, load_unet, load_vae, save_tiny_sd21
+from textssr.models import SCHEDULERS, load_scheduler, load_unet, load_vae
+from tiny_models import TINY_UNET_ARCH, save_tiny_sd21
 
 R, LATENT = 64, 8
 

@@ -6,7 +6,7 @@ import torch
 
 from textssr import precision
 from textssr.config import ConfigError
-from textssr.precision import Choice, choose
+from textssr.precision import choose
 
 CPU = torch.device("cpu")
 

@@ -21,7 +21,7 @@ NUM_REGIONS = 6
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory, bench_mini_dir):
     """Tiny models + an AnyWord JSON of NUM_REGIONS real regions (absolute data_root)."""
-    from textssr.models import save_tiny_sd21
+    from tiny_models import save_tiny_sd21
     root = tmp_path_factory.mktemp("synth")
     save_tiny_sd21(str(root / "model"))
     bench = json.loads((bench_mini_dir / "benchmark/ic13/test.json").read_text(encoding="utf-8"))

@@ -2,8 +2,9 @@
 import lmdb
 import numpy as np
 
+from textssr.data.lmdb_store import find_environments
 from textssr.synth.str_lmdb import (StrLmdbReader, StrLmdbWriter, StrRecord, decode_image, encode_crop,
-                                    find_lmdb_dirs, merge_str_lmdbs)
+                                    merge_str_lmdbs)
 
 
 def _crop(value, w=12, h=5):
@@ -26,7 +27,7 @@ def test_layout_is_what_str_loaders_read(tmp_path):
         assert txn.get(b"image-000000002")[:2] == b"\xff\xd8"  # JPEG
         assert txn.get(b"image-000000000") is None and txn.get(b"label-000000003") is None
     env.close()
-    assert find_lmdb_dirs(str(tmp_path)) == [path]
+    assert find_environments(str(tmp_path)) == [path]  # the one LMDB discovery, as the loaders find them
 
 
 def test_append_resumes_after_last_sample_and_reads_back(tmp_path):

@@ -242,7 +242,7 @@ def test_cdm_biased_timesteps_follow_the_weights(corpus, vae_run, tmp_path):
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_cdm_step1_from_sd21_layout(corpus, vae_run, tmp_path, prediction_type):
     """Step 1 starts from an SD-2.1-layout folder (4-channel unet widened to 13) and trains either target."""
-    from textssr.models import save_tiny_sd21
+    from tiny_models import save_tiny_sd21
     sd = tmp_path / "sd21"
     save_tiny_sd21(str(sd), tiny_cfg("train_vae_cfg.py").vae_arch, tiny_cfg("train_diff_step1_cfg.py").unet_arch)
     out = tmp_path / "step1"

@@ -73,7 +73,6 @@ def test_no_source_and_no_arch(capsys, lmdb_dir):
 @pytest.mark.parametrize("option, key", [("prediction_type=x0", "prediction_type"),
                                          ("mixed_precision=fp8", "mixed_precision"),
                                          ("lr_scheduler=exotic", "lr_scheduler"),
-                                         ("resolution=60", "resolution"),
                                          ("train_batch_size=0", "train_batch_size"),
                                          ("snr_gamma=-1", "snr_gamma"),
                                          ("conv_in_init=zeros", "conv_in_init"),
@@ -94,6 +93,17 @@ def test_bad_values(capsys, lmdb_dir, option, key):
     err = error_line(train_diff.main, capsys, f"lmdb_path={lmdb_dir}", *option.split(),
                      config="configs/tiny/train_diff_step1_cfg.py")
     assert err.startswith(f"error: {key}")
+
+
+def test_resolution_must_fit_the_vaes_own_downsampling_factor(capsys, lmdb_dir):
+    """The factor comes from the VAE's config (2 ** (levels - 1)): 2 for the tiny 2-level VAE, 8 for 4 levels."""
+    err = error_line(train_vae.main, capsys, f"lmdb_path={lmdb_dir}", "resolution=63")
+    assert err.startswith("error: resolution=63") and "multiple of 2" in err
+    four = "[DownEncoderBlock2D,DownEncoderBlock2D,DownEncoderBlock2D,DownEncoderBlock2D]"
+    err = error_line(train_vae.main, capsys, f"lmdb_path={lmdb_dir}", "resolution=60",
+                     "vae_arch.block_out_channels=[16,16,16,16]", f"vae_arch.down_block_types={four}",
+                     f"vae_arch.up_block_types={four.replace('Down', 'Up').replace('Encoder', 'Decoder')}")
+    assert err.startswith("error: resolution=60") and "multiple of 8" in err
 
 
 def test_resume_path_must_be_a_checkpoint(capsys, lmdb_dir, tmp_path):

@@ -7,27 +7,20 @@ model is built. Each script checks its config against a *schema*, the shipped co
 key it reads (``configs/train_vae_cfg.py``, ...): a key the schema lacks — a typo in ``--cfg-options`` or in a
 user config — is an error naming the closest known key.
 
-Only a ``--config`` the user names is Python that runs. The resolved config a training run saves beside its
-checkpoints is *read as data* (:func:`read_run_config`: ``train_config.json``, or the literals of an older
-``config.py``, never executed).
+Only a ``--config`` the user names is Python that runs (what a checkpoint carries is read as data:
+:mod:`textssr.run_config`).
 """
 from __future__ import annotations
 
 import argparse
-import ast
 import difflib
 import functools
-import json
-import math
 import os
 import sys
-import tempfile
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
-RUN_CONFIG_PY, RUN_CONFIG_JSON = "config.py", "train_config.json"  # a training run's resolved config
-INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT)
 
 
 class ConfigError(Exception):
@@ -104,118 +97,6 @@ def require_path(path: Optional[str], key: str, hint: str = "") -> str:
     return str(path)
 
 
-# ------------------------------------------------------------------------------------------- typed values
-
-
-def as_int(value, key: str, minimum: Optional[int] = None, allow_none: bool = False) -> Optional[int]:
-    """``value`` as an int (an integral float such as ``3.0`` is accepted), else a ConfigError naming ``key``:
-    strings, booleans and fractions (``2.7`` would silently become 2) are refused."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        bound = f" >= {minimum}" if minimum is not None else ""
-        raise ConfigError(f"{key}={value!r}: must be an integer{bound}" + (" or None" if allow_none else ""))
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{key}={value}: must be >= {minimum}")
-    return value
-
-
-def as_float(value, key: str, minimum: Optional[float] = None, exclusive: bool = False,
-             allow_none: bool = False) -> Optional[float]:
-    """``value`` as a finite float (ints accepted), else a ConfigError naming ``key``."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{key}={value!r}: must be a number" + (" or None" if allow_none else ""))
-    if minimum is not None and (value <= minimum if exclusive else value < minimum):
-        raise ConfigError(f"{key}={value}: must be {'>' if exclusive else '>='} {minimum}")
-    return float(value)
-
-
-def check_seed(value, key: str = "seed") -> int:
-    return as_int(value, key, minimum=0)
-
-
-def check_output_dir(path, key: str = "output_dir") -> str:
-    """``path`` is (or can become) a writable folder: not a file, and its nearest existing ancestor writable."""
-    if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise ConfigError(f"{key}={path!r}: must be a folder path")
-    path = str(path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ConfigError(f"{key}={path}: is a file, not a folder; choose another {key}")
-    existing = os.path.abspath(path)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ConfigError(f"{key}={path}: {existing} is a file, so the folder cannot be created; choose another {key}")
-    try:  # a probe, not os.access: root passes access() on folders where nothing can be created (/proc, ...)
-        os.rmdir(tempfile.mkdtemp(prefix=".textssr-write-probe-", dir=existing))
-    except OSError as exc:
-        raise ConfigError(f"{key}={path}: cannot create anything in {existing} ({exc.strerror}); choose another {key} "
-                          "or fix its permissions") from None
-    return path
-
-
-# ------------------------------------------------------------------------------------------- run configs
-
-
-def dump_run_config(cfg: Config, folder: str) -> None:
-    """Write the resolved config into ``folder``: ``config.py`` for people, ``train_config.json`` as data."""
-    cfg.dump(os.path.join(folder, RUN_CONFIG_PY))
-    tmp = os.path.join(folder, RUN_CONFIG_JSON + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(cfg.to_dict(), f, indent=1, ensure_ascii=False, default=str)
-    os.replace(tmp, os.path.join(folder, RUN_CONFIG_JSON))
-
-
-def read_run_config(folder: str) -> dict:
-    """The resolved training config saved in ``folder`` (a run or checkpoint folder), read as data: its
-    ``train_config.json``, else the literal assignments of its ``config.py`` (checkpoints written before the JSON
-    existed) parsed without executing anything; {} when neither is there."""
-    json_path, py_path = os.path.join(folder, RUN_CONFIG_JSON), os.path.join(folder, RUN_CONFIG_PY)
-    if os.path.isfile(json_path):
-        try:
-            with open(json_path, encoding="utf-8-sig") as f:
-                content = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{json_path}: unreadable ({exc}); delete it or the checkpoint folder") from exc
-        return content if isinstance(content, dict) else {}
-    if os.path.isfile(py_path):
-        with open(py_path, encoding="utf-8") as f:
-            return literal_assignments(f.read())
-    return {}
-
-
-def literal_assignments(source: str) -> dict:
-    """``name = <literal>`` statements of a Python file, evaluated as literals only (numbers, strings, None,
-    booleans, lists, tuples, dicts and ``dict(key=literal, ...)``); anything else is left out. Nothing runs."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return {}
-    out = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                out[node.targets[0].id] = _literal(node.value)
-            except ValueError:
-                continue
-    return out
-
-
-def _literal(node):
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
-        return {kw.arg: _literal(kw.value) for kw in node.keywords if kw.arg is not None}
-    if isinstance(node, (ast.List, ast.Tuple)):
-        items = [_literal(e) for e in node.elts]
-        return items if isinstance(node, ast.List) else tuple(items)
-    if isinstance(node, ast.Dict) and None not in node.keys:
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
-    return ast.literal_eval(node)  # constants, signed numbers; raises ValueError for anything else
-
-
 # ------------------------------------------------------------------------------------------- scripts
 
 
@@ -232,21 +113,6 @@ def exit_on_config_error(exc: ConfigError) -> None:
     """Print the one-line message the user acts on and exit with status 2."""
     print(f"error: {exc}", file=sys.stderr)
     raise SystemExit(2)
-
-
-def run_script(main: Callable[[], object], resumable: bool = True) -> object:
-    """Run a script's body: a ConfigError is one line and exit status 2; Ctrl-C one line ("rerun to resume") and
-    exit status 130, no traceback."""
-    try:
-        return main()
-    except ConfigError as exc:
-        exit_on_config_error(exc)
-    except KeyboardInterrupt:
-        from tqdm import tqdm
-        for bar in list(getattr(tqdm, "_instances", ())):  # close progress bars first: the message is the last line
-            bar.close()
-        print("\ninterrupted" + ("; rerun the same command to resume" if resumable else ""), file=sys.stderr)
-        raise SystemExit(INTERRUPTED)
 
 
 def _first_line(exc: BaseException) -> str:

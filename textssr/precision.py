@@ -17,6 +17,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from textssr.config import ConfigError
+
 AUTO = "auto"
 PRECISIONS = ("no", "fp16", "bf16")  # mixed_precision names, as accelerate spells them
 DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -101,7 +103,6 @@ def gpu_mixed_precision() -> Choice:
 
 def check_precision(value, key: str, on_cpu: bool, allow_auto: bool = True) -> str:
     """Validate a mixed-precision config value; a ConfigError line names the key and the choices."""
-    from textssr.config import ConfigError
     choices = PRECISIONS + ((AUTO,) if allow_auto else ())
     if value not in choices:
         raise ConfigError(f"{key}={value!r}; choose one of {choices}")

@@ -6,10 +6,9 @@ per-sample random generators, skip accounting, and ``__getitem__``'s substitutio
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections import Counter, OrderedDict
+from collections import Counter
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -19,14 +18,13 @@ from torch.utils.data import Dataset
 from textssr.config import ConfigError
 from textssr.data import geometry, skips
 from textssr.data.fonts import DEFAULT_FONT, missing_chars, resolve_font
-from textssr.data.sample import (WINDOW_DECODING, Laps, build_crop, decode_image, decode_window, image_extent,
-                                 region_window)
+from textssr.data.image_io import ImageReader
+from textssr.data.sample import build_crop, region_window
+from textssr.data.seeding import item_rng
 from textssr.data.skips import SkipSample
 
 PLACEMENTS = ("random", "center")
 MAX_SUBSTITUTIONS = 64  # __getitem__ gives up after this many bad instances in a row
-IMAGE_CACHE_SIZE = 2  # decoded images kept per process: consecutive annotations of one image decode once
-SEQUENTIAL_WHOLE = 3  # at a steady stride, an image the next 3 samples also use is decoded whole, once
 ROOT_PROBES = 8  # image names checked when choosing among data_root candidates
 
 
@@ -55,18 +53,10 @@ def screen_annotation(ann, language: Optional[str] = None):
 
 class AnyWordBase(Dataset):
     """What both AnyWord datasets share. Subclasses fill the index and implement :meth:`_image_bytes`,
-    :meth:`_polygon`, :meth:`_record` (and may store content extents).
-
-    Decoding: a sample whose image is not in the small decoded-image cache and whose content extent is known
-    (stored in the LMDB index, or learned from an earlier decode of that image) decodes only its crop window
-    (:func:`textssr.data.sample.decode_window`; the same pixels). When the reading pattern will come back to
-    the image soon (the same sample again, or a steady stride whose next ``SEQUENTIAL_WHOLE`` samples use it:
-    inference and synthesis, per rank) it is decoded whole once and cached instead (a word's window costs a
-    tenth to a third of a whole 1280×720 photo).
-    ``window_decode = False`` always decodes whole images.
+    :meth:`_polygon`, :meth:`_record` (and may store content extents). Pixels come through ``self.images``, a
+    :class:`~textssr.data.image_io.ImageReader` (decoded-image cache, window-only JPEG decoding;
+    ``ds.images.window_decode = False`` decodes whole images).
     """
-
-    window_decode = True
 
     def __init__(self, seed: int = 3407, resolution: int = 256, ttf_size: int = 64, max_len: int = 25,
                  language: Optional[str] = None, font_path: str = DEFAULT_FONT, vae_mode: bool = False,
@@ -83,9 +73,8 @@ class AnyWordBase(Dataset):
         self.epoch = 0
         self.skip_counts: Counter = Counter()  # each bad instance once: index-time filtering + found while building
         self.bad: Dict[int, str] = {}  # index → reason of instances found bad while building (never rebuilt)
-        self.timings: Optional[Counter] = None  # set to a Counter to accumulate per-stage seconds (benchmark)
-        self._images: "OrderedDict[object, Tuple[np.ndarray, geometry.Box]]" = OrderedDict()
-        self._last: Tuple[object, Optional[int]] = (None, None)  # (image key, index) of the previous sample
+        self.images = ImageReader(self._image_bytes, self._image_key, self.__len__, self._stored_extent,
+                                  self._learn_extent)
 
     # ------------------------------------------------------------------ subclass interface
     def _record(self, index: int) -> Tuple[object, str, int, str, Optional[str]]:
@@ -94,6 +83,9 @@ class AnyWordBase(Dataset):
 
     def _polygon(self, index: int) -> np.ndarray:
         raise NotImplementedError
+
+    def _image_key(self, index: int):
+        return self._record(index)[0]
 
     def _image_bytes(self, key) -> Optional[bytes]:
         """Encoded bytes of image ``key``, None when missing."""
@@ -139,7 +131,7 @@ class AnyWordBase(Dataset):
         """The generator of sample ``index`` in the current epoch: a function of (seed, epoch, index) only,
         so streams differ between samples (hence between DataLoader workers and ranks) and repeat under
         the same seed whatever ``num_workers`` is."""
-        return np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, int(index)]))
+        return item_rng(self.seed, self.epoch, index)
 
     def instance_info(self, index: int) -> dict:
         _, img_name, ann_index, text, language = self._record(index)
@@ -148,15 +140,6 @@ class AnyWordBase(Dataset):
     def polygon(self, index: int) -> np.ndarray:
         """The text polygon of sample ``index``, (N, 2) float image pixels (SkipSample when unreadable)."""
         return self._polygon(index)
-
-    def image_digest(self, index: int) -> str:
-        """SHA-256 of the encoded bytes of sample ``index``'s image ("missing" when absent); one read per image."""
-        key = self._record(index)[0]
-        digests = self.__dict__.setdefault("_digests", {})
-        if key not in digests:
-            data = self._image_bytes(key)
-            digests[key] = hashlib.sha256(data).hexdigest() if data is not None else "missing"
-        return digests[key]
 
     def report(self) -> str:
         """One line per reason met so far (index-time filtering and substitutions in this process)."""
@@ -183,17 +166,10 @@ class AnyWordBase(Dataset):
         elif rng is None:
             rng = self.sample_rng(index)
         polygon = self._polygon(index)
-        crop, window, data = self._window_crop(index, key, polygon, rng, where)
-        self._last = (key, index)
-        if crop is None:
-            image, extent = self._load_image(key, where, data)
-            if window is None:
-                window = region_window(extent, polygon, rng, where)
-            x0, y0, x1, y1 = window
-            crop = image[y0:y1, x0:x1]
+        crop, window = self.images.window(index, key, polygon, rng, where, region_window)
         return build_crop(crop, window, polygon, text, resolution=self.resolution, ttf_size=self.ttf_size,
                           max_len=self.max_len, font_path=self.font_path, vae_mode=self.vae_mode, where=where,
-                          timings=self.timings)
+                          timings=self.images.timings)
 
     def mark_bad(self, found: Dict[int, str]) -> None:
         """Record instances found bad elsewhere (DataLoader workers, other ranks, a resumed run): counted once
@@ -227,70 +203,6 @@ class AnyWordBase(Dataset):
             return sample
         raise RuntimeError(f"{MAX_SUBSTITUTIONS} bad instances in a row from index {index} "
                            f"({Counter(self.bad[i] for i in self.bad)}); the data is broken — check it with strict=True")
-
-    # ------------------------------------------------------------------ images
-    def _window_crop(self, index: int, key, polygon: np.ndarray, rng, where: str):
-        """(crop, window, bytes) decoded window-only when the image is not cached, its extent is known and the
-        reading pattern does not come back to it soon; (None, window, bytes) when the window is drawn and the
-        bytes read but the whole image must be decoded after all (from those bytes); (None, None, None)
-        otherwise (the window is then drawn from the decoded image's extent)."""
-        if not (self.window_decode and WINDOW_DECODING) or key in self._images or self._reading_on(index, key):
-            return None, None, None
-        extent = self._stored_extent(key)
-        if extent is None:
-            return None, None, None
-        window = region_window(extent, polygon, rng, where)
-        data = self._read_image(key, where)
-        lap = Laps(self.timings)
-        crop = decode_window(data, window, where)
-        lap("decode")
-        return crop, window, data
-
-    def _reading_on(self, index: int, key) -> bool:
-        """Whether the reading pattern will soon come back to image ``key``, which is then worth decoding whole
-        and caching: the same sample again (synthesis draws several variants of a region), or a steady stride
-        (1, or the world size of a rank's share) whose next ``SEQUENTIAL_WHOLE`` samples use this image too."""
-        last_index = self._last[1]
-        if last_index is None:
-            return False
-        if index == last_index:
-            return True
-        stride = index - last_index
-        return stride > 0 and all(index + k * stride < len(self) and self._record(index + k * stride)[0] == key
-                                  for k in range(1, SEQUENTIAL_WHOLE + 1))
-
-    def _read_image(self, key, where: str) -> bytes:
-        data = self._image_bytes(key)
-        if data is None:
-            raise SkipSample(skips.IMAGE_MISSING, f"{where}: image not found")
-        return data
-
-    def _load_image(self, key, where: str, data: Optional[bytes] = None) -> Tuple[np.ndarray, geometry.Box]:
-        """The decoded image and its extent, from the cache or from ``data`` (read when not given)."""
-        cached = self._images.get(key)
-        if cached is not None:
-            self._images.move_to_end(key)
-            return cached
-        if data is None:
-            data = self._read_image(key, where)
-        lap = Laps(self.timings)
-        image = decode_image(data, where)
-        lap("decode")
-        extent = self._stored_extent(key)
-        if extent is None:
-            extent = image_extent(image, where)
-            self._learn_extent(key, extent)
-        lap("extent")
-        self._images[key] = (image, extent)
-        while len(self._images) > IMAGE_CACHE_SIZE:
-            self._images.popitem(last=False)
-        return image, extent
-
-    def __getstate__(self):  # DataLoader workers: no decoded images in the pickle
-        state = dict(self.__dict__)
-        state["_images"] = OrderedDict()
-        return state
-
 
 # ---------------------------------------------------------------------------------------------- JSON
 
@@ -335,21 +247,6 @@ def load_anyword_json(json_path: str) -> dict:
     if not isinstance(content, dict) or not isinstance(content.get("data_list"), list):
         raise ConfigError(f"{json_path} is not AnyWord JSON: it needs a `data_list` list (and a `data_root`)")
     return content
-
-
-def json_fingerprint(json_path: str) -> str:
-    """A digest of what an AnyWord JSON holds: its bytes and the size of every image it names (a resumed run over
-    a changed source is refused with it)."""
-    with open(json_path, "rb") as f:
-        data = f.read()
-    digest = hashlib.sha256(data)
-    content = load_anyword_json(json_path)
-    entries = [e for e in content["data_list"] if isinstance(e, dict) and isinstance(e.get("img_name"), str)]
-    root = resolve_data_root(str(content.get("data_root") or "."), json_path, [e["img_name"] for e in entries])
-    for entry in entries:
-        path = os.path.join(root, entry["img_name"])
-        digest.update(f"{entry['img_name']}:{os.path.getsize(path) if os.path.isfile(path) else -1};".encode())
-    return digest.hexdigest()
 
 
 class AnyWordDataset(AnyWordBase):

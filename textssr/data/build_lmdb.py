@@ -26,12 +26,13 @@ from typing import List, Optional, Sequence, Tuple
 import lmdb
 from tqdm import tqdm
 
-from textssr.config import ConfigError, check_output_dir
+from textssr.checks import check_output_dir
+from textssr.config import ConfigError
 from textssr.data import geometry, skips
 from textssr.data.anyword import OTHER_LANGUAGE, load_anyword_json, resolve_data_root, screen_annotation
 from textssr.data.lmdb_store import (ANNOTATIONS_PREFIX, IMAGE_PREFIX, INDEX_KEY, INDEX_VERSION, IndexTable,
                                      release_reader, shared_reader)
-from textssr.data.sample import decode_image, image_extent
+from textssr.data.image_io import decode_image, image_extent
 from textssr.data.skips import SkipSample
 
 BUILD_INFO = "build_info.json"

@@ -11,6 +11,7 @@ import os
 import warnings
 from typing import FrozenSet, List, Tuple
 
+from fontTools.ttLib import TTFont
 from PIL import ImageFont
 
 from textssr.config import ConfigError
@@ -86,7 +87,6 @@ def load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
 @functools.lru_cache(maxsize=8)
 def font_charset(path: str) -> FrozenSet[int]:
     """Code points the font maps to a glyph (its best cmap), read once per process."""
-    from fontTools.ttLib import TTFont
 
     with TTFont(path, lazy=True, fontNumber=0) as font:  # fontNumber: first face of a .ttc collection
         return frozenset(font.getBestCmap() or {})

@@ -9,6 +9,7 @@ from typing import Optional, Tuple
 
 import cv2
 import numpy as np
+from PIL import Image, ImageDraw
 
 Box = Tuple[int, int, int, int]
 Rect = Tuple[Tuple[float, float], Tuple[float, float], float]  # OpenCV RotatedRect: (centre, (w, h), angle°)
@@ -95,7 +96,6 @@ def polygon_mask(polygon: np.ndarray, window: Box) -> np.ndarray:
     The polygon is truncated to integers and drawn with Pillow exactly as the original draws it on the
     full image; drawing on the window with shifted coordinates gives the same pixels, much cheaper.
     """
-    from PIL import Image, ImageDraw
 
     sx0, sy0, sx1, sy1 = window
     canvas = Image.new("L", (sx1 - sx0, sy1 - sy0), 255)

@@ -10,7 +10,6 @@ is built in memory by scanning the keys, as the original does.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -115,26 +114,6 @@ class IndexTable:
                    a["ann_image"], a["ann_index"], PackedStrings(a["texts"].tobytes(), a["text_offsets"]),
                    a["text_len"], a["lang_code"], list(header["lang_names"]), a["charset"], header["skipped"],
                    header.get("source"))
-
-
-def lmdb_fingerprint(lmdb_path: str) -> str:
-    """A digest of what an AnyWord-lmdb tree holds: each environment's stored ``__index__`` (texts, names,
-    extents, build fingerprint) or, without one, all its annotation records and image keys."""
-    digest = hashlib.sha256()
-    for path in find_environments(str(lmdb_path)):
-        digest.update(os.path.relpath(path, str(lmdb_path)).encode())
-        with shared_reader(path).begin(buffers=False) as txn:
-            blob = txn.get(INDEX_KEY)
-            if blob is not None:
-                digest.update(blob)
-                continue
-            cursor = txn.cursor()
-            if cursor.set_range(ANNOTATIONS_PREFIX):
-                for key, value in cursor:
-                    if not key.startswith(ANNOTATIONS_PREFIX):
-                        break
-                    digest.update(key + b"=" + value)
-    return digest.hexdigest()
 
 
 def find_environments(lmdb_path: str) -> List[str]:

@@ -1,114 +1,23 @@
-"""Assemble one sample (SPEC §3) from a decoded image, a polygon and a text.
+"""Assemble one sample (SPEC §3) from a crop of an image, a polygon and a text: the crop window
+(:func:`region_window`, steps 1–2) and the sample dict (:func:`build_crop`, steps 3–8). Decoding is in
+:mod:`textssr.data.image_io`.
 
 Pure with respect to its inputs: the only randomness is the crop window, drawn from the ``rng`` passed in.
 """
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Optional
 
 import cv2
 import numpy as np
-import simplejpeg
 import torch
 import torch.nn.functional as F
 
 from textssr.data import geometry
+from textssr.data.image_io import Laps
 from textssr.data.render import render_glyph, render_ttf_img
-from textssr.data.skips import (EMPTY_EXTENT, IMAGE_UNREADABLE, MASK_EMPTY, POLYGON_DEGENERATE, POLYGON_OUTSIDE,
-                                SkipSample)
-
-try:  # the optional C extension (setup.py); without it whole images are decoded: same samples, slower
-    from textssr.data._jpeg_window import decode_window as _jpeg_window
-except ImportError:  # pragma: no cover - built wherever libjpeg-turbo's headers are installed
-    _jpeg_window = None
-
-JPEG_SOI, JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
-JPEG_EOI_WINDOW = 65536  # a JPEG without its end marker in its last 64 KiB is truncated
-WINDOW_DECODING = _jpeg_window is not None
-WINDOW_MARGIN = 8  # px decoded around a window: the edge pixels of a cropped decode differ from a full one's
-
-
-class Laps:
-    """Accumulates named durations into ``sink`` (a Counter of seconds); does nothing when ``sink`` is None.
-    ``clock`` is wall time; a benchmark on a busy machine may set it to ``time.process_time`` (CPU time)."""
-
-    clock = staticmethod(time.perf_counter)
-
-    def __init__(self, sink: Optional[Counter]):
-        self.sink, self.t = sink, self.clock() if sink is not None else 0.0
-
-    def __call__(self, name: str) -> None:
-        if self.sink is not None:
-            now = self.clock()
-            self.sink[name] += now - self.t
-            self.t = now
-
-
-def _decode_jpeg(data: bytes) -> Optional[np.ndarray]:
-    """BGR pixels of a JPEG through simplejpeg (libjpeg-turbo, the same integer IDCT and fancy upsampling as
-    OpenCV and Pillow, so the same pixels), about 2x faster than ``cv2.imdecode`` on 1280x720 photos; None
-    for what it cannot convert to BGR (CMYK, 12-bit, lossless, ...) or cannot parse: OpenCV then decides."""
-    try:
-        return simplejpeg.decode_jpeg(data, "BGR", strict=False)
-    except ValueError:
-        return None
-
-
-def _check_jpeg_end(data: bytes, where: str) -> None:
-    if data.rfind(JPEG_EOI, max(0, len(data) - JPEG_EOI_WINDOW)) < 0:
-        raise SkipSample(IMAGE_UNREADABLE, f"{where}: truncated JPEG (no end marker)")
-
-
-def decode_window(data: Optional[bytes], window: geometry.Box, where: str) -> Optional[np.ndarray]:
-    """uint8 BGR (y1 − y0, x1 − x0, 3), equal to ``decode_image(data)[y0:y1, x0:x1]``, decoding only the rows
-    down to the window's bottom and, in them, only the columns around it (3–4× less work than a whole
-    1280×720 photo for a word). None when that is not possible — not a JPEG, the C extension not built, a
-    colour space without BGR conversion, a stream the system's libjpeg rejects, a window outside the image —:
-    the caller then decodes the whole image, which decides what is unreadable. A truncated JPEG raises
-    SkipSample("image_unreadable") as :func:`decode_image` does."""
-    if _jpeg_window is None or not data or data[:2] != JPEG_SOI:
-        return None
-    _check_jpeg_end(data, where)
-    x0, y0, x1, y1 = window
-    try:
-        got = _jpeg_window(data, x0 - WINDOW_MARGIN, y0 - WINDOW_MARGIN, x1 + WINDOW_MARGIN, y1 + WINDOW_MARGIN)
-    except ValueError:
-        return None
-    if got is None:
-        return None
-    rows, xoffset, yoffset, width, height = got
-    if x0 < xoffset or y0 < yoffset or x1 > xoffset + width or y1 > yoffset + height:
-        return None
-    return np.frombuffer(rows, np.uint8).reshape(height, width, 3)[y0 - yoffset:y1 - yoffset,
-                                                                   x0 - xoffset:x1 - xoffset]
-
-
-def decode_image(data: Optional[bytes], where: str) -> np.ndarray:
-    """uint8 BGR (H, W, 3) from encoded bytes (JPEG/PNG/...), raw pixel orientation (EXIF ignored, as Pillow
-    and the annotations have it). JPEGs go through simplejpeg, anything it refuses and other formats through
-    OpenCV. Raises SkipSample("image_unreadable") for bytes neither can decode or a truncated JPEG (decoders
-    would return it half gray)."""
-    if not data:
-        raise SkipSample(IMAGE_UNREADABLE, f"{where}: empty file")
-    image = None
-    if data[:2] == JPEG_SOI:
-        _check_jpeg_end(data, where)
-        image = _decode_jpeg(data)
-    if image is None:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None or image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-        raise SkipSample(IMAGE_UNREADABLE, f"{where}: not a decodable image")
-    return image
-
-
-def image_extent(image: np.ndarray, where: str) -> geometry.Box:
-    """Content extent of a decoded BGR image; SkipSample("empty_extent") when it is all white."""
-    extent = geometry.content_extent(image, bgr=True)
-    if extent is None:
-        raise SkipSample(EMPTY_EXTENT, f"{where}: image is all white")
-    return extent
+from textssr.data.skips import MASK_EMPTY, POLYGON_DEGENERATE, POLYGON_OUTSIDE, SkipSample
 
 
 def resize_chw(x: np.ndarray, resolution: int) -> np.ndarray:

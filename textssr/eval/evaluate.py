@@ -28,10 +28,8 @@ from textssr.eval.contact_sheet import SheetItem, default_font_path, render_cont
 from textssr.eval.metrics import SCORE_KEYS, score
 from textssr.eval.ocr import OCR_MODEL, ROTATION_RULE, Recognizer, crop_problem
 
-LABELS_FILE = "labels.json"
-INSTANCES_FILE = "instances.json"
-REGION_DIR = "region"
-GT_DIR = "gt"
+# The results folder infer.py writes (textssr.infer.outputs takes these names from here).
+LABELS_FILE, INSTANCES_FILE, REGION_DIR, GT_DIR = "labels.json", "instances.json", "region", "gt"
 METRICS_FILE = "metrics.json"
 SHEET_FILE = "contact_sheet.png"
 UNKNOWN_LANGUAGE = "unknown"

@@ -17,7 +17,6 @@ a crop under another instance's label.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Iterable, List, Optional, Tuple
@@ -26,18 +25,13 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-LOCAL_DIR, REGION_DIR, GT_DIR = "local", "region", "gt"
+from textssr.eval.evaluate import GT_DIR, INSTANCES_FILE, LABELS_FILE, REGION_DIR
+from textssr.generation import crop_box
+
+LOCAL_DIR, META_FILE = "local", "meta.json"  # the rest of the layout is what eval.py reads: named there
 IMAGE_DIRS = (LOCAL_DIR, REGION_DIR, GT_DIR)
-LABELS_FILE, INSTANCES_FILE, META_FILE = "labels.json", "instances.json", "meta.json"
 TMP_SUFFIX = ".tmp"
 KEY_CHUNK = "textssr-instance"  # PNG text chunk of local/<i>.png: the instance key
-
-
-def instance_key(number: int, img_name: str, ann_index: int, text: str, polygon, image_digest: str) -> str:
-    """A digest of what bench instance ``number`` is; any change to it means another crop."""
-    record = [int(number), img_name, int(ann_index), text, np.asarray(polygon, dtype=np.float64).round(6).tolist(),
-              image_digest]
-    return hashlib.sha256(json.dumps(record, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def stored_key(out_dir: str, number: int):
@@ -119,17 +113,6 @@ def write_json(obj, path: str) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, ensure_ascii=False, indent=1, default=str)
     os.replace(tmp, path)
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Float RGB in [0, 1], (H, W, 3) → uint8 (H, W, 3), rounded."""
-    return np.clip(np.round(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
-
-
-def crop_box(image: np.ndarray, box: Tuple[int, int, int, int]) -> np.ndarray:
-    """Cut (H, W, C) to ``box`` = (x0, y0, x1, y1), exclusive ends."""
-    x0, y0, x1, y1 = box
-    return image[y0:y1, x0:x1]
 
 
 def write_item(out_dir: str, number: int, local: np.ndarray, gt: np.ndarray, box: Tuple[int, int, int, int],

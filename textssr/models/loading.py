@@ -10,50 +10,76 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from typing import Optional
+from typing import List, Optional, Tuple
 
-import torch
 from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
                        EulerDiscreteScheduler, UNet2DConditionModel, UniPCMultistepScheduler)
 from diffusers_textssr import CONV_IN_INITS, TextSSRUNet2DConditionModel
 
 from textssr.config import ConfigError
-from textssr.models.arch import SD21_SCHEDULER_CONFIG, TINY_UNET_ARCH, TINY_VAE_ARCH
+from textssr.models.arch import SD21_SCHEDULER_CONFIG
 
 # Samplers by name; the original uses DDPM. Diffusers class names ("DDPMScheduler") are accepted too.
 TIMESTEP_SPACINGS = (None, "leading", "trailing", "linspace")  # None: keep the scheduler config's
 SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler,
               "euler": EulerDiscreteScheduler, "unipc": UniPCMultistepScheduler}
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")  # checkpoint-*.tmp and other partial folders do not match
-CONFIG_FILE, SCHEDULER_CONFIG_FILE = "config.json", "scheduler_config.json"
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")  # .tmp-checkpoint-* (a save in progress) never matches
+MODEL_CONFIG, SCHEDULER_CONFIG = "config.json", "scheduler_config.json"  # diffusers' model / scheduler configs
+
+
+def find_checkpoints(output_dir: str, holding: str = "") -> List[Tuple[int, str]]:
+    """The ``checkpoint-<step>`` folders of a training output folder that hold ``holding`` (a path inside the
+    checkpoint: ``trainer_state.json`` to resume, ``unet/config.json`` to load a model), as (step, path), oldest
+    first. One rule for every caller: our saves are renamed into place when complete, so a checkpoint is what a
+    ``checkpoint-<step>`` folder holds; the file a caller needs is what it requires of it."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = []
+    for name in os.listdir(output_dir):
+        match = CHECKPOINT_RE.match(name)
+        if match and os.path.exists(os.path.join(output_dir, name, holding)):
+            found.append((int(match.group(1)), os.path.join(output_dir, name)))
+    return sorted(found)
 
 
 def resolve_model_dir(path: str, subfolder: str) -> str:
     """The folder holding the ``subfolder`` model (``"vae"`` or ``"unet"``) that ``path`` names.
 
     In this order: ``path/subfolder`` if it holds config.json; for a training output folder, the
-    ``checkpoint-<step>/subfolder`` of the highest step that holds one (temporary and incomplete checkpoints
-    are passed over); ``path`` itself if it holds config.json.
+    ``checkpoint-<step>/subfolder`` of the highest step that holds one (:func:`find_checkpoints`); ``path`` itself
+    if it holds config.json.
     """
     path = str(path)
     if not os.path.isdir(path):
         raise ConfigError(f"{path}: no such folder (expected a {subfolder} model folder, a folder holding "
                           f"{subfolder}/, or a training output folder with checkpoint-<step>/{subfolder}/)")
     nested = os.path.join(path, subfolder)
-    if os.path.isfile(os.path.join(nested, CONFIG_FILE)):
+    if os.path.isfile(os.path.join(nested, MODEL_CONFIG)):
         return nested
-    steps = sorted((int(m.group(1)), name) for name in os.listdir(path) if (m := CHECKPOINT_RE.match(name)))
-    complete = [name for _, name in steps if os.path.isfile(os.path.join(path, name, subfolder, CONFIG_FILE))]
+    complete = find_checkpoints(path, os.path.join(subfolder, MODEL_CONFIG))
     if complete:
-        if complete[-1] != steps[-1][1]:
-            warnings.warn(f"{path}: {steps[-1][1]} holds no {subfolder}/{CONFIG_FILE}; using {complete[-1]}",
-                          stacklevel=2)
-        return os.path.join(path, complete[-1], subfolder)
-    if os.path.isfile(os.path.join(path, CONFIG_FILE)):
+        newest, chosen = os.path.basename(find_checkpoints(path)[-1][1]), os.path.basename(complete[-1][1])
+        if chosen != newest:
+            warnings.warn(f"{path}: {newest} holds no {subfolder}/{MODEL_CONFIG}; using {chosen}", stacklevel=2)
+        return os.path.join(complete[-1][1], subfolder)
+    if os.path.isfile(os.path.join(path, MODEL_CONFIG)):
         return path
-    raise ConfigError(f"{path}: holds neither {CONFIG_FILE}, {subfolder}/{CONFIG_FILE} nor "
-                      f"checkpoint-<step>/{subfolder}/{CONFIG_FILE} (expected a {subfolder} model folder or a "
+    raise ConfigError(f"{path}: holds neither {MODEL_CONFIG}, {subfolder}/{MODEL_CONFIG} nor "
+                      f"checkpoint-<step>/{subfolder}/{MODEL_CONFIG} (expected a {subfolder} model folder or a "
                       "training output folder)")
+
+
+def vae_scale_factor(vae_config) -> int:
+    """The VAE's downsampling factor from its config (a dict or an AutoencoderKL config): 2 ** (levels − 1)."""
+    return 2 ** (len(vae_config["block_out_channels"]) - 1)
+
+
+def scheduler_folder(path: Optional[str]) -> Optional[str]:
+    """The folder holding ``scheduler_config.json`` that ``path`` names (``path/scheduler`` or ``path``), or None."""
+    if not path:
+        return None
+    return next((f for f in (os.path.join(str(path), "scheduler"), str(path))
+                 if os.path.isfile(os.path.join(f, SCHEDULER_CONFIG))), None)
 
 
 def load_vae(pretrained_vae: Optional[str], vae_arch: Optional[dict] = None) -> AutoencoderKL:
@@ -101,11 +127,10 @@ def load_scheduler(scheduler_path: Optional[str] = None, name: str = "ddpm", pre
     if scheduler_path is None:
         config = dict(SD21_SCHEDULER_CONFIG)
     else:
-        folder = next((f for f in (os.path.join(str(scheduler_path), "scheduler"), str(scheduler_path))
-                       if os.path.isfile(os.path.join(f, SCHEDULER_CONFIG_FILE))), None)
+        folder = scheduler_folder(scheduler_path)
         if folder is None:
-            raise ConfigError(f"scheduler_path: {scheduler_path} holds no {SCHEDULER_CONFIG_FILE} nor "
-                              f"scheduler/{SCHEDULER_CONFIG_FILE} (or set it to None for SD 2.1's schedule)")
+            raise ConfigError(f"scheduler_path: {scheduler_path} holds no {SCHEDULER_CONFIG} nor "
+                              f"scheduler/{SCHEDULER_CONFIG} (or set it to None for SD 2.1's schedule)")
         config = dict(cls.load_config(folder))
     if prediction_type is not None:
         config["prediction_type"] = prediction_type
@@ -122,25 +147,10 @@ def scheduler_class(name: str):
     raise ConfigError(f"scheduler={name!r}; choose one of {sorted(SCHEDULERS)}")
 
 
-def save_tiny_sd21(path: str, vae_arch: dict = TINY_VAE_ARCH, unet_arch: dict = TINY_UNET_ARCH, seed: int = 0) -> str:
-    """Write a random model in SD 2.1's folder layout — ``vae/``, ``unet/`` (a plain 4-channel
-    UNet2DConditionModel, as SD ships it) and ``scheduler/`` — for tests and the tiny demo. The same ``seed``
-    writes the same weights. Returns ``path``."""
-    unet_config = {k: v for k, v in unet_arch.items() if not k.startswith("ttf_")}
-    unet_config["in_channels"] = vae_arch.get("latent_channels", 4)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        vae, unet = AutoencoderKL(**vae_arch), UNet2DConditionModel(**unet_config)
-    vae.save_pretrained(os.path.join(path, "vae"))
-    unet.save_pretrained(os.path.join(path, "unet"))
-    DDIMScheduler.from_config(SD21_SCHEDULER_CONFIG).save_pretrained(os.path.join(path, "scheduler"))
-    return path
-
-
 def _build(cls, arch: Optional[dict], kind: str):
     if arch is None:
         raise ConfigError(f"pretrained_{kind} is None and no {kind}_arch is given: name a model folder or set "
-                          f"{kind}_arch (e.g. textssr.models.TINY_{kind.upper()}_ARCH)")
+                          f"{kind}_arch (e.g. configs/tiny's)")
     try:
         return cls(**arch)
     except (TypeError, ValueError) as exc:

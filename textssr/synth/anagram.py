@@ -22,13 +22,17 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from textssr.data.fonts import missing_chars
+from textssr.data.seeding import item_rng
+from textssr.data.skips import text_problem
+
 TEXT_SOURCES = ("anagram", "lexicon", "mix")
 UNPERMUTABLE_POLICIES = ("keep", "lexicon")
 
 
 def variant_rng(seed: int, region: int, variant: int) -> np.random.Generator:
     """The generator that decides everything random about one (region, variant) item."""
-    return np.random.default_rng([int(seed), int(region), int(variant)])
+    return item_rng(seed, region, variant)
 
 
 def is_permutable(text: str) -> bool:
@@ -71,8 +75,6 @@ def load_lexicon(lexicon, max_len: int, font_path: Optional[str] = None) -> Tupl
             raw = f.read().splitlines()
     else:
         raw = [str(w) for w in lexicon]
-    from textssr.data.fonts import missing_chars
-    from textssr.data.skips import text_problem
     words = tuple(w.strip() for w in raw if w.strip() and len(w.strip()) <= max_len and text_problem(w.strip()) is None
                   and not (font_path and missing_chars(w.strip(), font_path)))
     dropped = sum(1 for w in raw if w.strip()) - len(words)

@@ -1,8 +1,8 @@
 """TextSSR-F synthesis: real regions × target texts → diffusion → screening → STR LMDB, sharded and resumable.
 
-Models and conditions come as in infer (the same config keys and the same helpers of
-:mod:`textssr.infer.runner`): checkpoints may be training output folders (latest checkpoint), a
-``None`` resolution / ttf_size / max_len takes the UNet's training value.
+Models and conditions come as in infer (the same config keys, :mod:`textssr.generation`): checkpoints may be
+training output folders (latest checkpoint), a ``None`` resolution / ttf_size / max_len takes the UNet's training
+value.
 
 Work items. The source's regions (one (image, annotation) pair each, indexed 0..n-1 by the dataset)
 are dealt to ranks round-robin: rank ``r`` of ``N`` owns regions ``r, r+N, r+2N, …``. Each region
@@ -42,21 +42,25 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
+from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 from tqdm import tqdm
 
-from textssr.config import ConfigError, as_float, as_int, require_path
-from textssr.data.fonts import resolve_font
-from textssr.precision import DTYPES
-from textssr.infer.outputs import crop_box
-from textssr.infer.runner import (Run, check_sampling, condition_sizes, fit_text_encoder, generate,
-                                  latent_shape, load_pipeline, resolve_checkpoint, resolve_scheduler_dir)
+from textssr.checks import as_float, as_int
+from textssr.config import ConfigError, require_path
+from textssr.data import SkipSample, mask_bbox
+from textssr.data.factory import dataset_options, open_dataset
+from textssr.data.seeding import item_torch_generator
+from textssr.eval.contact_sheet import SheetItem, default_font_path, render_contact_sheet
+from textssr.identity import source_fingerprint
+from textssr.generation import Run, check_resume, crop_box, denoise, load_pipeline, resolve_run, settings
 from textssr.synth.anagram import TextSource, build_text_source, variant_rng
 from textssr.synth.screening import Screener, ScreeningRule, screening_rule
-from textssr.synth.str_lmdb import (IMAGE_FORMATS, StrLmdbReader, StrLmdbWriter, StrRecord, encode_crop,
-                                    merge_str_lmdbs)
+from textssr.synth.str_lmdb import (IMAGE_FORMATS, StrLmdbReader, StrLmdbWriter, StrRecord, decode_image,
+                                    encode_crop, merge_str_lmdbs)
 
-# Keys that do not change what is generated: they may differ between a run and its resume.
-NON_CONTENT_KEYS = ("output_dir", "keep_shards", "contact_sheet_size", "poll_seconds")
+REQUIRED_KEYS = ("source", "output_dir", "pretrained_vae", "pretrained_unet", "scheduler", "variants_per_region",
+                 "batch_size", "seed", "num_inference_steps", "font_path")
 COUNTER_KEYS = ("items", "regions_read", "generated", "kept", "skipped_items")
 TIMER_KEYS = ("generation_s", "screening_s", "elapsed_s")
 LATENT_STREAM = 1  # extra SeedSequence word: the noise stream of an item, apart from its variant_rng
@@ -80,42 +84,15 @@ class Plan:
         return self.rank + self.world * (k // self.variants), k % self.variants
 
 
-def content_settings(cfg, run: Run) -> dict:
-    """What decides the output (for the resume check), JSON-able: the config values plus ``resolved``, the
-    checkpoint folders and condition sizes they resolved to (a new latest checkpoint is another run), and a
-    fingerprint of the source's content (items are regions by index: an edited source would shift them)."""
-    plain = json.loads(json.dumps(cfg.to_dict(), default=str))
-    settings = {k: v for k, v in sorted(plain.items()) if k not in NON_CONTENT_KEYS}
-    settings["resolved"] = dict(run.content, source_content=source_fingerprint(str(cfg.source)))
-    return settings
-
-
-def source_json(source: str) -> Optional[str]:
-    """The AnyWord JSON that ``source`` names (the file, or a bench folder's test.json); None for AnyWord-lmdb."""
-    if os.path.isfile(source):
-        return source
-    if os.path.isfile(os.path.join(source, "test.json")):
-        return os.path.join(source, "test.json")
-    return None
-
-
-def source_fingerprint(source: str) -> str:
-    from textssr.data.anyword import json_fingerprint
-    from textssr.data.lmdb_store import lmdb_fingerprint
-    json_path = source_json(source)
-    return json_fingerprint(json_path) if json_path else lmdb_fingerprint(source)
-
-
 def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
     """Fail fast, with one line, on any config value that cannot work; resolve checkpoints and sizes as infer
-    does. Returns the run settings and the screening rule (None: screening off). Loads no model."""
-    for key in ("source", "output_dir", "pretrained_vae", "pretrained_unet", "scheduler", "variants_per_region",
-                "batch_size", "seed", "num_inference_steps", "font_path"):
-        if cfg.get(key) is None:
-            raise ConfigError(f"synthesis config is missing `{key}` (see configs/synth_cfg.py)")
-    require_path(cfg.source, "source", "an AnyWord JSON, a benchmark folder holding test.json, or an "
-                 "AnyWord-lmdb folder (build one with `python -m textssr.data.build_lmdb`)")
-    precision = check_sampling(cfg, on_cpu, default_placement="random")
+    does (textssr.generation). Returns the run (its ``resolved`` holds the source's content fingerprint: items
+    are regions by index, an edited source would shift them) and the screening rule (None: off). Loads no
+    model."""
+    if cfg.get("source") is not None:
+        require_path(cfg.source, "source", "an AnyWord JSON, a benchmark folder holding test.json, or an "
+                     "AnyWord-lmdb folder (build one with `python -m textssr.data.build_lmdb`)")
+    run = resolve_run(cfg, on_cpu, "random", REQUIRED_KEYS, "synth")
     as_int(cfg.variants_per_region, "variants_per_region", minimum=1)
     as_int(cfg.get("max_regions"), "max_regions", minimum=1, allow_none=True)
     as_int(cfg.get("jpeg_quality", 95), "jpeg_quality", minimum=1)
@@ -126,17 +103,10 @@ def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
         rule = screening_rule(cfg.get("screening"))
     except (ValueError, TypeError) as exc:
         raise ConfigError(str(exc)) from exc
-    vae_dir = resolve_checkpoint(str(cfg.pretrained_vae), "pretrained_vae", "vae")
-    unet_dir = resolve_checkpoint(str(cfg.pretrained_unet), "pretrained_unet", "unet")
-    scheduler_dir = resolve_scheduler_dir(cfg.get("scheduler_path"), unet_dir)
-    sizes = condition_sizes(cfg, unet_dir)
-    resolve_font(cfg.font_path)  # a file that is not a font fails here, before any model loads
     # A bad text source / lexicon fails here, before any model is loaded (a None max_len is read from the UNet
     # later, so no word is too long yet).
-    text_source_for(cfg, sys.maxsize if sizes["max_len"] is None else sizes["max_len"])
-    content = dict(sizes, pretrained_vae=os.path.abspath(vae_dir), pretrained_unet=os.path.abspath(unet_dir),
-                   scheduler_path=os.path.abspath(scheduler_dir) if scheduler_dir else None)
-    run = Run(str(cfg.source), vae_dir, unet_dir, scheduler_dir, DTYPES.get(precision), content=content, **sizes)
+    text_source_for(cfg, sys.maxsize if run.max_len is None else run.max_len)
+    run.resolved["source_content"] = source_fingerprint(str(cfg.source))
     return run, rule
 
 
@@ -152,32 +122,22 @@ def text_source_for(cfg, max_len: int, font_path: Optional[str] = None) -> Tuple
 
 def open_source(cfg, run: Run):
     """The dataset of regions named by ``cfg.source`` (AnyWord JSON, bench folder, or AnyWord-lmdb)."""
-    from textssr.data import AnyWordDataset, AnyWordLmdbDataset
-    kwargs = dict(seed=cfg.seed, resolution=run.resolution, ttf_size=run.ttf_size, max_len=run.max_len,
-                  language=cfg.get("language"), font_path=cfg.font_path, strict=cfg.get("strict", False),
-                  region_placement=cfg.get("region_placement", "random"))
-    json_path = source_json(str(cfg.source))
-    return AnyWordDataset(json_path, **kwargs) if json_path else AnyWordLmdbDataset(str(cfg.source), **kwargs)
+    return open_dataset(str(cfg.source), **dataset_options(cfg, resolution=run.resolution, ttf_size=run.ttf_size,
+                                                           max_len=run.max_len))
 
 
 def latent_generator(seed: int, region: int, variant: int) -> torch.Generator:
     """The CPU generator of one (region, variant) item: it draws the item's initial latents, then its per-step
     sampler noise — independent of batching, device and resumes."""
-    words = [int(seed), int(region), int(variant), LATENT_STREAM]
-    state = np.random.SeedSequence(words).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state >> np.uint64(1)))
+    return item_torch_generator(seed, region, variant, LATENT_STREAM, fold="shift")
 
 
 class Synthesizer:
     """Models + dataset + text source + screener; :meth:`generate` turns built samples into crops."""
 
     def __init__(self, cfg, run: Run, screener: Optional[Screener], device):
-        from textssr.data import mask_bbox
         self.cfg, self.run, self.screener, self.device = cfg, run, screener, device
-        self.mask_bbox = mask_bbox
-        self.pipe = load_pipeline(run, cfg.scheduler, device, cfg.get("timestep_spacing"), int(cfg.batch_size))
-        fit_text_encoder(run, self.pipe.unet)  # fills a None ttf_size / max_len from the UNet
-        self.latent_shape = latent_shape(self.pipe, run.resolution)
+        self.pipe = load_pipeline(run, cfg, device)  # fills a None ttf_size / max_len from the UNet
         self.dataset = open_source(cfg, run)
         self.text_source, self.lexicon_dropped = text_source_for(cfg, run.max_len, self.dataset.font_path)
         self.index_skips = dict(self.dataset.skip_counts)  # annotations dropped while indexing the source
@@ -185,9 +145,8 @@ class Synthesizer:
     def generate(self, samples: List[dict], items: List[Tuple[int, int]]) -> List[np.ndarray]:
         """Denoise one batch; returns the region crops, RGB uint8 (h, w, 3), cut to each mask's text bbox."""
         generators = [latent_generator(self.cfg.seed, region, variant) for region, variant in items]
-        images = generate(self.pipe, samples, generators, self.latent_shape, int(self.cfg.num_inference_steps),
-                          self.device, self.run.dtype)
-        return [crop_box(image, self.mask_bbox(sample["mask"])) for image, sample in zip(images, samples)]
+        images = denoise(self.pipe, self.run, samples, generators, int(self.cfg.num_inference_steps), self.device)
+        return [crop_box(image, mask_bbox(sample["mask"])) for image, sample in zip(images, samples)]
 
 
 def _fresh_state(settings: dict, world: int, rank: int, index_skips: dict, lexicon_dropped: int) -> dict:
@@ -196,30 +155,14 @@ def _fresh_state(settings: dict, world: int, rank: int, index_skips: dict, lexic
                 rejected={}, skipped={}, text_how={}, index_skips=index_skips, lexicon_dropped=lexicon_dropped)
 
 
-def _check_resume(state: Optional[dict], settings: dict, world: int, where: str) -> None:
-    """Refuse to continue a run made with another process count or other content settings."""
+def _check_resume(state: Optional[dict], now: dict, world: int, where: str) -> None:
+    """Refuse to continue a run made with another process count or other settings (textssr.generation)."""
     if state is None:
         return
     if state["world_size"] != world:
         raise ConfigError(f"{where} was started with {state['world_size']} process(es); relaunch with "
                           f"--num_processes {state['world_size']} or use a new output_dir")
-    before, now = _flat(state["settings"]), _flat(settings)
-    if before.get("resolved.source_content") != now.get("resolved.source_content"):
-        raise ConfigError(f"{where} holds a run over another version of source={settings.get('source')!r} (its "
-                          "annotations or images changed since; regions are numbered by position, so the finished "
-                          "items would no longer match it): restore the source or use a new output_dir")
-    changed = [f"{k}: {before.get(k)!r} → {now.get(k)!r}" for k in sorted(set(before) | set(now))
-               if before.get(k) != now.get(k)]
-    if changed:
-        raise ConfigError(f"{where} holds a run with different settings ({'; '.join(changed)}); restore them "
-                          "or use a new output_dir")
-
-
-def _flat(settings: dict) -> dict:
-    """``settings`` with the ``resolved`` dict spread out as ``resolved.<key>`` (for naming what changed)."""
-    flat = {k: v for k, v in settings.items() if k != "resolved"}
-    flat.update({f"resolved.{k}": v for k, v in settings.get("resolved", {}).items()})
-    return flat
+    check_resume(state["settings"], now, where)
 
 
 def shard_dir(output_dir: str, rank: int, world: int) -> str:
@@ -230,7 +173,6 @@ def shard_dir(output_dir: str, rank: int, world: int) -> str:
 
 def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state: dict, show_progress: bool) -> dict:
     """Generate this rank's items from ``state['cursor']`` to the end, one committed batch at a time."""
-    from textssr.data import SkipSample
     counters, timers = Counter(state["counters"]), Counter(state["timers"])
     rejected, skipped, text_how = Counter(state["rejected"]), Counter(state["skipped"]), Counter(state["text_how"])
     bad_regions = dict(state.get("bad_regions", {}))  # region → reason: counted once, its variants not rebuilt
@@ -332,8 +274,6 @@ def _wait_for_shards(paths: List[str], poll_seconds: float) -> List[dict]:
 
 def write_contact_sheet(lmdb_path: str, out_path: str, count: int) -> None:
     """The first ``count`` crops of the final LMDB with their labels and OCR readings."""
-    from textssr.eval.contact_sheet import SheetItem, default_font_path, render_contact_sheet
-    from textssr.synth.str_lmdb import decode_image
     with StrLmdbReader(lmdb_path) as reader:
         items = [SheetItem(file=f"{i:09d}", target=r.label, crop=decode_image(r.image),
                            ocr=(r.meta or {}).get("ocr_text"))
@@ -356,20 +296,18 @@ def finish(cfg, final_lmdb: str, states: List[dict]) -> dict:
 
 def synthesize(cfg) -> Optional[dict]:
     """Run (or resume) the synthesis described by ``cfg``. Returns the stats on rank 0, None elsewhere."""
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
     # CPU ranks need cpu=True to join a gloo group (accelerate's --cpu launcher starts one process
     # unless MPI is set up; on CPU launch with ACCELERATE_USE_CPU=true accelerate launch --multi_gpu).
     dist = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
     rank, world = dist.process_index, dist.num_processes
     run, rule = validate(cfg, on_cpu=dist.device.type == "cpu")
-    settings = content_settings(cfg, run)
+    now = settings(cfg, run)
     final_lmdb = os.path.join(cfg.output_dir, "lmdb")
     os.makedirs(cfg.output_dir, exist_ok=True)
     if world > 1 and os.path.isfile(os.path.join(final_lmdb, "data.mdb")):
         with StrLmdbReader(final_lmdb) as reader:
             final_state = reader.state
-        _check_resume(final_state, settings, world, final_lmdb)
+        _check_resume(final_state, now, world, final_lmdb)
         if final_state and final_state["done"]:  # merged already (killed while tidying up)
             if rank != 0:
                 return None
@@ -379,7 +317,7 @@ def synthesize(cfg) -> Optional[dict]:
         cfg.dump(os.path.join(cfg.output_dir, "synth_cfg.py"))
     path = shard_dir(cfg.output_dir, rank, world)
     with StrLmdbWriter(path) as writer:
-        _check_resume(writer.state, settings, world, path)
+        _check_resume(writer.state, now, world, path)
         state = writer.state
         if state is None or not state["done"]:
             synth = Synthesizer(cfg, run, Screener(rule) if rule else None, dist.device)
@@ -387,7 +325,7 @@ def synthesize(cfg) -> Optional[dict]:
             if cfg.get("max_regions") is not None:
                 num_regions = min(num_regions, int(cfg.max_regions))
             plan = Plan(rank, world, num_regions, int(cfg.variants_per_region))
-            state = state or _fresh_state(settings, world, rank, synth.index_skips, synth.lexicon_dropped)
+            state = state or _fresh_state(now, world, rank, synth.index_skips, synth.lexicon_dropped)
             state = run_shard(cfg, plan, synth, writer, state, show_progress=rank == 0)
     if world == 1:
         return finish(cfg, final_lmdb, [state])
@@ -400,7 +338,7 @@ def synthesize(cfg) -> Optional[dict]:
     states = _wait_for_shards(paths, float(cfg.get("poll_seconds", 5.0)))
     merging = final_lmdb + ".merging"
     shutil.rmtree(merging, ignore_errors=True)
-    final_state = dict(settings=settings, world_size=world, done=True, shards=states)
+    final_state = dict(settings=now, world_size=world, done=True, shards=states)
     merge_str_lmdbs(paths, merging, order=lambda rec: (rec.meta["region"], rec.meta["variant"]), state=final_state)
     os.replace(merging, final_lmdb)
     if not cfg.get("keep_shards", False):

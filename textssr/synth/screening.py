@@ -66,7 +66,7 @@ class Screener:
 
     def __init__(self, rule: ScreeningRule, recognizer=None):
         if recognizer is None:
-            from textssr.eval.ocr import Recognizer
+            from textssr.eval.ocr import Recognizer  # lazy: onnxruntime loads only when screening is on
             recognizer = Recognizer()
         self.rule = rule
         self.recognizer = recognizer

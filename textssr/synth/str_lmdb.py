@@ -154,11 +154,6 @@ class StrLmdbReader(_LmdbHandle):
             yield self.record(i)
 
 
-def find_lmdb_dirs(root: str) -> List[str]:
-    """Every folder under ``root`` (itself included) that holds a ``data.mdb``, sorted."""
-    return sorted(d for d, _, files in os.walk(root) if "data.mdb" in files)
-
-
 def merge_str_lmdbs(sources: Sequence[str], dest: str, order: Callable[[StrRecord], tuple],
                     state: Optional[dict] = None, chunk: int = 1000) -> int:
     """Stream the samples of ``sources`` into a new LMDB at ``dest``, in ascending ``order(record)``.

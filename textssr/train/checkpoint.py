@@ -17,31 +17,24 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
+from diffusers.models.model_loading_utils import load_state_dict
 
-from textssr.config import ConfigError, dump_run_config
+from textssr.config import ConfigError
+from textssr.models.loading import find_checkpoints
+from textssr.run_config import dump_run_config
 
 PREFIX = "checkpoint-"
 TMP_PREFIX = ".tmp-" + PREFIX
 STATE_FILE = "trainer_state.json"
-_NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
 def list_checkpoints(output_dir: str) -> List[Tuple[int, str]]:
-    """Complete checkpoints under ``output_dir`` as (step, path), oldest first."""
-    if not os.path.isdir(output_dir):
-        return []
-    found = []
-    for name in os.listdir(output_dir):
-        match = _NAME.match(name)
-        path = os.path.join(output_dir, name)
-        if match and os.path.isfile(os.path.join(path, STATE_FILE)):
-            found.append((int(match.group(1)), path))
-    return sorted(found)
+    """The checkpoints under ``output_dir`` a run can resume from (they hold trainer_state.json), oldest first."""
+    return find_checkpoints(output_dir, STATE_FILE)
 
 
 def latest_checkpoint(output_dir: str) -> Optional[str]:
@@ -97,7 +90,6 @@ def register_model_hooks(accelerator, subfolder: str, ema=None) -> None:
         weights.clear()  # accelerate saves nothing else for the models
 
     def load_hook(models, input_dir):
-        from diffusers.models.model_loading_utils import load_state_dict
         while models:
             model = accelerator.unwrap_model(models.pop())
             model.load_state_dict(_read_weights(os.path.join(input_dir, subfolder), load_state_dict))

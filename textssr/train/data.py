@@ -6,14 +6,17 @@ already consumed (``accelerator.skip_first_batches``) and each rank reads differ
 """
 from __future__ import annotations
 
-import bisect
 import functools
 import os
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
+from accelerate.utils import gather_object
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from textssr.data import collate
+from textssr.data.factory import dataset_options, open_dataset
 
 
 def lmdb_paths(lmdb_path: Union[str, Sequence[str]]) -> List[str]:
@@ -23,50 +26,11 @@ def lmdb_paths(lmdb_path: Union[str, Sequence[str]]) -> List[str]:
 
 def build_dataset(cfg, vae_mode: bool) -> Dataset:
     """One AnyWordLmdbDataset per ``cfg.lmdb_path`` entry, concatenated when there are several."""
-    from textssr.data import AnyWordLmdbDataset
-    parts = [AnyWordLmdbDataset(path, seed=cfg.seed, resolution=cfg.resolution, ttf_size=cfg.ttf_size,
-                                max_len=cfg.max_len, language=cfg.language, font_path=cfg.font_path,
-                                vae_mode=vae_mode, strict=cfg.strict, region_placement=cfg.region_placement)
-             for path in lmdb_paths(cfg.lmdb_path)]
-    return parts[0] if len(parts) == 1 else IndexedConcat(parts)
-
-
-class IndexedConcat(ConcatDataset):
-    """ConcatDataset whose samples' ``index`` and ``skipped`` indices are concatenated indices (unique across the
-    parts), with the parts' skip accounting (``mark_bad``, ``skip_counts``) seen through it."""
-
-    def _part(self, index: int) -> Tuple[int, int]:
-        part = bisect.bisect_right(self.cumulative_sizes, index)
-        return part, self.cumulative_sizes[part - 1] if part else 0
-
-    def __getitem__(self, index: int) -> dict:
-        sample = super().__getitem__(index)
-        _, offset = self._part(index)
-        if offset:
-            sample["index"] += offset
-            if "skipped" in sample:
-                sample["skipped"] = [(i + offset, reason) for i, reason in sample["skipped"]]
-        return sample
-
-    def mark_bad(self, found: Dict[int, str]) -> None:
-        for index, reason in found.items():
-            part, offset = self._part(int(index))
-            self.datasets[part].mark_bad({int(index) - offset: reason})
-
-    @property
-    def skip_counts(self) -> Counter:
-        return sum((Counter(part.skip_counts) for part in self.datasets), Counter())
-
-
-def set_dataset_epoch(dataset: Dataset, epoch: int) -> None:
-    """Forward ``epoch`` to the dataset(s) so that their random region placement differs per epoch."""
-    for part in getattr(dataset, "datasets", [dataset]):
-        part.set_epoch(epoch)
+    return open_dataset(lmdb_paths(cfg.lmdb_path), **dataset_options(cfg, vae_mode=vae_mode))
 
 
 def build_loader(dataset: Dataset, cfg, num_processes: int, process_index: int) -> DataLoader:
     """Shuffled, sharded by rank, ``drop_last`` loader; call ``loader.sampler.set_epoch(e)`` before each epoch."""
-    from textssr.data import collate
     sampler = DistributedSampler(dataset, num_replicas=num_processes, rank=process_index, shuffle=True,
                                  seed=cfg.seed, drop_last=True)
     nice = int(cfg.get("dataloader_worker_nice") or 0)
@@ -105,7 +69,6 @@ class SkipCounter:
 
     def total(self, accelerator) -> Tuple[Dict[str, int], Dict[int, str]]:
         """({reason: count}, {index: reason}) over all ranks (a collective: every rank must call it)."""
-        from accelerate.utils import gather_object
         merged: Dict[int, str] = {}
         for instances in gather_object([self.instances]):
             merged.update(instances)

@@ -18,13 +18,19 @@ import time
 from itertools import islice
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, broadcast_object_list, set_seed
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
 
-from textssr.config import ConfigError, dump_run_config
+from textssr.config import ConfigError
 from textssr.precision import AUTO, DTYPES, gpu_mixed_precision
+from textssr.profiling import StepProfiler, autocast, probe_mixed_precision
+from textssr.run_config import dump_run_config
 from textssr.train import checkpoint as ckpt
-from textssr.train.data import SkipCounter, build_dataset, build_loader, set_dataset_epoch, to_device
+from textssr.train.data import SkipCounter, build_dataset, build_loader, to_device
 from textssr.train.stages import STAGES
-from textssr.train.timing import StepProfiler, autocast, probe_mixed_precision
 from textssr.train.validate import validate_config
 
 LOG_FILE = "train_log.jsonl"
@@ -47,8 +53,6 @@ class RankZeroLog:
 
 
 def _accelerator(cfg, mixed_precision: str):
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
     report_to = None if cfg.get("report_to") in (None, "none") else cfg.report_to
     # cpu=True on a machine without CUDA: processes started by torchrun / `accelerate launch --multi_gpu` then form
     # a gloo group (accelerate treats them as independent single processes otherwise).
@@ -84,8 +88,6 @@ def _tracker_config(cfg) -> dict:
 
 def train(cfg, stage_name: str) -> dict:
     """Run one training stage (``"vae"`` or ``"cdm"``) as ``cfg`` says; return the final trainer state."""
-    from accelerate.utils import set_seed
-    from diffusers.optimization import get_scheduler
 
     stage = STAGES[stage_name]()
     validate_config(cfg, stage)
@@ -130,7 +132,6 @@ def train(cfg, stage_name: str) -> dict:
                                  num_training_steps=max_steps * accelerator.num_processes)
     ema = None
     if cfg.use_ema:
-        from diffusers.training_utils import EMAModel
         ema = EMAModel(model.parameters(), decay=cfg.ema_decay, model_cls=type(model), model_config=model.config)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     if ema is not None:
@@ -174,7 +175,6 @@ def train(cfg, stage_name: str) -> dict:
         """Rank 0's choice on every rank (ranks time their own batches and could disagree)."""
         if accelerator.num_processes == 1:
             return choice
-        from accelerate.utils import broadcast_object_list
         return broadcast_object_list([choice], from_process=0)[0]
 
     def settle_precision(batch: dict) -> None:
@@ -208,7 +208,6 @@ def train(cfg, stage_name: str) -> dict:
                                     extra=stage.save_extra, total_limit=cfg.checkpoints_total_limit)
         log(f"[{stage.name}] saved {path}", event="checkpoint", step=global_step, path=path)
 
-    from tqdm.auto import tqdm
     progress = tqdm(total=max_steps, initial=global_step, desc=f"{stage.name} steps",
                     disable=not accelerator.is_local_main_process)
     batches_per_epoch = steps_per_epoch * accum
@@ -220,7 +219,7 @@ def train(cfg, stage_name: str) -> dict:
         if global_step >= max_steps:  # resumed a finished run: nothing left to train, nothing to save
             break
         loader.sampler.set_epoch(epoch)
-        set_dataset_epoch(dataset, epoch)
+        dataset.set_epoch(epoch)  # per-epoch random region placement
         epoch_loader = accelerator.skip_first_batches(loader, consumed) if consumed else loader
         for batch in islice(epoch_loader, batches_per_epoch - consumed):
             skipped.add(batch)
@@ -295,7 +294,7 @@ def _log_images(accelerator, stage, model, batch: dict, cfg, step: int) -> None:
     """A grid (rows per stage, ``image_log_count`` columns) to TensorBoard, main process only."""
     if not accelerator.is_main_process:
         return
-    from torchvision.utils import make_grid
+    from torchvision.utils import make_grid  # lazy: torchvision takes ~1 s to import, needed for image logs only
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.eval()
     generator = torch.Generator(device=accelerator.device).manual_seed(cfg.seed)  # the same noise every time

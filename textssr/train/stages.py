@@ -21,8 +21,12 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from diffusers.training_utils import compute_snr
+from diffusers_textssr import TextSSRPipeline
 
+from textssr import precision
 from textssr.config import ConfigError
+from textssr.models import load_scheduler, load_unet, load_vae, scheduler_class
 
 
 def model_source(cfg, key: str, subfolder: str) -> Optional[str]:
@@ -36,7 +40,6 @@ def model_source(cfg, key: str, subfolder: str) -> Optional[str]:
 
 
 def _vae(cfg, key: str = "pretrained_vae"):
-    from textssr.models import load_vae
     return load_vae(model_source(cfg, key, "vae"), vae_arch=cfg.get("vae_arch"))
 
 
@@ -173,7 +176,6 @@ class CDMStage(Stage):
         self.latent_cache = None  # {dataset index: (3, C, h, w) latents of image, masked_image, glyph}
 
     def build(self, cfg):
-        from textssr.models import load_scheduler, load_unet
         self.cfg = cfg
         self.noise_scheduler = load_scheduler(model_source(cfg, "scheduler_path", "scheduler"), name="ddpm",
                                               prediction_type=cfg.prediction_type)
@@ -200,7 +202,6 @@ class CDMStage(Stage):
         keep the faster (textssr.precision); returns the choice's record (None when there was nothing to choose)."""
         if self.cfg.get("vae_dtype") != "auto" or self.vae.dtype == torch.bfloat16:
             return None
-        from textssr.precision import choose
         candidate = copy.deepcopy(self.vae).to(dtype=torch.bfloat16)
         pixels = self._pixels(batch)
 
@@ -210,7 +211,7 @@ class CDMStage(Stage):
                     vae.encode(pixels.to(vae.dtype)).latent_dist.mode()
             return run
 
-        choice = agree(choose(device, encoder(self.vae), encoder(candidate)))
+        choice = agree(precision.choose(device, encoder(self.vae), encoder(candidate)))
         if choice.name == "bf16":
             self.vae = candidate
         return dict(choice.as_record(), key="vae_dtype", message=choice.describe("vae_dtype"))
@@ -291,7 +292,6 @@ class CDMStage(Stage):
     def _min_snr_weight(self, timesteps, prediction_type: str) -> torch.Tensor:
         """Min-SNR-γ weighting (Hang et al. 2023) of each sample's MSE: min(SNR, γ) / SNR (ε), / (SNR + 1) (v),
         or min(SNR, γ) (x0, whose MSE is the ε MSE / SNR)."""
-        from diffusers.training_utils import compute_snr
         snr = compute_snr(self.noise_scheduler, timesteps)
         weight = torch.clamp(snr, max=self.cfg.snr_gamma)
         if prediction_type == "v_prediction":
@@ -304,8 +304,6 @@ class CDMStage(Stage):
     def images(self, model, batch: dict, generator: torch.Generator, cfg) -> torch.Tensor:
         """Rows: masked_image, glyph, a pipeline sample (``image_log_inference_steps`` steps of the
         ``image_log_scheduler`` sampler), the real crop."""
-        from diffusers_textssr import TextSSRPipeline
-        from textssr.models import scheduler_class
         n = cfg.image_log_count
         config = dict(self.noise_scheduler.config)
         if cfg.get("image_log_timestep_spacing"):

@@ -3,26 +3,33 @@ the fix — raised before any dataset or model is built."""
 from __future__ import annotations
 
 import importlib.util
-import os
 
-from textssr.config import ConfigError, as_float, as_int, check_output_dir, check_seed, require_keys, require_path
+import torch
+from diffusers import AutoencoderKL
+from diffusers.optimization import SchedulerType
+from diffusers_textssr import CONV_IN_INITS
+
+from textssr.checks import as_float, as_int, check_output_dir, check_seed
+from textssr.config import ConfigError, require_keys, require_path
+from textssr.data import resolve_font
+from textssr.data.lmdb_store import find_environments
+from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS, resolve_model_dir
+from textssr.models.loading import vae_scale_factor
 from textssr.precision import check_precision
+from textssr.train.checkpoint import resolve_resume
 from textssr.train.data import lmdb_paths
-from textssr.train.stages import model_source
+from textssr.train.stages import TIMESTEP_BIAS_STRATEGIES, model_source
 
 REQUIRED = ("lmdb_path", "output_dir", "seed", "resolution", "ttf_size", "max_len", "train_batch_size",
             "gradient_accumulation_steps", "learning_rate", "lr_scheduler", "checkpointing_steps")
 VAE_DTYPES = (None, "bf16", "auto")
 PREDICTION_TYPES = (None, "epsilon", "v_prediction", "sample")
-CONV_IN_INITS = ("sd", "random")
 VAE_LATENTS = ("sample", "mode")
 REPORTERS = (None, "none", "tensorboard")
 
 SD21_HINT = ("download stabilityai/stable-diffusion-2-1 (diffusers layout: vae/ unet/ scheduler/) into "
              "model/stable-diffusion-v2-1 as the README's 'Checkpoints/Data Preparation' says, or set "
              "pretrained_model_name_or_path=None and give vae_arch/unet_arch to start from random weights")
-LMDB_HINT = ("build it from AnyWord JSON with `python -m textssr.data.build_lmdb --json ANNOTATIONS.json --out {path}` "
-             "(the tiny corpus: `python -m textssr.tiny_data --out data/tiny`)")
 STAGE_HINTS = {"pretrained_vae": "train it with `train_vae.py --config configs/train_vae_cfg.py` (its output_dir) "
                                  "or point pretrained_vae at a diffusers `vae/` folder",
                "pretrained_unet": "train it with `train_diff.py --config configs/train_diff_step1_cfg.py` (its "
@@ -35,14 +42,18 @@ def validate_config(cfg, stage) -> None:
     _check_numbers(cfg)
     _check_choices(cfg)
     for path in lmdb_paths(cfg.lmdb_path):
-        _require_lmdb(path)
+        try:
+            find_environments(path)
+        except ConfigError as exc:
+            raise ConfigError(f"lmdb_path: {exc} (the tiny corpus: `python -m textssr.tiny_data --out data/tiny`)")
     _require_model(cfg, "pretrained_vae", "vae", "vae_arch")
+    _check_resolution(cfg)
     if stage.name == "cdm":
         _require_model(cfg, "pretrained_unet", "unet", "unet_arch")
         scheduler = model_source(cfg, "scheduler_path", "scheduler")
         if scheduler is not None:
             require_path(scheduler, "scheduler_path", SD21_HINT)
-    _require_font(cfg.font_path)
+    resolve_font(cfg.font_path)  # the configured font, else the registry fallback with a warning
     if cfg.get("use_8bit_adam") and importlib.util.find_spec("bitsandbytes") is None:
         raise ConfigError("use_8bit_adam=True needs bitsandbytes: `pip install bitsandbytes` (CUDA only), "
                           "or set use_8bit_adam=False")
@@ -58,8 +69,6 @@ def _check_numbers(cfg) -> None:
         as_int(cfg.get(key, 0), key, minimum=0)
     for key in ("logging_steps", "image_log_count"):
         as_int(cfg.get(key, 1), key, minimum=1)
-    if cfg.resolution % 8:
-        raise ConfigError(f"resolution={cfg.resolution}; must be a multiple of 8 (the VAE downsamples by 8)")
     if cfg.get("max_train_steps") is None and not cfg.get("num_train_epochs"):
         raise ConfigError("set max_train_steps or num_train_epochs (both are empty)")
     as_int(cfg.get("max_train_steps"), "max_train_steps", minimum=1, allow_none=True)
@@ -76,7 +85,6 @@ def _check_numbers(cfg) -> None:
 
 
 def _check_timestep_bias(cfg) -> None:
-    from textssr.train.stages import TIMESTEP_BIAS_STRATEGIES
     strategy = cfg.timestep_bias_strategy
     if strategy not in TIMESTEP_BIAS_STRATEGIES:
         raise ConfigError(f"timestep_bias_strategy={strategy!r}; choose one of {TIMESTEP_BIAS_STRATEGIES}")
@@ -91,8 +99,6 @@ def _check_timestep_bias(cfg) -> None:
 
 
 def _check_choices(cfg) -> None:
-    from diffusers.optimization import SchedulerType
-    import torch
     lr_names = [s.value for s in SchedulerType]
     if cfg.lr_scheduler not in lr_names:
         raise ConfigError(f"lr_scheduler={cfg.lr_scheduler!r}; choose one of {lr_names}")
@@ -100,7 +106,6 @@ def _check_choices(cfg) -> None:
     if cfg.get("prediction_type") not in PREDICTION_TYPES:
         raise ConfigError(f"prediction_type={cfg.prediction_type!r}; choose one of {PREDICTION_TYPES} "
                           "(None = the scheduler's own, v_prediction for SD 2.1)")
-    from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS
     if cfg.get("image_log_scheduler") is not None and cfg.image_log_scheduler not in SCHEDULERS:
         raise ConfigError(f"image_log_scheduler={cfg.image_log_scheduler!r}; choose one of {sorted(SCHEDULERS)}")
     if cfg.get("image_log_timestep_spacing") not in TIMESTEP_SPACINGS:
@@ -124,17 +129,17 @@ def _check_choices(cfg) -> None:
         raise ConfigError(f"report_to={cfg.report_to!r}; choose one of {REPORTERS}")
     resume = cfg.get("resume_from_checkpoint")
     if resume and resume != "latest":
-        from textssr.train.checkpoint import resolve_resume
         resolve_resume(resume, str(cfg.output_dir))
 
 
-def _require_lmdb(path: str) -> None:
-    hint = LMDB_HINT.format(path=path)
-    require_path(path, "lmdb_path", hint)
-    for _, _, files in os.walk(path):
-        if "data.mdb" in files:
-            return
-    raise ConfigError(f"lmdb_path: no LMDB environment (data.mdb) under {path} — {hint}")
+def _check_resolution(cfg) -> None:
+    """The crops must be a multiple of the VAE's downsampling factor (its config says it: 8 for SD 2.1's)."""
+    source = model_source(cfg, "pretrained_vae", "vae")
+    config = cfg.vae_arch if source is None else AutoencoderKL.load_config(resolve_model_dir(source, "vae"))
+    factor = vae_scale_factor(config)
+    if cfg.resolution % factor:
+        raise ConfigError(f"resolution={cfg.resolution}; must be a multiple of {factor}, the VAE's downsampling "
+                          "factor")
 
 
 def _require_model(cfg, key: str, subfolder: str, arch_key: str) -> None:
@@ -148,17 +153,7 @@ def _require_model(cfg, key: str, subfolder: str, arch_key: str) -> None:
     from_sd = not cfg.get(key)
     hint = SD21_HINT if from_sd else STAGE_HINTS[key]
     require_path(source, "pretrained_model_name_or_path" if from_sd else key, hint)
-    from textssr.models import resolve_model_dir
     try:
         resolve_model_dir(source, subfolder)
     except (FileNotFoundError, ValueError, OSError) as exc:
         raise ConfigError(f"{key}: {exc} — {hint}") from exc
-
-
-def _require_font(font_path: str) -> None:
-    from textssr.data import resolve_font
-    try:
-        resolve_font(font_path)  # the configured font, else the registry fallback with a warning
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        raise ConfigError(f"font_path: {exc} — put AlibabaPuHuiTi-3-85-Bold.ttf in the repo root or "
-                          "`pip install cvttf-notosanscjk-bold` for the fallback") from exc

@@ -14,6 +14,8 @@ from typing import Callable, Dict
 
 import torch
 
+from textssr import precision
+
 PHASES = ("data", "vae_encode", "forward", "backward", "optimizer", "logging", "checkpoint")
 WARMUP_STEPS = 2  # first optimizer steps left out of the profile (allocator and kernel warm-up)
 
@@ -69,5 +71,4 @@ def autocast(device: torch.device, enabled: bool):
 def probe_mixed_precision(run_step: Callable[[bool], None], device: torch.device, choose=None):
     """``mixed_precision="auto"`` on the CPU: a :class:`textssr.precision.Choice` from timing ``run_step(False)``
     (float32) against ``run_step(True)`` (bfloat16 autocast), each one forward + backward of a real batch."""
-    from textssr.precision import choose as default_choose
-    return (choose or default_choose)(device, lambda: run_step(False), lambda: run_step(True))
+    return (choose or precision.choose)(device, lambda: run_step(False), lambda: run_step(True))

@@ -1,0 +1,82 @@
+"""Start-up checks every entry point shares: typed config values (an integer that is an integer, a seed >= 0), an
+output folder that can be written, and the script wrapper that turns a ConfigError into one line (exit 2) and
+Ctrl-C into "interrupted; rerun the same command to resume" (exit 130) — all before a model loads or a file is
+written."""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from typing import Callable, Optional
+
+from tqdm import tqdm
+
+from textssr.config import ConfigError, exit_on_config_error
+
+INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT)
+
+
+def as_int(value, key: str, minimum: Optional[int] = None, allow_none: bool = False) -> Optional[int]:
+    """``value`` as an int (an integral float such as ``3.0`` is accepted), else a ConfigError naming ``key``:
+    strings, booleans and fractions (``2.7`` would silently become 2) are refused."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise ConfigError(f"{key}={value!r}: must be an integer{bound}" + (" or None" if allow_none else ""))
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{key}={value}: must be >= {minimum}")
+    return value
+
+
+def as_float(value, key: str, minimum: Optional[float] = None, exclusive: bool = False,
+             allow_none: bool = False) -> Optional[float]:
+    """``value`` as a finite float (ints accepted), else a ConfigError naming ``key``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r}: must be a number" + (" or None" if allow_none else ""))
+    if minimum is not None and (value <= minimum if exclusive else value < minimum):
+        raise ConfigError(f"{key}={value}: must be {'>' if exclusive else '>='} {minimum}")
+    return float(value)
+
+
+def check_seed(value, key: str = "seed") -> int:
+    return as_int(value, key, minimum=0)
+
+
+def check_output_dir(path, key: str = "output_dir") -> str:
+    """``path`` is (or can become) a writable folder: not a file, and its nearest existing ancestor writable."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ConfigError(f"{key}={path!r}: must be a folder path")
+    path = str(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{key}={path}: is a file, not a folder; choose another {key}")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{key}={path}: {existing} is a file, so the folder cannot be created; choose another {key}")
+    try:  # a probe, not os.access: root passes access() on folders where nothing can be created (/proc, ...)
+        os.rmdir(tempfile.mkdtemp(prefix=".textssr-write-probe-", dir=existing))
+    except OSError as exc:
+        raise ConfigError(f"{key}={path}: cannot create anything in {existing} ({exc.strerror}); choose another {key} "
+                          "or fix its permissions") from None
+    return path
+
+
+def run_script(main: Callable[[], object], resumable: bool = True) -> object:
+    """Run a script's body: a ConfigError is one line and exit status 2; Ctrl-C one line ("rerun to resume") and
+    exit status 130, no traceback."""
+    try:
+        return main()
+    except ConfigError as exc:
+        exit_on_config_error(exc)
+    except KeyboardInterrupt:
+        for bar in list(getattr(tqdm, "_instances", ())):  # close progress bars first: the message is the last line
+            bar.close()
+        print("\ninterrupted" + ("; rerun the same command to resume" if resumable else ""), file=sys.stderr)
+        raise SystemExit(INTERRUPTED)

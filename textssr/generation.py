@@ -1,0 +1,260 @@
+"""Generation set-up shared by ``infer.py``, ``synthesize.py``, ``edit.py`` and the app: check the sampling config,
+resolve the checkpoints, the scheduler folder and the condition sizes, load the pipeline once, denoise batches,
+and the one resume rule.
+
+Checkpoints may be model folders or training output folders (their latest checkpoint); ``resolution`` /
+``ttf_size`` / ``max_len`` set to None take the UNet's training values (its checkpoint's training config, read as
+data; ttf_size and max_len else from its TTF encoder). Every mistake is a one-line ConfigError raised before a
+model loads.
+
+Resume rule. A run records ``settings(cfg, run)``: every config value except ``FREE_KEYS`` (and the caller's own
+free keys), with ``resolved`` — what the checkpoint folders, the scheduler, the sizes (and the bench, the
+source's content) resolved to — standing for the values it resolves. A rerun whose
+settings differ is refused (:func:`check_resume`) instead of mixing outputs: a new latest checkpoint is another
+run.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from diffusers_textssr import TextSSRPipeline
+
+from textssr import precision
+from textssr.checks import as_int, check_output_dir, check_seed
+from textssr.config import ConfigError, require_path
+from textssr.data.anyword import PLACEMENTS
+from textssr.data.fonts import resolve_font
+from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS, load_scheduler, load_unet, load_vae, resolve_model_dir
+from textssr.models.loading import scheduler_folder
+from textssr.precision import DTYPES, check_precision, gpu_mixed_precision
+from textssr.run_config import read_run_config
+
+SIZE_KEYS = ("resolution", "ttf_size", "max_len")  # None in a config: the UNet's training value
+FREE_KEYS = ("output_dir", "device", "strict", "keep_shards", "contact_sheet_size", "poll_seconds")  # may change
+
+
+@dataclass
+class Run:
+    """The checked, resolved settings of one generation run."""
+    vae_dir: str
+    unet_dir: str
+    scheduler_dir: Optional[str]
+    dtype: Optional[torch.dtype]  # None: mixed_precision="auto", settled when the pipeline is loaded
+    resolution: int
+    ttf_size: Optional[int]  # None until the UNet is loaded (its TTF encoder's geometry)
+    max_len: Optional[int]
+    resolved: dict  # checkpoint folders, scheduler folder and sizes as resolved (part of the resume settings)
+    precision: Optional[dict] = None  # how mixed_precision="auto" was settled
+
+
+def resolve_run(cfg, on_cpu: bool, default_placement: str, required: Sequence[str], where: str) -> Run:
+    """Check the keys every generation run shares — output folder, batch size, steps, seed, sampler, step
+    spacing, region placement, precision, checkpoints, scheduler, sizes, font — before anything is loaded or
+    written. ``required``: keys that must be set (named in the error with ``where``)."""
+    missing = [k for k in required if cfg.get(k) is None]
+    if missing:
+        raise ConfigError(f"{where} config is missing {', '.join(missing)} (see configs/{where}_cfg.py)")
+    check_output_dir(cfg.output_dir)
+    for key in ("batch_size", "num_inference_steps"):
+        as_int(cfg[key], key, minimum=1)
+    check_seed(cfg.seed)
+    if cfg.scheduler not in SCHEDULERS:
+        raise ConfigError(f"scheduler={cfg.scheduler!r}; choose one of {sorted(SCHEDULERS)}")
+    if cfg.get("timestep_spacing") not in TIMESTEP_SPACINGS:
+        raise ConfigError(f"timestep_spacing={cfg.timestep_spacing!r}; choose one of {TIMESTEP_SPACINGS}")
+    if cfg.get("region_placement", default_placement) not in PLACEMENTS:
+        raise ConfigError(f"region_placement={cfg.region_placement!r}; choose one of {PLACEMENTS}")
+    precision = check_precision(cfg.get("mixed_precision", "no"), "mixed_precision", on_cpu)
+    vae_dir = resolve_checkpoint(str(cfg.pretrained_vae), "pretrained_vae", "vae")
+    unet_dir = resolve_checkpoint(str(cfg.pretrained_unet), "pretrained_unet", "unet")
+    scheduler_dir = resolve_scheduler_dir(cfg.get("scheduler_path"), unet_dir)
+    sizes = condition_sizes(cfg, unet_dir)
+    resolve_font(cfg.font_path)  # a file that is not a font fails here, before any model loads
+    resolved = dict(sizes, pretrained_vae=os.path.abspath(vae_dir), pretrained_unet=os.path.abspath(unet_dir),
+                    scheduler_path=os.path.abspath(scheduler_dir) if scheduler_dir else None)
+    return Run(vae_dir, unet_dir, scheduler_dir, DTYPES.get(precision), resolved=resolved, **sizes)
+
+
+def resolve_checkpoint(path: str, key: str, subfolder: str) -> str:
+    """A model folder (or training output folder → latest checkpoint) for ``key``, as a ConfigError if absent."""
+    require_path(path, key, f"a `{subfolder}` model folder or a training output folder with checkpoint-*/{subfolder}")
+    try:
+        return str(resolve_model_dir(path, subfolder))
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
+
+
+def resolve_scheduler_dir(path: Optional[str], unet_dir: str) -> Optional[str]:
+    """The folder holding scheduler_config.json: ``path``'s ``scheduler/`` or ``path`` itself; else the
+    ``scheduler/`` saved in the UNet's training checkpoint; else None = the built-in SD 2.1 config (warned)."""
+    folder = scheduler_folder(path)
+    if folder is not None:
+        return folder
+    trained = scheduler_folder(os.path.join(os.path.dirname(os.path.abspath(unet_dir)), "scheduler"))
+    if trained is not None:
+        print(f"scheduler: the one the UNet was trained with, {trained}"
+              + (f" ({path} holds no scheduler_config.json)" if path else ""))
+        return trained
+    warnings.warn(f"scheduler_path={path!r} holds no scheduler_config.json; using the built-in SD 2.1 scheduler "
+                  "config (scaled-linear betas 0.00085-0.012, 1000 steps, v-prediction)", stacklevel=2)
+    return None
+
+
+def condition_sizes(cfg, unet_dir: str) -> Dict[str, Optional[int]]:
+    """resolution, ttf_size, max_len: the config's value or, where it is None, the UNet's training value (its
+    checkpoint's training config, read as data; said on stdout). ttf_size/max_len without either stay None here and
+    are read from the UNet's TTF encoder once it is loaded (:func:`fit_text_encoder`). A set value unlike the
+    training one is warned about: running at another resolution is legitimate."""
+    trained = read_run_config(os.path.dirname(os.path.abspath(unet_dir)))
+    sizes = {}
+    for key in SIZE_KEYS:
+        value, was = cfg.get(key), trained.get(key)
+        if value is None and was is not None:
+            print(f"{key}={was}, from the UNet's training config in {os.path.dirname(unet_dir)}")
+            value = was
+        elif value is not None and was is not None and int(was) != int(value):
+            warnings.warn(f"{key}={value} differs from the UNet's training value {was}", stacklevel=2)
+        if value is None and key == "resolution":
+            raise ConfigError(f"resolution=None asks for the UNet's training value, but no training config beside "
+                              f"{unet_dir} names it; set --cfg-options resolution=...")
+        sizes[key] = as_int(value, key, minimum=1, allow_none=True)
+    return sizes
+
+
+# ----------------------------------------------------------------------------------------------- resume
+
+
+def settings(cfg, run: Run, free: Sequence[str] = ()) -> dict:
+    """What decides a run's outputs, JSON-able: every config value but ``FREE_KEYS`` and ``free``, with ``resolved``
+    standing for the values it resolves (paths as absolute folders, None sizes as the UNet's)."""
+    plain = json.loads(json.dumps(cfg.to_dict(), default=str))
+    skip = set(FREE_KEYS) | set(free) | set(run.resolved)
+    return dict({k: v for k, v in sorted(plain.items()) if k not in skip}, resolved=dict(run.resolved))
+
+
+def check_resume(before: Optional[dict], now: dict, where: str) -> None:
+    """Refuse to continue, in ``where``, a run recorded with other settings (None: a fresh start)."""
+    if before is None:
+        return
+    old, new = _flat(before), _flat(now)
+    if old.get("resolved.source_content") != new.get("resolved.source_content"):
+        raise ConfigError(f"{where} holds a run over another version of source={now.get('source')!r} (its "
+                          "annotations or images changed since; regions are numbered by position, so the finished "
+                          "items would no longer match it): restore the source or use a new output_dir")
+    changed = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if changed:
+        raise ConfigError(f"{where} holds results made with other settings ({'; '.join(changed)}); restore them "
+                          "or use a new output_dir")
+
+
+def _flat(settings_: dict) -> dict:
+    """``settings`` with the ``resolved`` dict spread out as ``resolved.<key>`` (for naming what changed)."""
+    flat = {k: v for k, v in settings_.items() if k != "resolved"}
+    flat.update({f"resolved.{k}": v for k, v in settings_.get("resolved", {}).items()})
+    return flat
+
+
+# ----------------------------------------------------------------------------------------------- models
+
+
+def load_pipeline(run: Run, cfg, device: torch.device):
+    """TextSSRPipeline on ``device`` in ``run.dtype`` (mixed_precision="auto": settled here, see
+    :func:`settle_precision`), with the sampler ``cfg.scheduler`` and its ``timestep_spacing``; ttf_size / max_len
+    are fitted to the UNet's TTF encoder and the resolution checked against the VAE."""
+    vae, unet = load_vae(run.vae_dir).to(device).eval(), load_unet(run.unet_dir).to(device).eval()
+    scheduler = load_scheduler(run.scheduler_dir, cfg.scheduler, timestep_spacing=cfg.get("timestep_spacing"))
+    pipe = TextSSRPipeline(vae=vae, unet=unet, scheduler=scheduler)
+    fit_text_encoder(run, pipe.unet)
+    if run.resolution % pipe.vae_scale_factor:
+        raise ConfigError(f"resolution={run.resolution} is not a multiple of the VAE's downsampling factor "
+                          f"{pipe.vae_scale_factor}")
+    if run.dtype is None:
+        settle_precision(pipe, run, device, int(cfg.batch_size))
+    if run.dtype != torch.float32:
+        pipe.vae.to(dtype=run.dtype)
+        pipe.unet.to(dtype=run.dtype)
+    return pipe
+
+
+def settle_precision(pipe, run: Run, device: torch.device, batch_size: int):
+    """mixed_precision="auto": bf16 (else fp16) on a GPU; on the CPU bf16 only where one sampling step of a batch
+    (encode, UNet, decode) is measurably faster than in float32 (textssr.precision). Sets ``run.dtype`` and
+    ``run.precision`` and prints the choice."""
+    if device.type == "cuda":
+        choice = gpu_mixed_precision()
+    else:
+        fast = TextSSRPipeline(vae=copy.deepcopy(pipe.vae).to(dtype=torch.bfloat16),
+                               unet=copy.deepcopy(pipe.unet).to(dtype=torch.bfloat16), scheduler=pipe.scheduler)
+        inputs = probe_inputs(pipe, run.resolution, min(batch_size, 4))
+
+        def sampler(p):
+            return lambda: p(*inputs, num_inference_steps=1, generator=torch.Generator().manual_seed(0),
+                             output_type="latent", show_progress=False)
+
+        choice = precision.choose(device, sampler(pipe), sampler(fast))
+    run.dtype = choice.dtype
+    run.precision = dict(choice.as_record(), key="mixed_precision")
+    print(choice.describe("mixed_precision"))
+    return choice
+
+
+def probe_inputs(pipe, resolution: int, batch: int):
+    """Zero conditions of the right shapes for timing one pipeline call (ttf stack as the UNet's encoder wants)."""
+    side = int(pipe.unet.config.ttf_img_size)
+    ttf = torch.ones(batch, int(pipe.unet.config.ttf_in_chans), side, side)
+    image = torch.zeros(batch, 3, resolution, resolution)
+    return ttf, image + 1.0, image, torch.ones(batch, 1, resolution, resolution)
+
+
+def fit_text_encoder(run: Run, unet) -> None:
+    """ttf_size and max_len are fixed by the UNet's TTF encoder: fill them in where unset, refuse a mismatch."""
+    img, chans = int(unet.config.ttf_img_size), int(unet.config.ttf_in_chans)
+    run.ttf_size = img if run.ttf_size is None else run.ttf_size
+    run.max_len = chans if run.max_len is None else run.max_len
+    if (img, chans) != (run.ttf_size, run.max_len):
+        raise ConfigError(f"ttf_size={run.ttf_size}, max_len={run.max_len} do not match the UNet's TTF encoder "
+                          f"(image {img}, {chans} channels); set --cfg-options ttf_size={img} max_len={chans}")
+
+
+# ----------------------------------------------------------------------------------------------- sampling
+
+
+def denoise(pipe, run: Run, samples: List[dict], generators: List[torch.Generator], steps: int,
+            device: torch.device) -> np.ndarray:
+    """Denoise one batch; ``generators`` (one CPU generator per sample) draw its initial latents, then the
+    sampler's per-step noise. Returns the generated regions, uint8 (B, R, R, 3)."""
+    factor = pipe.vae_scale_factor
+    shape = (pipe.vae.config.latent_channels, run.resolution // factor, run.resolution // factor)
+    latents = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device, run.dtype)
+
+    def stack(key):
+        return torch.stack([s[key] for s in samples]).to(device, run.dtype)
+
+    with torch.no_grad():
+        out = pipe(stack("ttf_img"), stack("glyph"), stack("masked_image"), stack("mask"),
+                   num_inference_steps=steps, generator=generators, latents=latents, output_type="np",
+                   show_progress=False)
+    return to_uint8(np.asarray(out.images))
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float RGB in [0, 1], (..., 3) → uint8, rounded."""
+    return np.clip(np.round(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def real_region(sample: dict) -> np.ndarray:
+    """The real R×R crop of ``sample`` (``image`` in [-1, 1]) as uint8 (R, R, 3)."""
+    return to_uint8((sample["image"].permute(1, 2, 0).float().numpy() + 1.0) / 2.0)
+
+
+def crop_box(image: np.ndarray, box: Tuple[int, int, int, int]) -> np.ndarray:
+    """Cut (H, W, C) to ``box`` = (x0, y0, x1, y1), exclusive ends."""
+    x0, y0, x1, y1 = box
+    return image[y0:y1, x0:x1]

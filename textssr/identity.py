@@ -1,0 +1,81 @@
+"""What an instance, a source is — as digests — so that a resumed run regenerates or refuses instead of keeping an
+output under another input's label.
+
+``instance_key``: one bench instance (its number, image name and bytes, annotation index, text, polygon); infer.py
+stamps it into every ``local/<i>.png`` and regenerates exactly the items whose key changed. ``source_fingerprint``:
+a whole source (an AnyWord JSON's bytes and its images' sizes, or an AnyWord-lmdb's indexes); synthesize.py refuses
+to resume over a changed one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from textssr.data import SkipSample
+from textssr.data.anyword import load_anyword_json, resolve_data_root
+from textssr.data.factory import anyword_json
+from textssr.data.lmdb_store import ANNOTATIONS_PREFIX, INDEX_KEY, find_environments, shared_reader
+
+
+def instance_key(dataset, index: int, number: int) -> str:
+    """The digest of dataset instance ``index`` (bench number ``number``); any change to it means another crop."""
+    info = dataset.instance_info(index)
+    try:
+        polygon = dataset.polygon(index)
+    except SkipSample:  # unreadable: the instance will be skipped when built
+        polygon = np.zeros((0, 2))
+    record = [int(number), info["img_name"], int(info["ann_index"]), info["text"],
+              np.asarray(polygon, dtype=np.float64).round(6).tolist(), image_digest(dataset, index)]
+    return hashlib.sha256(json.dumps(record, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def image_digest(dataset, index: int) -> str:
+    """SHA-256 of the encoded bytes of sample ``index``'s image ("missing" when absent); one read per image."""
+    key = dataset._image_key(index)
+    digests = dataset.__dict__.setdefault("_digests", {})
+    if key not in digests:
+        data = dataset._image_bytes(key)
+        digests[key] = hashlib.sha256(data).hexdigest() if data is not None else "missing"
+    return digests[key]
+
+
+def source_fingerprint(source: str) -> str:
+    """A digest of what ``source`` holds (see the module docstring)."""
+    json_path = anyword_json(source)
+    return json_fingerprint(json_path) if json_path else lmdb_fingerprint(source)
+
+
+def json_fingerprint(json_path: str) -> str:
+    """An AnyWord JSON's bytes and the size of every image it names."""
+    with open(json_path, "rb") as f:
+        digest = hashlib.sha256(f.read())
+    content = load_anyword_json(json_path)
+    entries = [e for e in content["data_list"] if isinstance(e, dict) and isinstance(e.get("img_name"), str)]
+    root = resolve_data_root(str(content.get("data_root") or "."), json_path, [e["img_name"] for e in entries])
+    for entry in entries:
+        path = os.path.join(root, entry["img_name"])
+        digest.update(f"{entry['img_name']}:{os.path.getsize(path) if os.path.isfile(path) else -1};".encode())
+    return digest.hexdigest()
+
+
+def lmdb_fingerprint(lmdb_path: str) -> str:
+    """Each environment's stored ``__index__`` (texts, names, extents, build fingerprint) or, without one, all its
+    annotation records and image keys."""
+    digest = hashlib.sha256()
+    for path in find_environments(str(lmdb_path)):
+        digest.update(os.path.relpath(path, str(lmdb_path)).encode())
+        with shared_reader(path).begin(buffers=False) as txn:
+            blob = txn.get(INDEX_KEY)
+            if blob is not None:
+                digest.update(blob)
+                continue
+            cursor = txn.cursor()
+            if cursor.set_range(ANNOTATIONS_PREFIX):
+                for key, value in cursor:
+                    if not key.startswith(ANNOTATIONS_PREFIX):
+                        break
+                    digest.update(key + b"=" + value)
+    return digest.hexdigest()
