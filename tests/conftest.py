@@ -15,8 +15,12 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """The real test data: its tests are skipped where it is absent, a failure where CI=true (there they must run)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared test data not found at {SHARED_DATA} (set TEXTSSR_SHARED_DATA)")
+        message = f"shared test data not found at {SHARED_DATA} (set TEXTSSR_SHARED_DATA)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; CI=true, so the tests that need it must run")
+        pytest.skip(message)
     return SHARED_DATA
 
 

@@ -196,14 +196,21 @@ def test_window_decoding_gives_the_samples_of_whole_image_decoding(sources, buil
             assert calls["window"] == len(order), calls
 
 
-def test_two_datasets_read_one_lmdb_in_one_process(built):
-    """py-lmdb refuses to open an environment twice in a process; datasets share one reader per path."""
+def test_two_datasets_read_one_lmdb_in_one_process(sources, built):
+    """py-lmdb refuses to open an environment twice in a process; datasets share one reader per path — and each
+    still reads its own samples: those the JSON and image files give (the first and last shard checked)."""
     out, _ = built
+    json_ds = quiet(AnyWordDataset, sources, seed=1)
+    json_vae = quiet(AnyWordDataset, sources, seed=1, vae_mode=True)
     a, b = quiet(AnyWordLmdbDataset, str(out), seed=1), quiet(AnyWordLmdbDataset, str(out), seed=1, vae_mode=True)
-    first = a[0]
-    assert b[0]["image"].shape == first["image"].shape and torch.equal(a[0]["mask"], first["mask"])
+    assert len(a) == len(json_ds) and len(b) == len(json_vae)
+    last = len(a) - 1
+    for i in (0, last):
+        assert torch.equal(b[i]["image"], json_vae[i]["image"]), i
+        for key in ("image", "mask", "glyph"):
+            assert torch.equal(a[i][key], json_ds[i][key]), (i, key)
     del b
-    assert torch.equal(quiet(AnyWordLmdbDataset, str(out), seed=1)[0]["mask"], first["mask"])
+    assert torch.equal(quiet(AnyWordLmdbDataset, str(out), seed=1)[last]["mask"], json_ds[last]["mask"])
 
 
 def test_sequential_reading_decodes_a_busy_image_whole_once(icdar15_dir, tmp_path, monkeypatch, jpeg_window):

@@ -94,13 +94,24 @@ def test_unet_defaults_are_sd21_with_13_channels():
                                                             ttf_embed_dim=1024, ttf_depth=6, ttf_num_heads=8)
 
 
+def upstream_reference(model: TextSSRUNet2DConditionModel):
+    """The original's computation rebuilt from upstream parts only: a plain UNet2DConditionModel and timm's
+    VisionTransformer holding ``model``'s weights (nothing of TextSSR's classes runs in it)."""
+    state = model.state_dict()
+    plain = UNet2DConditionModel(**dict(PLAIN_ARCH, in_channels=13)).eval()
+    plain.load_state_dict({k: v for k, v in state.items() if not k.startswith("ttf_net.")})
+    vit = VisionTransformer(img_size=64, patch_size=8, in_chans=25, embed_dim=64, depth=2, num_heads=2,
+                            qkv_bias=True, num_classes=0, global_pool="").eval()
+    vit.load_state_dict({k[len("ttf_net."):]: v for k, v in state.items() if k.startswith("ttf_net.")})
+    return lambda sample, t, ttf: plain(sample, t, vit.forward_features(ttf)).sample
+
+
 def test_unet_runs_ttf_net_on_the_raw_ttf_stack():
     unet = make_unet()
     sample, t, ttf = unet_inputs()
     with torch.no_grad():
         ours = unet(sample, t, ttf).sample
-        context = unet.ttf_net(ttf)
-        reference = UNet2DConditionModel.forward(unet, sample, t, context).sample
+        reference = upstream_reference(unet)(sample, t, ttf)
     assert ours.shape == (2, 4, 8, 8)
     assert torch.equal(ours, reference)
 
@@ -151,15 +162,9 @@ def test_original_folder_loads_and_matches_the_originals_computation(tmp_path, f
     assert loaded.config.in_channels == 13 and loaded.conv_in.weight.shape[1] == 13
 
     # The original's computation, rebuilt from upstream parts: a plain UNet + timm's ViT on the same weights.
-    state = source.state_dict()
-    plain = UNet2DConditionModel(**dict(PLAIN_ARCH, in_channels=13)).eval()
-    plain.load_state_dict({k: v for k, v in state.items() if not k.startswith("ttf_net.")})
-    vit = VisionTransformer(img_size=64, patch_size=8, in_chans=25, embed_dim=64, depth=2, num_heads=2,
-                            qkv_bias=True, num_classes=0, global_pool="").eval()
-    vit.load_state_dict({k[len("ttf_net."):]: v for k, v in state.items() if k.startswith("ttf_net.")})
     sample, t, ttf = unet_inputs()
     with torch.no_grad():
-        assert torch.equal(loaded(sample, t, ttf).sample, plain(sample, t, vit.forward_features(ttf)).sample)
+        assert torch.equal(loaded(sample, t, ttf).sample, upstream_reference(source)(sample, t, ttf))
 
 
 def test_original_folder_with_wrong_geometry_names_the_overrides(tmp_path):

@@ -553,3 +553,29 @@ def test_latent_cache_gives_the_latents_of_a_fresh_encoding(corpus, vae_run, tmp
     fresh = stage.encode(collate([dataset[1], dataset[2], dataset[1]]), torch.Generator())
     for a, b in zip(again, fresh):
         assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_original_options_scale_lr_epochs_tf32_and_unused_parameters(corpus, tmp_path):
+    """The original's options kept from its configs, each doing what it says: scale_lr multiplies the rate by
+    batch × accumulation × processes, num_train_epochs bounds a run without max_train_steps, allow_tf32 switches
+    TF32 matmuls on, find_unused_parameters reaches DDP."""
+    from accelerate.state import AcceleratorState, GradientState
+    from textssr.train.loop import _accelerator
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    out = tmp_path / "epochs"
+    try:
+        state = train(tiny_cfg("train_vae_cfg.py", output_dir=str(out), lmdb_path=str(corpus / "step1_lmdb"),
+                               max_train_steps=None, num_train_epochs=2, checkpointing_steps=100, scale_lr=True,
+                               learning_rate=1e-4, lr_scheduler="constant", allow_tf32=True), "vae")
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    assert state["global_step"] == 2 * state["steps_per_epoch"] and state["epoch"] == 1
+    lrs = {round(r["lr"], 12) for r in read_log(out) if r["event"] == "step"}
+    assert lrs == {round(1e-4 * TINY["train_batch_size"] * TINY["gradient_accumulation_steps"], 12)}
+    for flag in (True, False):
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        cfg = tiny_cfg("train_vae_cfg.py", output_dir=str(tmp_path / "ddp"), find_unused_parameters=flag)
+        assert _accelerator(cfg, "no").ddp_handler.find_unused_parameters is flag

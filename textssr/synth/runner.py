@@ -31,6 +31,7 @@ deleted after the merge unless ``keep_shards``. Rank 0 then writes ``stats.json`
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -303,6 +304,11 @@ def synthesize(cfg) -> Optional[dict]:
     run, rule = validate(cfg, on_cpu=dist.device.type == "cpu")
     now = settings(cfg, run)
     final_lmdb = os.path.join(cfg.output_dir, "lmdb")
+    shards = glob.glob(os.path.join(cfg.output_dir, "shards", "rank*-of-*"))
+    if world == 1 and shards and not os.path.isfile(os.path.join(final_lmdb, "data.mdb")):  # an unmerged N-process run
+        started = shards[0].rsplit("-of-", 1)[-1].split(".")[0]
+        raise ConfigError(f"{cfg.output_dir} holds a run started with {started} processes; relaunch with "
+                          f"--num_processes {started} or use a new output_dir")
     os.makedirs(cfg.output_dir, exist_ok=True)
     if world > 1 and os.path.isfile(os.path.join(final_lmdb, "data.mdb")):
         with StrLmdbReader(final_lmdb) as reader:
