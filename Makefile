@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean-demo
+.PHONY: install demo test app bench clean-demo
 
 $(STAMP): requirements.txt pyproject.toml setup.py textssr/data/_jpeg_window.c diffusers/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m textssr.demo --python $(BIN)/python
+
+# The photo editor in the browser on the tiny demo's checkpoints (run `make demo` first): http://127.0.0.1:7860
+app: $(STAMP)
+	$(BIN)/python app.py --config configs/tiny/infer_cfg.py
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
