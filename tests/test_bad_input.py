@@ -240,3 +240,26 @@ def test_checkpoint_configs_are_read_as_data_never_executed(tmp_path):
     (tmp_path / "train_config.json").write_text(json.dumps({"resolution": 32}))
     assert read_run_config(str(tmp_path)) == {"resolution": 32}  # the JSON, when there is one
     assert literal_assignments("x = __import__('os').getcwd()\ny = (1, 'a')\n") == {"y": (1, "a")}
+
+
+@pytest.mark.parametrize("script, config, option, message", [
+    ("synthesize.py", "configs/tiny/synth_cfg.py", "screening.match=fuzzy", "screening.match='fuzzy'; choose one of"),
+    ("synthesize.py", "configs/tiny/synth_cfg.py", "seed=-5", "seed=-5: must be >= 0"),
+    ("synthesize.py", "configs/tiny/synth_cfg.py", "output_dir=README.md", "output_dir=README.md: is a file"),
+    ("train_vae.py", "configs/tiny/train_vae_cfg.py", "output_dir=README.md", "output_dir=README.md: is a file"),
+    ("train_vae.py", "configs/tiny/train_vae_cfg.py", "train_batch_size=abc", "train_batch_size='abc': must be"),
+    ("train_diff.py", "configs/tiny/train_diff_step1_cfg.py", "font_path=README.md", "is not a usable font file"),
+])
+def test_ordinary_mistakes_of_the_other_scripts_are_one_line(script, config, option, message):
+    run = subprocess.run([sys.executable, script, "--config", config, "--cfg-options", option], cwd=REPO,
+                         capture_output=True, text=True)
+    lines = [line for line in run.stderr.strip().splitlines() if "Warning" not in line and not line.startswith(" ")]
+    assert run.returncode == 2 and lines == [lines[-1]] and message in lines[-1], run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+
+
+def test_eval_out_naming_a_folder_is_refused_before_any_ocr(tmp_path, real_crops_dir):
+    run = subprocess.run([sys.executable, "eval.py", "--results", str(real_crops_dir), "--out", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 2 and "is a folder; give a file path" in run.stderr and "Traceback" not in run.stderr
+    assert not list(tmp_path.iterdir())
