@@ -104,7 +104,7 @@ def test_crop_window_contains_polygon_and_stays_in_extent(ic15_json):
     ds = make_dataset(ic15_json)
     rng = np.random.default_rng(0)
     for i in range(len(ds)):
-        polygon = ds._polygon(i)
+        polygon = ds.polygon(i)
         image, extent = ds.images.load(*ds._record(i)[:2])
         bbox = geometry.polygon_bbox(polygon)
         for _ in range(20):
@@ -255,7 +255,7 @@ def test_image_and_mask_match_the_originals_torchvision_pipeline(ic15_json, reso
     to_mask = T.Compose([T.ToTensor(), T.Resize((resolution, resolution), antialias=True)])
     for i in range(len(ds)):
         key, img_name = ds._record(i)[:2]
-        polygon = ds._polygon(i)
+        polygon = ds.polygon(i)
         image, extent = ds.images.load(key, img_name)
         x0, y0, x1, y1 = geometry.square_window(extent, geometry.polygon_bbox(polygon), None)
         full = Image.open(ds.image_paths[key]).convert("RGB")

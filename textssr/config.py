@@ -1,26 +1,25 @@
 """Load and validate the Python config files of the three stages, infer, eval and synthesis.
 
-Configs are plain Python files read with mmengine's ``Config`` (``_base_`` inheritance) and
-overridden from the command line with ``--cfg-options key=value`` (mmengine's ``DictAction``).
-A config mistake is a :class:`ConfigError`: the scripts print its one line and exit 2, before any
-model is built. Each script checks its config against a *schema*, the shipped config that documents every
-key it reads (``configs/train_vae_cfg.py``, ...): a key the schema lacks — a typo in ``--cfg-options`` or in a
-user config — is an error naming the closest known key.
+Configs are plain Python files read with mmengine's ``Config`` (``_base_`` inheritance), overridden from the command
+line with ``--cfg-options key=value`` (mmengine's ``DictAction``). A config mistake is a :class:`ConfigError`: the
+scripts print its one line and exit 2, before any model is built. Each script checks its config against a *schema*,
+the shipped config that documents every key it reads (``configs/train_vae_cfg.py``, ...): a key the schema lacks — a
+typo in ``--cfg-options`` or in a user config — is an error naming the closest known key.
 
 Only a ``--config`` the user names is Python that runs (what a checkpoint carries is read as data:
-:mod:`textssr.run_config`).
+:mod:`textssr.run_config`). The one-line-error and JSON-file helpers every module shares live here too.
 """
 from __future__ import annotations
 
 import argparse
 import difflib
 import functools
+import json
 import os
 import sys
 from typing import Iterable, Optional, Sequence
 
 from mmengine.config import Config, DictAction
-
 
 
 class ConfigError(Exception):
@@ -61,7 +60,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None, schema: Optional[
     try:
         cfg = Config.fromfile(path)
     except Exception as exc:  # mmengine raises many kinds; the user needs the file and the reason
-        raise ConfigError(f"cannot read config {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
+        raise ConfigError(f"cannot read config {path}: {type(exc).__name__}: {first_line(exc)}") from exc
     known = schema_keys(schema) if schema else frozenset(cfg.keys())
     if schema:
         for key in cfg.keys():
@@ -78,7 +77,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None, schema: Optional[
             cfg.merge_from_dict(cfg_options)
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise ConfigError(f"--cfg-options {' '.join(f'{k}={v!r}' for k, v in cfg_options.items())}: "
-                              f"{_first_line(exc)}") from exc
+                              f"{first_line(exc)}") from exc
     return cfg
 
 
@@ -92,9 +91,34 @@ def require_keys(cfg: Config, keys: Iterable[str], where: str = "config") -> Non
 def require_path(path: Optional[str], key: str, hint: str = "") -> str:
     """Return ``path`` if it exists, else raise a ConfigError naming ``key`` and how to obtain it."""
     if path is None or not os.path.exists(str(path)):
-        fix = f" — {hint}" if hint else ""
-        raise ConfigError(f"{key}: path not found: {path}{fix}")
+        raise ConfigError(f"{key}: path not found: {path}" + (f" — {hint}" if hint else ""))
     return str(path)
+
+
+def check_choice(value, key: str, choices: Sequence, hint: str = ""):
+    """``value`` if it is one of ``choices``, else a ConfigError naming ``key``, the choices and ``hint``."""
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r}; choose one of {choices}" + (f" {hint}" if hint else ""))
+    return value
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name when it has none), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def write_json(obj, path: str, indent: Optional[int] = 1, **options) -> None:
+    """Write ``obj`` as UTF-8 JSON (CJK kept readable, non-JSON values as ``str``) atomically: a temporary file,
+    then a rename."""
+    with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=indent, default=str, **options)
+    os.replace(f"{path}.tmp", path)
+
+
+def read_json(path: str):
+    with open(path, encoding="utf-8-sig") as f:  # a UTF-8 BOM (Windows editors) is allowed
+        return json.load(f)
 
 
 # ------------------------------------------------------------------------------------------- scripts
@@ -113,8 +137,3 @@ def exit_on_config_error(exc: ConfigError) -> None:
     """Print the one-line message the user acts on and exit with status 2."""
     print(f"error: {exc}", file=sys.stderr)
     raise SystemExit(2)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

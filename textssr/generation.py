@@ -200,7 +200,7 @@ def settle_precision(pipe, run: Run, device: torch.device, batch_size: int):
 
         choice = precision.choose(device, sampler(pipe), sampler(fast))
     run.dtype = choice.dtype
-    run.precision = dict(choice.as_record(), key="mixed_precision")
+    run.precision = choice.as_record("mixed_precision")
     print(choice.describe("mixed_precision"))
     return choice
 

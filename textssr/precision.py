@@ -51,8 +51,14 @@ class Choice:
         timed = ", ".join(f"{k} {v:.0f} ms" for k, v in self.timings_ms.items())
         return f"{what}=auto → {dtype_name(self.dtype)} ({self.reason}{'; ' + timed if timed else ''})"
 
-    def as_record(self) -> dict:
-        return dict(choice=self.name, dtype=dtype_name(self.dtype), reason=self.reason, timings_ms=self.timings_ms)
+    def as_record(self, key: Optional[str] = None, message: bool = False) -> dict:
+        """The choice as data; ``key`` names the option chosen for, ``message`` adds :meth:`describe`'s line."""
+        record = dict(choice=self.name, dtype=dtype_name(self.dtype), reason=self.reason, timings_ms=self.timings_ms)
+        if key is not None:
+            record["key"] = key
+        if message:
+            record["message"] = self.describe(key)
+        return record
 
 
 def time_calls(fns: Sequence[Callable[[], object]], device: torch.device, runs: int = TIMED_RUNS) -> List[float]:

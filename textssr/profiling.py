@@ -2,15 +2,17 @@
 
 :class:`StepProfiler` (``profile=True``) splits every optimizer step into data wait, VAE encode, forward,
 backward, optimizer and logging (host syncs, tqdm, TensorBoard, checkpoints); ``benchmarks/bench_train.py
---profile`` prints it. :func:`probe_mixed_precision` settles ``mixed_precision="auto"`` on the CPU by timing a
-forward + backward of the first real batch in float32 and under bfloat16 autocast (textssr.precision).
+--profile`` prints it. The first real batch settles the "auto" precisions (textssr.precision): on the CPU
+:func:`probe_mixed_precision` times a forward + backward of it in float32 and under bfloat16 autocast,
+:func:`probe_vae_dtype` the frozen VAE's encoding of it in its dtype and in bfloat16.
 """
 from __future__ import annotations
 
+import copy
 import time
 from collections import Counter
 from contextlib import nullcontext
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 import torch
 
@@ -68,7 +70,33 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
 
 
-def probe_mixed_precision(run_step: Callable[[bool], None], device: torch.device, choose=None):
-    """``mixed_precision="auto"`` on the CPU: a :class:`textssr.precision.Choice` from timing ``run_step(False)``
-    (float32) against ``run_step(True)`` (bfloat16 autocast), each one forward + backward of a real batch."""
-    return (choose or precision.choose)(device, lambda: run_step(False), lambda: run_step(True))
+def probe_mixed_precision(loss: Callable, model, batch: dict, generator: torch.Generator,
+                          device: torch.device) -> precision.Choice:
+    """``mixed_precision="auto"`` on the CPU: the choice from timing ``loss(model, batch, generator)`` + its
+    backward (no update) in float32 against under bfloat16 autocast; the gradients are dropped and the generator's
+    stream restored after each run, so training starts as if nothing had run."""
+    def run_step(bf16: bool) -> None:
+        state = generator.get_state()
+        with autocast(device, bf16):
+            value = loss(model, batch, generator)
+        value.backward()
+        model.zero_grad(set_to_none=True)
+        generator.set_state(state)
+
+    return precision.choose(device, lambda: run_step(False), lambda: run_step(True))
+
+
+def probe_vae_dtype(vae, pixels: torch.Tensor, device: torch.device,
+                    agree: Callable = lambda choice: choice) -> Tuple[object, precision.Choice]:
+    """``vae_dtype="auto"``: the VAE (``vae`` or a bfloat16 copy) that encodes ``pixels`` (a real batch) faster,
+    and the choice; ``agree`` makes every rank take rank 0's."""
+    candidate = copy.deepcopy(vae).to(dtype=torch.bfloat16)
+
+    def encoder(model):
+        def run():
+            with torch.no_grad():
+                model.encode(pixels.to(model.dtype)).latent_dist.mode()
+        return run
+
+    choice = agree(precision.choose(device, encoder(vae), encoder(candidate)))
+    return (candidate if choice.name == "bf16" else vae), choice

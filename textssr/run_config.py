@@ -8,12 +8,11 @@ Not to be confused with a model's ``config.json`` (diffusers' architecture confi
 from __future__ import annotations
 
 import ast
-import json
 import os
 
 from mmengine.config import Config
 
-from textssr.config import ConfigError
+from textssr.config import ConfigError, read_json, write_json
 
 RUN_CONFIG_PY, RUN_CONFIG_JSON = "config.py", "train_config.json"
 
@@ -21,10 +20,7 @@ RUN_CONFIG_PY, RUN_CONFIG_JSON = "config.py", "train_config.json"
 def dump_run_config(cfg: Config, folder: str) -> None:
     """Write the resolved config into ``folder``: ``config.py`` for people, ``train_config.json`` as data."""
     cfg.dump(os.path.join(folder, RUN_CONFIG_PY))
-    tmp = os.path.join(folder, RUN_CONFIG_JSON + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(cfg.to_dict(), f, indent=1, ensure_ascii=False, default=str)
-    os.replace(tmp, os.path.join(folder, RUN_CONFIG_JSON))
+    write_json(cfg.to_dict(), os.path.join(folder, RUN_CONFIG_JSON))
 
 
 def read_run_config(folder: str) -> dict:
@@ -34,8 +30,7 @@ def read_run_config(folder: str) -> dict:
     json_path, py_path = os.path.join(folder, RUN_CONFIG_JSON), os.path.join(folder, RUN_CONFIG_PY)
     if os.path.isfile(json_path):
         try:
-            with open(json_path, encoding="utf-8-sig") as f:
-                content = json.load(f)
+            content = read_json(json_path)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{json_path}: unreadable ({exc}); delete it or the checkpoint folder") from exc
         return content if isinstance(content, dict) else {}

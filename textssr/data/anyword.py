@@ -1,12 +1,11 @@
 """AnyWord datasets (SPEC §2–3): one sample per (image, annotation), built as SPEC §3 says.
 
-:class:`AnyWordDataset` reads AnyWord JSON + image files; :class:`textssr.data.lmdb_store.AnyWordLmdbDataset`
-reads AnyWord-lmdb. Both share :class:`AnyWordBase`: index-time filtering of cheap bad annotations,
-per-sample random generators, skip accounting, and ``__getitem__``'s substitution of bad instances.
+:class:`AnyWordDataset` reads AnyWord JSON + image files, :class:`textssr.data.lmdb_store.AnyWordLmdbDataset`
+AnyWord-lmdb. Both are an :class:`AnyWordBase`: index-time filtering of cheap bad annotations, per-sample random
+generators, skip accounting, and ``__getitem__``'s substitution of bad instances.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from textssr.config import ConfigError
+from textssr.config import ConfigError, check_choice, read_json
 from textssr.data import geometry, skips
 from textssr.data.fonts import DEFAULT_FONT, missing_chars, resolve_font
 from textssr.data.image_io import ImageReader
@@ -26,9 +25,21 @@ from textssr.data.skips import SkipSample
 PLACEMENTS = ("random", "center")
 MAX_SUBSTITUTIONS = 64  # __getitem__ gives up after this many bad instances in a row
 ROOT_PROBES = 8  # image names checked when choosing among data_root candidates
-
-
 OTHER_LANGUAGE = "other_language"  # filtered by the `language` option: not a skip
+
+
+def screen_entry(entry) -> Tuple[Optional[str], str, object, list]:
+    """(reason, detail, img_name, annotations) of one ``data_list`` entry; reason is None for a usable one, else a
+    skip reason (IMAGE_NAME_INVALID is counted once per annotation, the others once per entry)."""
+    if not isinstance(entry, dict):
+        return skips.ENTRY_MALFORMED, "not a JSON object", None, []
+    annotations = entry.get("annotations") or []
+    if not isinstance(annotations, list):
+        return skips.ANNOTATIONS_MALFORMED, f"annotations is a {type(annotations).__name__}, not a list", None, []
+    name = entry.get("img_name")
+    if not isinstance(name, str) or not name:
+        return skips.IMAGE_NAME_INVALID, f"img_name is {name!r}", name, annotations
+    return None, "", name, annotations
 
 
 def screen_annotation(ann, language: Optional[str] = None):
@@ -52,9 +63,9 @@ def screen_annotation(ann, language: Optional[str] = None):
 
 
 class AnyWordBase(Dataset):
-    """What both AnyWord datasets share. Subclasses fill the index and implement :meth:`_image_bytes`,
-    :meth:`_polygon`, :meth:`_record` (and may store content extents). Pixels come through ``self.images``, a
-    :class:`~textssr.data.image_io.ImageReader` (decoded-image cache, window-only JPEG decoding;
+    """What both AnyWord datasets share. A subclass fills the index and implements ``__len__``, :meth:`_record`,
+    :meth:`polygon` and :meth:`_image_bytes` (and may store content extents). Pixels come through ``self.images``,
+    an :class:`~textssr.data.image_io.ImageReader` (decoded-image cache, window-only JPEG decoding;
     ``ds.images.window_decode = False`` decodes whole images).
     """
 
@@ -64,11 +75,9 @@ class AnyWordBase(Dataset):
         for key, value in (("resolution", resolution), ("ttf_size", ttf_size), ("max_len", max_len)):
             if int(value) < 1:
                 raise ConfigError(f"{key}={value}; must be >= 1")
-        if region_placement not in PLACEMENTS:
-            raise ConfigError(f"region_placement={region_placement!r}; choose one of {PLACEMENTS}")
+        self.region_placement = check_choice(region_placement, "region_placement", PLACEMENTS)
         self.seed, self.resolution, self.ttf_size, self.max_len = int(seed), int(resolution), int(ttf_size), int(max_len)
         self.language, self.vae_mode, self.strict = language, bool(vae_mode), bool(strict)
-        self.region_placement = region_placement
         self.font_path = None if self.vae_mode else resolve_font(font_path)
         self.epoch = 0
         self.skip_counts: Counter = Counter()  # each bad instance once: index-time filtering + found while building
@@ -81,15 +90,16 @@ class AnyWordBase(Dataset):
         """(image key, image name, annotation index, text, language) of sample ``index``."""
         raise NotImplementedError
 
-    def _polygon(self, index: int) -> np.ndarray:
+    def polygon(self, index: int) -> np.ndarray:
+        """The text polygon of sample ``index``, (N, 2) float image pixels (SkipSample when unreadable)."""
         raise NotImplementedError
-
-    def _image_key(self, index: int):
-        return self._record(index)[0]
 
     def _image_bytes(self, key) -> Optional[bytes]:
         """Encoded bytes of image ``key``, None when missing."""
         raise NotImplementedError
+
+    def _image_key(self, index: int):
+        return self._record(index)[0]
 
     def _stored_extent(self, key) -> Optional[geometry.Box]:
         """The content extent of image ``key`` when known without decoding it, else None."""
@@ -120,7 +130,6 @@ class AnyWordBase(Dataset):
         if self.strict:
             raise SkipSample(reason, f"{img_name} annotation {ann_index}: {detail}")
         self.skip_counts[reason] += 1
-        return None
 
     # ------------------------------------------------------------------ public API
     def set_epoch(self, epoch: int) -> None:
@@ -136,10 +145,6 @@ class AnyWordBase(Dataset):
     def instance_info(self, index: int) -> dict:
         _, img_name, ann_index, text, language = self._record(index)
         return dict(img_name=img_name, ann_index=ann_index, text=text, language=language)
-
-    def polygon(self, index: int) -> np.ndarray:
-        """The text polygon of sample ``index``, (N, 2) float image pixels (SkipSample when unreadable)."""
-        return self._polygon(index)
 
     def report(self) -> str:
         """One line per reason met so far (index-time filtering and substitutions in this process)."""
@@ -165,7 +170,7 @@ class AnyWordBase(Dataset):
             rng = None
         elif rng is None:
             rng = self.sample_rng(index)
-        polygon = self._polygon(index)
+        polygon = self.polygon(index)
         crop, window = self.images.window(index, key, polygon, rng, where, region_window)
         return build_crop(crop, window, polygon, text, resolution=self.resolution, ttf_size=self.ttf_size,
                           max_len=self.max_len, font_path=self.font_path, vae_mode=self.vae_mode, where=where,
@@ -180,10 +185,9 @@ class AnyWordBase(Dataset):
                 self.skip_counts[reason] += 1
 
     def __getitem__(self, index: int) -> dict:
-        """:meth:`build` with the sample's own generator; a bad instance is replaced by the next good one.
-        Instances found bad for the first time here are counted once (``skip_counts``, ``bad``) and listed in
-        ``sample["skipped"]`` as (index, reason) pairs; known-bad ones are passed over without building them
-        again. Strict mode raises instead."""
+        """:meth:`build` with the sample's own generator; a bad instance is replaced by the next good one. Those
+        found bad for the first time here are counted once (``skip_counts``, ``bad``) and listed in
+        ``sample["skipped"]`` as (index, reason); known-bad ones are passed over unbuilt. Strict mode raises."""
         met: List[Tuple[int, str]] = []
         for step in range(min(MAX_SUBSTITUTIONS, len(self))):
             current = (index + step) % len(self)
@@ -240,9 +244,8 @@ def load_anyword_json(json_path: str) -> dict:
     if not os.path.isfile(json_path):
         raise ConfigError(f"AnyWord JSON not found: {json_path}")
     try:
-        with open(json_path, "rb") as f:
-            content = json.loads(f.read().decode("utf-8-sig"))  # a UTF-8 BOM (Windows editors) is allowed
-    except (ValueError, UnicodeDecodeError) as exc:
+        content = read_json(json_path)
+    except ValueError as exc:  # UnicodeDecodeError is one
         raise ConfigError(f"{json_path} is not valid JSON: {exc}") from exc
     if not isinstance(content, dict) or not isinstance(content.get("data_list"), list):
         raise ConfigError(f"{json_path} is not AnyWord JSON: it needs a `data_list` list (and a `data_root`)")
@@ -250,13 +253,10 @@ def load_anyword_json(json_path: str) -> dict:
 
 
 class AnyWordDataset(AnyWordBase):
-    """AnyWord JSON (one or several files) + image files. See :class:`AnyWordBase` for the keyword arguments."""
+    """AnyWord JSON (one file or a list of them) + image files; ``options`` are :class:`AnyWordBase`'s."""
 
-    def __init__(self, json_path: Union[str, Sequence[str]], seed: int = 3407, resolution: int = 256,
-                 ttf_size: int = 64, max_len: int = 25, language: Optional[str] = None,
-                 font_path: str = DEFAULT_FONT, vae_mode: bool = False, strict: bool = False,
-                 region_placement: str = "random"):
-        super().__init__(seed, resolution, ttf_size, max_len, language, font_path, vae_mode, strict, region_placement)
+    def __init__(self, json_path: Union[str, Sequence[str]], **options):
+        super().__init__(**options)
         paths = [json_path] if isinstance(json_path, (str, os.PathLike)) else list(json_path)
         if not paths:
             raise ConfigError("json_path is empty: give one AnyWord JSON or a list of them")
@@ -271,28 +271,18 @@ class AnyWordDataset(AnyWordBase):
 
     def _add_json(self, json_path: str) -> None:
         """Index one AnyWord JSON. Instance numbers count every annotation of every entry whose ``annotations``
-        is a list, bad ones included, so they never change when an instance is skipped; malformed entries are
-        counted by reason (an entry without a usable img_name: each of its annotations)."""
+        is a list, bad ones included, so they never change when an instance is skipped."""
         content = load_anyword_json(json_path)
         entries = content["data_list"]
-        names = [e.get("img_name") if isinstance(e, dict) else None for e in entries]
         root = resolve_data_root(str(content.get("data_root") or "."), json_path,
-                                 [n for n, e in zip(names, entries) if isinstance(e, dict)])
-        for position, (entry, name) in enumerate(zip(entries, names)):
-            if not isinstance(entry, dict):
-                self._reject(skips.ENTRY_MALFORMED, f"{json_path} data_list[{position}]", -1, "not a JSON object")
-                continue
-            annotations = entry.get("annotations") or []
-            if not isinstance(annotations, list):
-                self._reject(skips.ANNOTATIONS_MALFORMED, f"{json_path} data_list[{position}]", -1,
-                             f"annotations is a {type(annotations).__name__}, not a list")
-                continue
+                                 [e.get("img_name") for e in entries if isinstance(e, dict)])
+        for position, entry in enumerate(entries):
+            reason, detail, name, annotations = screen_entry(entry)
             first = self._next_number
             self._next_number += len(annotations)
-            if not isinstance(name, str) or not name:
-                for ann_index in range(len(annotations)):
-                    self._reject(skips.IMAGE_NAME_INVALID, f"{json_path} data_list[{position}]", ann_index,
-                                 f"img_name is {name!r}")
+            if reason is not None:  # a bad img_name: each of its annotations counted
+                for ann_index in range(len(annotations)) if reason == skips.IMAGE_NAME_INVALID else (-1,):
+                    self._reject(reason, f"{json_path} data_list[{position}]", ann_index, detail)
                 continue
             image_key = len(self.image_paths)
             self.image_paths.append(os.path.join(root, name))
@@ -310,7 +300,7 @@ class AnyWordDataset(AnyWordBase):
         key, ann_index, text, language, _ = self.samples[index]
         return key, self.image_names[key], ann_index, text, language
 
-    def _polygon(self, index):
+    def polygon(self, index):
         return self.samples[index][4]
 
     def _stored_extent(self, key) -> Optional[geometry.Box]:
@@ -332,10 +322,9 @@ class AnyWordDataset(AnyWordBase):
 
 
 def collate(batch: Iterable[dict]) -> Dict[str, object]:
-    """Stack a list of samples: tensors stacked on a new first axis, ``text`` as a list, ``index`` (the dataset
-    index each sample was built from, set by ``__getitem__``) as an int64 tensor, ``skipped_instances`` as one
-    {index: reason} dict of the instances found bad while the batch was built, and ``skipped`` as their
-    {reason: count} (both always present, maybe empty)."""
+    """Stack samples: tensors on a new first axis, ``text`` as a list, ``index`` (set by ``__getitem__``) as an
+    int64 tensor, and the instances found bad while the batch was built as ``skipped_instances`` {index: reason}
+    and ``skipped`` {reason: count} (both always present, maybe empty)."""
     batch = list(batch)
     if not batch:
         raise ValueError("collate got an empty batch")

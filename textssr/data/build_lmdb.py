@@ -3,13 +3,11 @@
     python -m textssr.data.build_lmdb --json train.json [more.json ...] --out AnyWord-lmdb/step1_lmdb \\
         [--shard-size 100000] [--language Latin]
 
-Images are taken in JSON order and split into leaf environments ``<out>/shard-00000/``, … of
-``--shard-size`` images each. Every image is decoded once to check it and to store its content extent; the
-encoded bytes are stored unchanged. Bad input is skipped and counted by reason (summary at the end); images
-left with no usable annotation are not stored. A finished shard holds ``__index__``; re-running the same
-command resumes at the first unfinished shard (rebuilt from its start). ``<out>/build_info.json`` records
-the arguments, so a resume with other inputs is refused; each finished shard records a fingerprint of what it
-was built from (image names, annotations, image file sizes), and a shard whose inputs changed is rebuilt.
+Images are taken in JSON order into leaf environments ``<out>/shard-00000/``, … of ``--shard-size`` images each,
+their encoded bytes unchanged; each is decoded once, to check it and to store its content extent. Bad input is
+skipped and counted by reason; an image left with no usable annotation is not stored. A finished shard holds
+``__index__``, so rerunning the same command resumes at the first unfinished one; ``<out>/build_info.json`` records
+the arguments (a resume with others is refused) and a finished shard whose inputs changed is rebuilt.
 """
 from __future__ import annotations
 
@@ -27,9 +25,9 @@ import lmdb
 from tqdm import tqdm
 
 from textssr.checks import check_output_dir
-from textssr.config import ConfigError
+from textssr.config import ConfigError, read_json, write_json
 from textssr.data import geometry, skips
-from textssr.data.anyword import OTHER_LANGUAGE, load_anyword_json, resolve_data_root, screen_annotation
+from textssr.data.anyword import OTHER_LANGUAGE, load_anyword_json, resolve_data_root, screen_annotation, screen_entry
 from textssr.data.lmdb_store import (ANNOTATIONS_PREFIX, IMAGE_PREFIX, INDEX_KEY, INDEX_VERSION, IndexTable,
                                      release_reader, shared_reader)
 from textssr.data.image_io import decode_image, image_extent
@@ -48,25 +46,20 @@ def list_images(json_paths: Sequence[str], counts: Optional[Counter] = None) -> 
     for json_path in json_paths:
         content = load_anyword_json(json_path)
         entries = []
-        for e in content["data_list"]:
-            annotations = e.get("annotations") or [] if isinstance(e, dict) else None
-            if not isinstance(e, dict):
-                counts[skips.ENTRY_MALFORMED] += 1
-            elif not isinstance(annotations, list):
-                counts[skips.ANNOTATIONS_MALFORMED] += 1
-            elif not isinstance(e.get("img_name"), str) or not e["img_name"]:
-                counts[skips.IMAGE_NAME_INVALID] += len(annotations)
+        for entry in content["data_list"]:
+            reason, _, name, annotations = screen_entry(entry)
+            if reason is None:
+                entries.append((name, annotations))
             else:
-                entries.append((e["img_name"], annotations))
+                counts[reason] += len(annotations) if reason == skips.IMAGE_NAME_INVALID else 1
         root = resolve_data_root(str(content.get("data_root") or "."), json_path, [name for name, _ in entries])
         images += [(os.path.join(root, name), name, annotations) for name, annotations in entries]
     return images
 
 
 def chunk_fingerprint(images: Sequence[Tuple[str, str, list]]) -> str:
-    """What a shard is made of: every image's name, annotations and file size (not its time: the same inputs
-    give the same bytes). A finished shard whose fingerprint differs (texts edited, an image replaced by one of
-    another size) is rebuilt on resume."""
+    """What a shard is made of: every image's name, annotations and file size (not its time: the same inputs give
+    the same bytes); a finished shard whose fingerprint differs (texts edited, an image resized) is rebuilt."""
     digest = hashlib.sha256()
     for image_path, img_name, annotations in images:
         try:
@@ -82,16 +75,14 @@ def check_build_info(out_dir: str, info: dict) -> None:
     """Write ``build_info.json``, or refuse to resume a build made with other arguments."""
     path = os.path.join(out_dir, BUILD_INFO)
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            before = json.load(f)
+        before = read_json(path)
         if before != info:
             changed = sorted(k for k in set(before) | set(info) if before.get(k) != info.get(k))
             raise ConfigError(f"{out_dir} holds a build made with other arguments ({', '.join(changed)}); "
                               "use a new --out or delete it")
         return
     os.makedirs(out_dir, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=1)
+    write_json(info, path)
 
 
 def shard_done(path: str) -> Optional[IndexTable]:
@@ -105,8 +96,8 @@ def shard_done(path: str) -> Optional[IndexTable]:
 
 def store_image(image_path: str, img_name: str, annotations: list, language: Optional[str],
                 counts: Counter) -> Optional[Tuple[bytes, geometry.Box, list]]:
-    """(bytes, extent, kept [(ann_index, text, language)]) of one image, None when nothing of it is usable.
-    Every dropped annotation is counted in ``counts`` under its reason."""
+    """(bytes, extent, kept [(ann_index, text, language)]) of one image, None when nothing of it is usable; every
+    dropped annotation is counted in ``counts`` under its reason."""
     kept = []
     for ann_index, ann in enumerate(annotations):
         reason, text, lang, polygon = screen_annotation(ann, language)
@@ -145,7 +136,7 @@ def write_shard(path: str, images: Sequence[Tuple[str, str, list]], first_id: in
         shutil.rmtree(path)  # an unfinished shard from an interrupted run: rebuild it
     os.makedirs(path)
     counts: Counter = Counter()
-    ids, names, extents, ann_image, ann_index, texts, languages = [], [], [], [], [], [], []
+    ids, names, extents, samples = [], [], [], []  # samples: (image row, ann_index, text, language)
     env = lmdb.open(path, map_size=MAP_SIZE, subdir=True)
     try:
         txn = env.begin(write=True)
@@ -156,11 +147,7 @@ def write_shard(path: str, images: Sequence[Tuple[str, str, list]], first_id: in
                 image_id = f"{first_id + offset:09d}"
                 txn.put(IMAGE_PREFIX + image_id.encode(), data)
                 txn.put(ANNOTATIONS_PREFIX + image_id.encode(), json.dumps(annotations, ensure_ascii=False).encode())
-                for i, text, lang in kept:
-                    ann_image.append(len(ids))
-                    ann_index.append(i)
-                    texts.append(text)
-                    languages.append(lang)
+                samples += [(len(ids), i, text, lang) for i, text, lang in kept]
                 ids.append(image_id)
                 names.append(img_name)
                 extents.append(extent)
@@ -168,8 +155,8 @@ def write_shard(path: str, images: Sequence[Tuple[str, str, list]], first_id: in
                 txn.commit()
                 txn = env.begin(write=True)
             bar.update(1)
-        table = IndexTable.from_lists(ids, names, extents, ann_image, ann_index, texts, languages, dict(counts),
-                                      source=fingerprint)
+        columns = zip(*samples) if samples else ([], [], [], [])
+        table = IndexTable.from_lists(ids, names, extents, *columns, dict(counts), source=fingerprint)
         txn.put(INDEX_KEY, table.encode())
         txn.commit()
     finally:
@@ -179,11 +166,9 @@ def write_shard(path: str, images: Sequence[Tuple[str, str, list]], first_id: in
 
 def build_lmdb(json_paths: Sequence[str], out_dir: str, shard_size: int = 100000, language: Optional[str] = None,
                progress: bool = True) -> dict:
-    """Build (or resume building) AnyWord-lmdb at ``out_dir`` from AnyWord JSON files.
-
-    Returns a summary: out, shards, resumed_shards (already finished before this call), images, samples,
-    skipped {reason: count}, seconds. Raises ConfigError for missing inputs or a resume with other arguments.
-    """
+    """Build (or resume building) AnyWord-lmdb at ``out_dir`` from AnyWord JSON files; returns a summary (out,
+    shards, resumed_shards, rebuilt_shards, images, samples, skipped {reason: count}, seconds). Raises ConfigError
+    for missing inputs or a resume with other arguments."""
     started = time.perf_counter()
     if isinstance(json_paths, (str, os.PathLike)):
         json_paths = [json_paths]

@@ -1,10 +1,10 @@
 """Image I/O for the datasets: decoding (whole images, or only a crop's window of a JPEG) and the per-process
 decoded-image cache with its window-or-whole policy. What a sample *is* lives in :mod:`textssr.data.sample`.
 
-Whole decodes go through simplejpeg (libjpeg-turbo: the same integer IDCT and upsampling as Pillow and OpenCV, so
-the same pixels) and OpenCV for what it refuses; window decodes through the optional C extension
-``textssr.data._jpeg_window`` (built by setup.py over the system's libjpeg-turbo; without it whole images are
-decoded: same samples, slower).
+Whole JPEGs decode through simplejpeg (libjpeg-turbo: the same integer IDCT and upsampling as Pillow and OpenCV, so
+the same pixels, ~2x faster than ``cv2.imdecode``), everything it refuses through OpenCV; windows through the
+optional C extension ``textssr.data._jpeg_window`` (setup.py builds it over the system's libjpeg-turbo; without it
+whole images are decoded: same samples, slower).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import simplejpeg
 from textssr.data import geometry
 from textssr.data.skips import EMPTY_EXTENT, IMAGE_MISSING, IMAGE_UNREADABLE, SkipSample
 
-try:  # the optional C extension (setup.py); without it whole images are decoded: same samples, slower
+try:
     from textssr.data._jpeg_window import decode_window as _jpeg_window
 except ImportError:  # pragma: no cover - built wherever libjpeg-turbo's headers are installed
     _jpeg_window = None
@@ -28,6 +28,8 @@ JPEG_SOI, JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
 JPEG_EOI_WINDOW = 65536  # a JPEG without its end marker in its last 64 KiB is truncated
 WINDOW_DECODING = _jpeg_window is not None
 WINDOW_MARGIN = 8  # px decoded around a window: the edge pixels of a cropped decode differ from a full one's
+IMAGE_CACHE_SIZE = 2  # decoded images kept per process: consecutive annotations of one image decode once
+SEQUENTIAL_WHOLE = 3  # at a steady stride, an image the next 3 samples also use is decoded whole, once
 
 
 class Laps:
@@ -44,16 +46,6 @@ class Laps:
             now = self.clock()
             self.sink[name] += now - self.t
             self.t = now
-
-
-def _decode_jpeg(data: bytes) -> Optional[np.ndarray]:
-    """BGR pixels of a JPEG through simplejpeg (libjpeg-turbo, the same integer IDCT and fancy upsampling as
-    OpenCV and Pillow, so the same pixels), about 2x faster than ``cv2.imdecode`` on 1280x720 photos; None
-    for what it cannot convert to BGR (CMYK, 12-bit, lossless, ...) or cannot parse: OpenCV then decides."""
-    try:
-        return simplejpeg.decode_jpeg(data, "BGR", strict=False)
-    except ValueError:
-        return None
 
 
 def _check_jpeg_end(data: bytes, where: str) -> None:
@@ -87,15 +79,17 @@ def decode_window(data: Optional[bytes], window: geometry.Box, where: str) -> Op
 
 def decode_image(data: Optional[bytes], where: str) -> np.ndarray:
     """uint8 BGR (H, W, 3) from encoded bytes (JPEG/PNG/...), raw pixel orientation (EXIF ignored, as Pillow
-    and the annotations have it). JPEGs go through simplejpeg, anything it refuses and other formats through
-    OpenCV. Raises SkipSample("image_unreadable") for bytes neither can decode or a truncated JPEG (decoders
-    would return it half gray)."""
+    and the annotations have it). Raises SkipSample("image_unreadable") for bytes no decoder takes or a truncated
+    JPEG (decoders would return it half gray)."""
     if not data:
         raise SkipSample(IMAGE_UNREADABLE, f"{where}: empty file")
     image = None
     if data[:2] == JPEG_SOI:
         _check_jpeg_end(data, where)
-        image = _decode_jpeg(data)
+        try:
+            image = simplejpeg.decode_jpeg(data, "BGR", strict=False)
+        except ValueError:  # CMYK, 12-bit, lossless, unparsable, ...: OpenCV decides
+            pass
     if image is None:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None or image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
@@ -111,20 +105,15 @@ def image_extent(image: np.ndarray, where: str) -> geometry.Box:
     return extent
 
 
-IMAGE_CACHE_SIZE = 2  # decoded images kept per process: consecutive annotations of one image decode once
-SEQUENTIAL_WHOLE = 3  # at a steady stride, an image the next 3 samples also use is decoded whole, once
-
-
 class ImageReader:
-    """The crop windows of one dataset's images. ``window(index, key, polygon, rng, where)`` returns the crop (uint8
-    BGR pixels of the window) and the window, drawn by ``region_window`` from the image's content extent.
+    """The crop windows of one dataset's images: :meth:`window` returns a sample's crop (uint8 BGR pixels of its
+    window) and the window, drawn by ``region_window`` from the image's content extent.
 
-    A sample whose image is not in the small decoded-image cache and whose content extent is known
-    (``stored_extent(key)``: an LMDB index, or learned from an earlier decode) decodes only its window
-    (:func:`decode_window`; the same pixels). When the reading pattern will come back to the image soon (the same
-    sample again, or a steady stride whose next ``SEQUENTIAL_WHOLE`` samples use it: inference and synthesis, per
-    rank) the image is decoded whole once and cached instead (a word's window costs a tenth to a third of a whole
-    1280×720 photo). ``window_decode = False`` always decodes whole images.
+    An image neither cached nor soon read again, whose extent is known without decoding (``stored_extent``: an
+    LMDB index, or learned from an earlier decode), decodes only the window (:func:`decode_window`, a tenth to a
+    third of a whole 1280×720 photo). One the reading pattern comes back to — the same sample again (synthesis
+    variants), or a steady stride (inference and synthesis, per rank) whose next ``SEQUENTIAL_WHOLE`` samples use
+    it — is decoded whole once and cached. ``window_decode = False`` always decodes whole images.
     """
 
     def __init__(self, image_bytes: Callable, image_key: Callable[[int], object], length: Callable[[], int],
@@ -149,10 +138,8 @@ class ImageReader:
         return crop, window
 
     def _window_only(self, index: int, key, polygon, rng, where: str, region_window: Callable):
-        """(crop, window, bytes) decoded window-only when the image is not cached, its extent is known and the
-        reading pattern does not come back to it soon; (None, window, bytes) when the window is drawn and the
-        bytes read but the whole image must be decoded after all (from those bytes); (None, None, None)
-        otherwise (the window is then drawn from the decoded image's extent)."""
+        """(crop, window, bytes) of a window-only decode; (None, window, bytes) when the window was drawn and the
+        bytes read but the image must be decoded whole after all; (None, None, None) when it is not tried."""
         if not (self.window_decode and WINDOW_DECODING) or key in self.cache or self._reading_on(index, key):
             return None, None, None
         extent = self.stored_extent(key)
@@ -166,9 +153,7 @@ class ImageReader:
         return crop, window, data
 
     def _reading_on(self, index: int, key) -> bool:
-        """Whether the reading pattern will soon come back to image ``key``, which is then worth decoding whole
-        and caching: the same sample again (synthesis draws several variants of a region), or a steady stride
-        (1, or the world size of a rank's share) whose next ``SEQUENTIAL_WHOLE`` samples use this image too."""
+        """Whether the reading pattern comes back to image ``key`` soon (see the class docstring)."""
         last_index = self.last[1]
         if last_index is None:
             return False
@@ -206,6 +191,4 @@ class ImageReader:
         return image, extent
 
     def __getstate__(self):  # DataLoader workers: no decoded images in the pickle
-        state = dict(self.__dict__)
-        state["cache"] = OrderedDict()
-        return state
+        return dict(self.__dict__, cache=OrderedDict())

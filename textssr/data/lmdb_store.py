@@ -1,12 +1,9 @@
 """AnyWord-lmdb (SPEC §2): the stored sample index and :class:`AnyWordLmdbDataset`.
 
-Layout: a folder tree; every leaf folder holding ``data.mdb`` is one LMDB environment with keys
-``image-<id>`` (encoded image bytes) and ``annotations-<id>`` (UTF-8 JSON list of AnyWord annotations).
-Environments written by ``python -m textssr.data.build_lmdb`` also hold ``__index__``: the sample index
-(image ids and names, per-image content extent, per-sample image/annotation/text/language, the character
-set and the build-time skip counts) as one uncompressed ``.npz`` blob, so opening reads one key per
-environment instead of scanning every key. Plain AnyWord-lmdb folders without it still load: their index
-is built in memory by scanning the keys, as the original does.
+Layout: a folder tree; every folder holding ``data.mdb`` is one LMDB environment with keys ``image-<id>`` (encoded
+image bytes) and ``annotations-<id>`` (UTF-8 JSON list of AnyWord annotations). Those written by ``python -m
+textssr.data.build_lmdb`` also hold ``__index__`` (:class:`IndexTable`, one uncompressed ``.npz`` blob), so opening
+reads one key per environment; plain AnyWord-lmdb without it is indexed by scanning the keys, as the original does.
 """
 from __future__ import annotations
 
@@ -23,7 +20,7 @@ import numpy as np
 from textssr.config import ConfigError
 from textssr.data import geometry, skips
 from textssr.data.anyword import AnyWordBase
-from textssr.data.fonts import DEFAULT_FONT, font_charset
+from textssr.data.fonts import font_charset
 from textssr.data.skips import SkipSample
 
 INDEX_KEY = b"__index__"
@@ -126,19 +123,14 @@ def find_environments(lmdb_path: str) -> List[str]:
     return found
 
 
-def open_readonly(path: str) -> lmdb.Environment:
-    return lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False, max_readers=4096)
-
-
 _READERS: Dict[str, lmdb.Environment] = {}
 _READERS_PID: Optional[int] = None
 
 
 def shared_reader(path: str, real_path: Optional[str] = None) -> lmdb.Environment:
     """This process's read-only environment of ``path``, shared by every dataset reading it (py-lmdb refuses to
-    open one environment twice in a process: a train and a val dataset over one LMDB, or two stages in one
-    process); opened afresh in a forked child (DataLoader workers), which first closes its inherited copies of
-    the parent's (py-lmdb counts those as open too; closing them in the child leaves the parent's alone)."""
+    open one environment twice in a process); a forked child (DataLoader worker) first closes its inherited copies
+    (py-lmdb counts those as open too; closing them in the child leaves the parent's alone), then opens its own."""
     global _READERS_PID
     if _READERS_PID != os.getpid():
         for env in _READERS.values():
@@ -148,7 +140,8 @@ def shared_reader(path: str, real_path: Optional[str] = None) -> lmdb.Environmen
     key = real_path or os.path.realpath(path)
     env = _READERS.get(key)
     if env is None:
-        env = _READERS[key] = open_readonly(path)
+        env = _READERS[key] = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False,
+                                        max_readers=4096)
     return env
 
 
@@ -161,17 +154,15 @@ def release_reader(path: str) -> None:
 
 
 class AnyWordLmdbDataset(AnyWordBase):
-    """AnyWord-lmdb folder (one environment or a tree of them). Keyword arguments as :class:`AnyWordDataset`.
+    """AnyWord-lmdb folder (one environment or a tree of them); ``options`` are :class:`AnyWordBase`'s.
 
-    With a stored ``__index__`` opening costs one read per environment; the ``language`` filter and the
-    characters the font lacks are applied to the stored arrays, and the build-time skip counts are added to
-    ``skip_counts``. Without it, every key is scanned (and every annotation checked) on open.
+    With a stored ``__index__`` the ``language`` filter and the font's missing characters are applied to the
+    stored arrays, and the build-time skip counts added to ``skip_counts``; without it every key is scanned (and
+    every annotation checked) on open.
     """
 
-    def __init__(self, lmdb_path: str, seed: int = 3407, resolution: int = 256, ttf_size: int = 64,
-                 max_len: int = 25, language: Optional[str] = None, font_path: str = DEFAULT_FONT,
-                 vae_mode: bool = False, strict: bool = False, region_placement: str = "random"):
-        super().__init__(seed, resolution, ttf_size, max_len, language, font_path, vae_mode, strict, region_placement)
+    def __init__(self, lmdb_path: str, **options):
+        super().__init__(**options)
         self.lmdb_path = str(lmdb_path)
         self.env_paths = find_environments(self.lmdb_path)
         self.tables: List[IndexTable] = []
@@ -191,7 +182,7 @@ class AnyWordLmdbDataset(AnyWordBase):
     # ------------------------------------------------------------------ index
     def _scan(self, txn, path: str) -> IndexTable:
         """Index of a plain AnyWord-lmdb environment: every ``image-<id>`` key and its annotations, checked."""
-        ids, anns = [], ([], [], [], [])
+        ids, samples = [], []  # samples: (image row, ann_index, text, language)
         cursor = txn.cursor()
         if cursor.set_range(IMAGE_PREFIX):
             for key in cursor.iternext(keys=True, values=False):
@@ -209,21 +200,19 @@ class AnyWordLmdbDataset(AnyWordBase):
                 for ann_index, ann in enumerate(annotations):
                     kept = self._check_annotation(ann, image_id, ann_index)
                     if kept is not None:
-                        for column, value in zip(anns, (len(ids), ann_index, kept[0], kept[1])):
-                            column.append(value)
+                        samples.append((len(ids), ann_index, kept[0], kept[1]))
                 ids.append(image_id)
-        return IndexTable.from_lists(ids, ids, np.full((len(ids), 4), -1), *anns)
+        columns = zip(*samples) if samples else ([], [], [], [])
+        return IndexTable.from_lists(ids, ids, np.full((len(ids), 4), -1), *columns)
 
     def _screen(self, table: IndexTable, path: str) -> np.ndarray:
         """Rows of a stored index to keep: the language filter, then texts with characters the font lacks."""
         for reason, n in table.skipped.items():
             self.skip_counts[reason] += int(n)
         keep = np.ones(len(table.ann_image), dtype=bool)
-        if self.language is not None and self.language in table.lang_names:
-            code = table.lang_names.index(self.language)
+        if self.language is not None:  # annotations without a language are kept, as AnyWordDataset keeps them
+            code = table.lang_names.index(self.language) if self.language in table.lang_names else -2  # -2: none
             keep &= (table.lang_code == code) | (table.lang_code < 0)
-        elif self.language is not None:
-            keep &= table.lang_code < 0
         if not self.vae_mode:
             have = font_charset(self.font_path)
             lacking = [chr(c) for c in table.charset.tolist() if c not in have]
@@ -240,7 +229,7 @@ class AnyWordLmdbDataset(AnyWordBase):
                 self.skip_counts[skips.MISSING_GLYPH] += int(bad.sum())
                 keep &= ~bad
             truncated = int((table.text_len[keep] > self.max_len).sum())
-            if truncated:
+            if truncated:  # no zero entry: skip_counts lists what happened
                 self.skip_counts[skips.TEXT_TRUNCATED] += truncated
         return np.flatnonzero(keep)
 
@@ -260,12 +249,9 @@ class AnyWordLmdbDataset(AnyWordBase):
         return ((env, image), table.image_names[image], int(table.ann_index[row]), table.texts[row],
                 table.lang_names[code] if code >= 0 else None)
 
-    def _txn(self, env: int):
-        # looked up every time (a dict lookup): a DataLoader worker opens its own, a rebuilt shard reopens
-        return shared_reader(self.env_paths[env], self._real_paths[env]).begin(buffers=False)
-
     def _get(self, env: int, key: bytes) -> Optional[bytes]:
-        with self._txn(env) as txn:
+        # the reader looked up every time (a dict lookup): a DataLoader worker opens its own, a rebuilt shard reopens
+        with shared_reader(self.env_paths[env], self._real_paths[env]).begin(buffers=False) as txn:
             return txn.get(key)
 
     def _image_bytes(self, key) -> Optional[bytes]:
@@ -277,7 +263,7 @@ class AnyWordLmdbDataset(AnyWordBase):
         extent = self.tables[env].extents[image]
         return None if extent[0] < 0 else tuple(int(v) for v in extent)
 
-    def _polygon(self, index: int) -> np.ndarray:
+    def polygon(self, index: int) -> np.ndarray:
         env, row = self._locate(index)
         table = self.tables[env]
         image_id = table.image_ids.raw(int(table.ann_image[row]))

@@ -7,17 +7,14 @@
     <out>/instances.json   [{"file", "text", "language", "img_name", "ann_index"}]
     <out>/meta.json        settings, checkpoints, versions, timings, {"skipped": {reason: n}}
 
-``<i>`` is the instance's number in the bench (annotations counted in JSON order), so numbering is
-stable: a skipped instance leaves a gap and a resumed run writes the same names. An item is finished
-when its three PNGs exist; every file is written under a temporary name and renamed, so a killed run
-never leaves a half-written image behind. ``local/<i>.png`` (written last) carries the instance's *key* in a
-PNG text chunk — a digest of what the instance is (image name and bytes, annotation index, text, polygon) —
-so a rerun after the bench changed regenerates exactly the items whose instance changed, instead of keeping
-a crop under another instance's label.
+``<i>`` is the instance's number in the bench (annotations counted in JSON order): a skipped instance leaves a gap
+and a resumed run writes the same names. An item is finished when its three PNGs exist; each file is written under
+a temporary name and renamed, so a killed run never leaves a half-written image. ``local/<i>.png`` (written last)
+carries the instance's *key* (:func:`textssr.identity.instance_key`) in a PNG text chunk, so a rerun after the bench
+changed regenerates exactly the items whose instance changed instead of keeping a crop under another's label.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterable, List, Optional, Tuple
 
@@ -25,6 +22,7 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from textssr.config import read_json, write_json
 from textssr.eval.evaluate import GT_DIR, INSTANCES_FILE, LABELS_FILE, REGION_DIR
 from textssr.generation import crop_box
 
@@ -32,6 +30,11 @@ LOCAL_DIR, META_FILE = "local", "meta.json"  # the rest of the layout is what ev
 IMAGE_DIRS = (LOCAL_DIR, REGION_DIR, GT_DIR)
 TMP_SUFFIX = ".tmp"
 KEY_CHUNK = "textssr-instance"  # PNG text chunk of local/<i>.png: the instance key
+
+
+def file_name(number: int) -> str:
+    """The image file name of bench instance ``number`` (the same in local/, region/ and gt/)."""
+    return f"{number}.png"
 
 
 def stored_key(out_dir: str, number: int):
@@ -49,7 +52,7 @@ def written_numbers(out_dir: str) -> List[int]:
     for sub in IMAGE_DIRS:
         folder = os.path.join(out_dir, sub)
         for name in os.listdir(folder) if os.path.isdir(folder) else ():
-            stem = name[:-len(TMP_SUFFIX)] if name.endswith(TMP_SUFFIX) else name
+            stem = name.removesuffix(TMP_SUFFIX)
             if stem.endswith(".png") and stem[:-4].isdigit():
                 found.add(int(stem[:-4]))
     return sorted(found)
@@ -57,16 +60,11 @@ def written_numbers(out_dir: str) -> List[int]:
 
 def remove_item(out_dir: str, number: int) -> None:
     """Delete every file of instance ``number``."""
-    name = file_name(number)
     for sub in IMAGE_DIRS:
-        for path in (os.path.join(out_dir, sub, name), os.path.join(out_dir, sub, name + TMP_SUFFIX)):
-            if os.path.exists(path):
-                os.remove(path)
-
-
-def file_name(number: int) -> str:
-    """The image file name of bench instance ``number`` (the same in local/, region/ and gt/)."""
-    return f"{number}.png"
+        path = os.path.join(out_dir, sub, file_name(number))
+        for p in (path, path + TMP_SUFFIX):
+            if os.path.exists(p):
+                os.remove(p)
 
 
 def make_dirs(out_dir: str) -> None:
@@ -76,17 +74,15 @@ def make_dirs(out_dir: str) -> None:
 
 def is_finished(out_dir: str, number: int) -> bool:
     """True when all three images of instance ``number`` were written completely."""
-    name = file_name(number)
-    return all(os.path.isfile(os.path.join(out_dir, sub, name)) for sub in IMAGE_DIRS)
+    return all(os.path.isfile(os.path.join(out_dir, sub, file_name(number))) for sub in IMAGE_DIRS)
 
 
 def clean_item(out_dir: str, number: int, key: Optional[str] = None) -> bool:
-    """Delete the temporary files a killed run left for instance ``number`` and, when the item is unfinished —
-    or was written for another instance than ``key`` says —, its images too. Returns whether the item is
-    finished (and, with ``key``, is this instance's)."""
-    name = file_name(number)
+    """Delete the temporary files a killed run left for instance ``number`` and, when the item is unfinished — or
+    was written for another instance than ``key`` says —, its images too. Returns whether the item is finished
+    (and, with ``key``, is this instance's)."""
     for sub in IMAGE_DIRS:
-        tmp = os.path.join(out_dir, sub, name + TMP_SUFFIX)
+        tmp = os.path.join(out_dir, sub, file_name(number) + TMP_SUFFIX)
         if os.path.exists(tmp):
             os.remove(tmp)
     finished = is_finished(out_dir, number) and (key is None or stored_key(out_dir, number) == key)
@@ -97,22 +93,11 @@ def clean_item(out_dir: str, number: int, key: Optional[str] = None) -> bool:
 
 def save_png(image: np.ndarray, path: str, text: Optional[dict] = None) -> None:
     """Write uint8 RGB (H, W, 3) as PNG, atomically (temporary name, then rename); ``text``: PNG text chunks."""
-    tmp = path + TMP_SUFFIX
-    info = None
-    if text:
-        info = PngInfo()
-        for k, v in text.items():
-            info.add_text(k, v)
-    Image.fromarray(image, "RGB").save(tmp, format="PNG", pnginfo=info)
-    os.replace(tmp, path)
-
-
-def write_json(obj, path: str) -> None:
-    """Write UTF-8 JSON (CJK kept readable), atomically."""
-    tmp = path + TMP_SUFFIX
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=1, default=str)
-    os.replace(tmp, path)
+    info = PngInfo() if text else None
+    for k, v in (text or {}).items():
+        info.add_text(k, v)
+    Image.fromarray(image, "RGB").save(path + TMP_SUFFIX, format="PNG", pnginfo=info)
+    os.replace(path + TMP_SUFFIX, path)
 
 
 def write_item(out_dir: str, number: int, local: np.ndarray, gt: np.ndarray, box: Tuple[int, int, int, int],
@@ -141,7 +126,4 @@ def write_index(out_dir: str, records: Iterable[dict]) -> Tuple[int, int]:
 def read_meta(out_dir: str):
     """meta.json of a previous run in ``out_dir``, or None."""
     path = os.path.join(out_dir, META_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(path) if os.path.isfile(path) else None

@@ -1,19 +1,18 @@
 """Inference on a benchmark: bench → samples → TextSSRPipeline → local/ region/ gt/ labels.json meta.json.
 
-Numbering. Instance ``i`` is the i-th annotation of the bench JSON (images and their annotations in
-file order, bad ones included), so names never change: skipped instances leave gaps.
+Numbering. Instance ``i`` is the i-th annotation of the bench JSON (images and their annotations in file order, bad
+ones included), so names never change: skipped instances leave gaps.
 
-Determinism. Everything random about instance ``i`` comes from generators seeded by ``(seed, i)``:
-the crop window (``region_placement="random"``) and the initial latents (drawn on the CPU). Results
-therefore do not depend on batch size, process count or resumes.
+Determinism. Everything random about instance ``i`` comes from generators seeded by ``(seed, i)``: the crop window
+(``region_placement="random"``) and the initial latents and sampler noise (drawn on the CPU). Results therefore do
+not depend on batch size, process count or resumes.
 
-Scale. Under ``accelerate launch --num_processes N`` rank ``r`` owns the dataset's instances
-``r, r+N, r+2N, …`` and writes their files; after a barrier rank 0 rebuilds labels.json and
-instances.json from the finished files and writes meta.json with every rank's counts and timings.
+Scale. Under ``accelerate launch --num_processes N`` rank ``r`` owns the instances ``r, r+N, r+2N, …`` and writes
+their files; after a barrier rank 0 rebuilds labels.json and instances.json from the finished files and writes
+meta.json with every rank's counts and timings.
 
-Resume. Re-running the same command keeps the finished items (all three images present) and
-generates the rest. meta.json is written at the start with the run's content settings; a rerun whose
-settings differ (another checkpoint, seed, resolution, …) is refused instead of mixing results.
+Resume. Rerunning the same command keeps the finished items of unchanged instances and generates the rest; a rerun
+whose settings differ from those meta.json recorded at the start (another checkpoint, seed, …) is refused.
 """
 from __future__ import annotations
 
@@ -24,14 +23,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 from accelerate import PartialState
 from tqdm import tqdm
 
-from textssr.config import ConfigError, require_path
+from textssr.config import ConfigError, check_choice, require_path, write_json
 from textssr.data import SkipSample, mask_bbox
 from textssr.data.factory import BENCH_FILE, dataset_options, open_dataset
 from textssr.data.seeding import item_rng, item_torch_generator
@@ -39,6 +38,7 @@ from textssr.data.skips import TEXT_TRUNCATED
 from textssr.generation import Run, check_resume, denoise, load_pipeline, real_region, resolve_run, settings
 from textssr.identity import instance_key
 from textssr.infer import outputs
+from textssr.precision import dtype_name
 
 DEVICES = ("auto", "cpu")
 REQUIRED_KEYS = ("bench", "output_dir", "pretrained_vae", "pretrained_unet", "scheduler", "num_inference_steps",
@@ -65,9 +65,7 @@ def resolve_bench(bench: str) -> str:
 def validate(cfg, on_cpu: bool) -> Tuple[Run, str]:
     """Check every config value before a model is built (a ConfigError names the key and the fix); returns the
     resolved run and the bench JSON."""
-    if cfg.get("device", "auto") not in DEVICES:
-        raise ConfigError(f"device={cfg.device!r}; choose one of {DEVICES} (under accelerate, pick GPUs with "
-                          "CUDA_VISIBLE_DEVICES)")
+    check_choice(cfg.get("device", "auto"), "device", DEVICES, "(under accelerate, pick GPUs with CUDA_VISIBLE_DEVICES)")
     bench_json = resolve_bench(str(cfg.bench)) if cfg.get("bench") is not None else None  # named first
     run = resolve_run(cfg, on_cpu, "center", REQUIRED_KEYS, "infer")
     run.resolved["bench"] = os.path.abspath(bench_json)
@@ -99,24 +97,23 @@ class RankResult:
 
 @dataclass
 class Batch:
-    """Built samples, their bench numbers, instance keys and generators, and how many pending instances were
-    consumed."""
-    samples: List[dict]
-    numbers: List[int]
-    generators: List[torch.Generator]
-    consumed: int
+    """Built samples with their bench numbers, latent generators and instance keys; ``consumed``: the pending
+    instances it took (skipped ones included)."""
+    consumed: int = 0
+    samples: List[dict] = field(default_factory=list)
+    numbers: List[int] = field(default_factory=list)
+    generators: List[torch.Generator] = field(default_factory=list)
     keys: List[str] = field(default_factory=list)
 
 
-def batch_builder(cfg, dataset, numbers: List[int], pending: List[int], result: RankResult, keys: Dict[int, str]):
-    """A function returning the next :class:`Batch` of ``pending`` dataset indices (consumed 0: done).
-    Bad instances are counted in ``result.skipped`` (raised when ``strict``)."""
+def build_batches(cfg, dataset, numbers: List[int], pending: List[int], result: RankResult,
+                  keys: Dict[int, str]) -> Iterator[Batch]:
+    """The :class:`Batch` es of the ``pending`` dataset indices; bad instances are counted in ``result.skipped``
+    (raised when ``strict``)."""
     strict, batch_size = bool(cfg.get("strict", False)), int(cfg.batch_size)
     cursor = 0
-
-    def next_batch() -> Batch:
-        nonlocal cursor
-        started, batch = time.perf_counter(), Batch([], [], [], 0)
+    while cursor < len(pending):
+        started, batch = time.perf_counter(), Batch()
         while len(batch.samples) < batch_size and cursor < len(pending):
             k = pending[cursor]
             cursor += 1
@@ -133,9 +130,7 @@ def batch_builder(cfg, dataset, numbers: List[int], pending: List[int], result: 
             batch.generators.append(latent_generator)
             batch.keys.append(keys[k])
         result.timers["build_s"] += time.perf_counter() - started
-        return batch
-
-    return next_batch
+        yield batch
 
 
 def write_batch(out_dir: str, batch: Batch, images: np.ndarray, result: RankResult) -> None:
@@ -159,20 +154,20 @@ def run_rank(cfg, run: Run, dataset, numbers: List[int], pipe, device, rank: int
         else:
             pending.append(k)
     result.owned = len(owned)
-    next_batch = batch_builder(cfg, dataset, numbers, pending, result, keys)
+    batches = build_batches(cfg, dataset, numbers, pending, result, keys)
     steps = int(cfg.num_inference_steps)
     bar = tqdm(total=len(owned), initial=result.finished_before, unit="crop", dynamic_ncols=True,
                disable=not show_progress, desc=f"infer rank {rank}/{world}" if world > 1 else "infer")
     started = time.perf_counter()
     with ThreadPoolExecutor(1) as builder, ThreadPoolExecutor(1) as writer:
-        upcoming, written = builder.submit(next_batch), None
+        upcoming, written = builder.submit(next, batches, None), None
         while True:
             t0 = time.perf_counter()
             batch = upcoming.result()
             result.timers["wait_s"] += time.perf_counter() - t0
-            if batch.consumed == 0:
+            if batch is None:
                 break
-            upcoming = builder.submit(next_batch)
+            upcoming = builder.submit(next, batches, None)
             images = None
             if batch.samples:
                 t1 = time.perf_counter()
@@ -203,7 +198,6 @@ def gather(obj, world: int) -> list:
 
 
 def library_versions() -> dict:
-
     def of(name):
         try:
             return version(name)
@@ -237,17 +231,13 @@ def merge_meta(cfg, run: Run, results: List[RankResult], index_skips: Dict[str, 
     generated = sum(r.generated for r in results)
     loop_s = max(r.loop_s for r in results)  # ranks run side by side: the slowest one's loop
     return dict(
-        complete=True,
-        settings=settings(cfg, run, FREE),
-        config=cfg.to_dict(),
+        complete=True, settings=settings(cfg, run, FREE), config=cfg.to_dict(),
         conditions=dict(resolution=run.resolution, ttf_size=run.ttf_size, max_len=run.max_len),
         checkpoints=dict(vae=os.path.abspath(run.vae_dir), unet=os.path.abspath(run.unet_dir),
                          scheduler=os.path.abspath(run.scheduler_dir) if run.scheduler_dir else "built-in SD 2.1"),
         scheduler=dict(name=cfg.scheduler, class_name=type(scheduler).__name__, config=dict(scheduler.config)),
-        seed=int(cfg.seed),
-        versions=library_versions(),
-        device=str(device), processes=len(results), dtype=str(run.dtype).replace("torch.", ""),
-        precision_choice=run.precision,
+        seed=int(cfg.seed), versions=library_versions(), device=str(device), processes=len(results),
+        dtype=dtype_name(run.dtype), precision_choice=run.precision,
         counts=dict(indexed=num_instances, written=written, generated=generated,
                     kept_from_previous=sum(r.finished_before for r in results),
                     skipped=sum(skipped.values()), text_truncated=truncated),
@@ -274,14 +264,14 @@ def run_inference(cfg) -> Optional[dict]:
     dataset = open_bench(cfg, run, bench_json)
     numbers = list(dataset.numbers)  # instance numbers: annotations counted in JSON order, bad ones included
     state.wait_for_everyone()  # every rank has read the old meta.json before rank 0 replaces it
+    meta_path = os.path.join(cfg.output_dir, outputs.META_FILE)
     if rank == 0:
         outputs.make_dirs(cfg.output_dir)
         current = set(numbers)
         for number in outputs.written_numbers(cfg.output_dir):  # instances the bench no longer has (or skips)
             if number not in current:
                 outputs.remove_item(cfg.output_dir, number)
-        outputs.write_json(dict(complete=False, settings=settings(cfg, run, FREE), config=cfg.to_dict()),
-                           os.path.join(cfg.output_dir, outputs.META_FILE))
+        write_json(dict(complete=False, settings=settings(cfg, run, FREE), config=cfg.to_dict()), meta_path)
     state.wait_for_everyone()
     load_s = time.perf_counter() - started
     result = run_rank(cfg, run, dataset, numbers, pipe, device, rank, world, show_progress=rank == 0)
@@ -292,10 +282,10 @@ def run_inference(cfg) -> Optional[dict]:
     written, _ = outputs.write_index(cfg.output_dir, finished_records(cfg.output_dir, dataset, numbers))
     meta = merge_meta(cfg, run, results, dict(getattr(dataset, "skip_counts", {})), len(dataset), written, load_s,
                       time.perf_counter() - started, device, pipe.scheduler)
-    outputs.write_json(meta, os.path.join(cfg.output_dir, outputs.META_FILE))
+    write_json(meta, meta_path)
     if written == 0:
         raise NothingGenerated(f"no instance of {bench_json} could be generated (skipped: {meta['skipped']}); "
-                               f"see {os.path.join(cfg.output_dir, outputs.META_FILE)}")
+                               f"see {meta_path}")
     return meta
 
 

@@ -16,7 +16,7 @@ from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMul
                        EulerDiscreteScheduler, UNet2DConditionModel, UniPCMultistepScheduler)
 from diffusers_textssr import CONV_IN_INITS, TextSSRUNet2DConditionModel
 
-from textssr.config import ConfigError
+from textssr.config import ConfigError, check_choice, first_line
 from textssr.models.arch import SD21_SCHEDULER_CONFIG
 
 # Samplers by name; the original uses DDPM. Diffusers class names ("DDPMScheduler") are accepted too.
@@ -28,10 +28,9 @@ MODEL_CONFIG, SCHEDULER_CONFIG = "config.json", "scheduler_config.json"  # diffu
 
 
 def find_checkpoints(output_dir: str, holding: str = "") -> List[Tuple[int, str]]:
-    """The ``checkpoint-<step>`` folders of a training output folder that hold ``holding`` (a path inside the
-    checkpoint: ``trainer_state.json`` to resume, ``unet/config.json`` to load a model), as (step, path), oldest
-    first. One rule for every caller: our saves are renamed into place when complete, so a checkpoint is what a
-    ``checkpoint-<step>`` folder holds; the file a caller needs is what it requires of it."""
+    """The ``checkpoint-<step>`` folders of ``output_dir`` holding ``holding`` (``trainer_state.json`` to resume,
+    ``unet/config.json`` to load a model), as (step, path), oldest first. Saves are renamed into place when
+    complete, so a ``checkpoint-<step>`` folder is a checkpoint; a caller requires of it the file it needs."""
     if not os.path.isdir(output_dir):
         return []
     found = []
@@ -43,12 +42,8 @@ def find_checkpoints(output_dir: str, holding: str = "") -> List[Tuple[int, str]
 
 
 def resolve_model_dir(path: str, subfolder: str) -> str:
-    """The folder holding the ``subfolder`` model (``"vae"`` or ``"unet"``) that ``path`` names.
-
-    In this order: ``path/subfolder`` if it holds config.json; for a training output folder, the
-    ``checkpoint-<step>/subfolder`` of the highest step that holds one (:func:`find_checkpoints`); ``path`` itself
-    if it holds config.json.
-    """
+    """The folder holding the ``subfolder`` model (``"vae"`` or ``"unet"``) that ``path`` names, in this order:
+    ``path/subfolder``; a training output folder's newest ``checkpoint-<step>/subfolder``; ``path`` itself."""
     path = str(path)
     if not os.path.isdir(path):
         raise ConfigError(f"{path}: no such folder (expected a {subfolder} model folder, a folder holding "
@@ -83,16 +78,8 @@ def scheduler_folder(path: Optional[str]) -> Optional[str]:
 
 
 def load_vae(pretrained_vae: Optional[str], vae_arch: Optional[dict] = None) -> AutoencoderKL:
-    """AutoencoderKL from ``pretrained_vae`` (see :func:`resolve_model_dir`), or fresh from ``vae_arch`` when it
-    is None."""
-    if pretrained_vae is None:
-        return _build(AutoencoderKL, vae_arch, "vae")
-    folder = resolve_model_dir(pretrained_vae, "vae")
-    _require_class(folder, ("AutoencoderKL",), "pretrained_vae")
-    try:
-        return AutoencoderKL.from_pretrained(folder)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ConfigError(f"pretrained_vae: cannot load {folder}: {_first_line(exc)}") from exc
+    """AutoencoderKL from ``pretrained_vae`` (:func:`resolve_model_dir`), or fresh from ``vae_arch`` if None."""
+    return _load(AutoencoderKL, pretrained_vae, vae_arch, "vae", ("AutoencoderKL",))
 
 
 def load_unet(pretrained_unet: Optional[str], unet_arch: Optional[dict] = None,
@@ -101,28 +88,42 @@ def load_unet(pretrained_unet: Optional[str], unet_arch: Optional[dict] = None,
 
     The folder may be a TextSSR UNet, one written by the original TextSSR code, or a plain SD 2.1 ``unet/``
     (initialisation: SD weights where they fit, ``conv_in`` widened per ``conv_in_init``, new ``ttf_net``).
-    The ``ttf_*`` keys of ``unet_arch``, when given, are the TTF encoder's geometry for folders that cannot say
-    it themselves (SD and original layouts); a folder whose weights contradict them is a ConfigError.
+    The ``ttf_*`` keys of ``unet_arch`` give the TTF encoder's geometry to folders that cannot say it (SD and
+    original layouts); a folder whose weights contradict them is a ConfigError.
     """
-    if conv_in_init not in CONV_IN_INITS:
-        raise ConfigError(f"conv_in_init={conv_in_init!r}; choose one of {CONV_IN_INITS}")
-    if pretrained_unet is None:
-        return _build(TextSSRUNet2DConditionModel, unet_arch, "unet")
-    folder = resolve_model_dir(pretrained_unet, "unet")
-    _require_class(folder, (TextSSRUNet2DConditionModel.__name__, UNet2DConditionModel.__name__), "pretrained_unet")
+    check_choice(conv_in_init, "conv_in_init", CONV_IN_INITS)
     ttf = {k: v for k, v in (unet_arch or {}).items() if k.startswith("ttf_")}
+    return _load(TextSSRUNet2DConditionModel, pretrained_unet, unet_arch, "unet",
+                 (TextSSRUNet2DConditionModel.__name__, UNet2DConditionModel.__name__), conv_in_init=conv_in_init,
+                 **ttf)
+
+
+def _load(cls, path: Optional[str], arch: Optional[dict], kind: str, accepted: tuple, **kwargs):
+    """``cls`` from the ``kind`` model folder ``path`` names (holding one of the ``accepted`` classes), or built
+    from ``arch`` when ``path`` is None."""
+    if path is None:
+        if arch is None:
+            raise ConfigError(f"pretrained_{kind} is None and no {kind}_arch is given: name a model folder or set "
+                              f"{kind}_arch (e.g. configs/tiny's)")
+        try:
+            return cls(**arch)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{kind}_arch: cannot build {cls.__name__}: {first_line(exc)}") from exc
+    folder = resolve_model_dir(path, kind)
+    class_name = AutoencoderKL.load_config(folder).get("_class_name")
+    if class_name not in accepted:
+        raise ConfigError(f"pretrained_{kind}: {folder} holds a {class_name}, expected {' or '.join(accepted)}")
     try:
-        return TextSSRUNet2DConditionModel.from_pretrained(folder, conv_in_init=conv_in_init, **ttf)
+        return cls.from_pretrained(folder, **kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
-        raise ConfigError(f"pretrained_unet: cannot load {folder}: {_first_line(exc)}") from exc
+        raise ConfigError(f"pretrained_{kind}: cannot load {folder}: {first_line(exc)}") from exc
 
 
 def load_scheduler(scheduler_path: Optional[str] = None, name: str = "ddpm", prediction_type: Optional[str] = None,
                    timestep_spacing: Optional[str] = None):
-    """The ``name`` sampler (a key of SCHEDULERS or a diffusers class name) configured from ``scheduler_path`` —
-    a folder with scheduler_config.json, or a model folder with ``scheduler/`` — or, when it is None, from
-    SD21_SCHEDULER_CONFIG. ``prediction_type`` overrides the config's ("epsilon", "v_prediction", "sample"),
-    ``timestep_spacing`` its spacing of the sampling steps ("leading" as SD 2.1, "trailing", "linspace")."""
+    """The ``name`` sampler (:func:`scheduler_class`) configured from ``scheduler_path`` (:func:`scheduler_folder`;
+    None: SD21_SCHEDULER_CONFIG); ``prediction_type`` ("epsilon", "v_prediction", "sample") and
+    ``timestep_spacing`` ("leading" as SD 2.1, "trailing", "linspace") override the config's."""
     cls = scheduler_class(name)
     if scheduler_path is None:
         config = dict(SD21_SCHEDULER_CONFIG)
@@ -141,28 +142,7 @@ def load_scheduler(scheduler_path: Optional[str] = None, name: str = "ddpm", pre
 
 def scheduler_class(name: str):
     """The scheduler class for ``name``: a key of SCHEDULERS or one of their class names."""
-    by_class = {cls.__name__: cls for cls in SCHEDULERS.values()}
-    if name in SCHEDULERS or name in by_class:
-        return SCHEDULERS.get(name) or by_class[name]
-    raise ConfigError(f"scheduler={name!r}; choose one of {sorted(SCHEDULERS)}")
-
-
-def _build(cls, arch: Optional[dict], kind: str):
-    if arch is None:
-        raise ConfigError(f"pretrained_{kind} is None and no {kind}_arch is given: name a model folder or set "
-                          f"{kind}_arch (e.g. configs/tiny's)")
-    try:
-        return cls(**arch)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{kind}_arch: cannot build {cls.__name__}: {_first_line(exc)}") from exc
-
-
-def _require_class(folder: str, accepted: tuple, key: str) -> None:
-    class_name = AutoencoderKL.load_config(folder).get("_class_name")
-    if class_name not in accepted:
-        raise ConfigError(f"{key}: {folder} holds a {class_name}, expected {' or '.join(accepted)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    cls = SCHEDULERS.get(name) or {cls.__name__: cls for cls in SCHEDULERS.values()}.get(name)
+    if cls is None:
+        raise ConfigError(f"scheduler={name!r}; choose one of {sorted(SCHEDULERS)}")
+    return cls

@@ -1,44 +1,39 @@
 """TextSSR-F synthesis: real regions × target texts → diffusion → screening → STR LMDB, sharded and resumable.
 
-Models and conditions come as in infer (the same config keys, :mod:`textssr.generation`): checkpoints may be
-training output folders (latest checkpoint), a ``None`` resolution / ttf_size / max_len takes the UNet's training
-value.
+Models and conditions come as in infer (the same config keys, :mod:`textssr.generation`).
 
-Work items. The source's regions (one (image, annotation) pair each, indexed 0..n-1 by the dataset)
-are dealt to ranks round-robin: rank ``r`` of ``N`` owns regions ``r, r+N, r+2N, …``. Each region
-gives ``variants_per_region`` items; item ``k`` of a rank is region ``r + N * (k // V)``, variant
-``k % V``. Everything random about an item comes from generators seeded by ``(seed, region, variant)``:
-target text and crop window from :func:`variant_rng`, initial latents *and* the sampler's per-step
-noise from one CPU torch generator per item (:func:`latent_generator`). So texts and noise do not
-depend on N, batching or resumes; pixels can still differ in their last bits when the same item is
-denoised in another batch shape or with another number of CPU threads (float kernels reduce in
-another order), which is why a resume rebuilds exactly the batches of an uninterrupted run.
+Work items. The source's regions (one (image, annotation) pair each, indexed 0..n-1 by the dataset) are dealt to
+ranks round-robin: rank ``r`` of ``N`` owns regions ``r, r+N, r+2N, …``, each giving ``variants_per_region`` items;
+item ``k`` of a rank is region ``r + N * (k // V)``, variant ``k % V``. Everything random about an item comes from
+``(seed, region, variant)``: target text and crop window from :func:`variant_rng`, initial latents *and* the
+sampler's per-step noise from one CPU torch generator (:func:`latent_generator`). So texts and noise do not depend
+on N, batching or resumes; pixels can still differ in their last bits when an item is denoised in another batch
+shape or with another number of CPU threads (float kernels reduce in another order), which is why a resume
+rebuilds exactly the batches of an uninterrupted run.
 
-Crash safety. A rank writes its shard LMDB one batch per transaction: the kept crops, ``num-samples``
-and its ``synth-state`` (the next item ``cursor``, every counter, the settings) commit together.
-Restarted with the same command, a rank reopens its shard, checks the settings and continues at
-``cursor``. The cursor only ever stands at a batch boundary and a batch is always the next
-``batch_size`` buildable items, so the resumed run forms the very batches the uninterrupted run
-would have formed, and its result equals that run's on the same machine and thread count. A kill
-at any moment leaves no duplicate and no gap.
+Crash safety. A rank writes its shard LMDB one batch per transaction: the kept crops, ``num-samples`` and its
+``synth-state`` (the next item ``cursor``, every counter, the settings) commit together. Restarted with the same
+command, a rank reopens its shard, checks the settings and continues at ``cursor``. The cursor only ever stands at
+a batch boundary and a batch is always the next ``batch_size`` buildable items, so the resumed run forms the very
+batches of the uninterrupted run, and its result equals that run's on the same machine and thread count. A kill at
+any moment leaves no duplicate and no gap.
 
 Layout. With one process the shard *is* ``<output_dir>/lmdb``. With N > 1, rank r writes
-``<output_dir>/shards/rank<r>-of-<N>/`` and marks it done; rank 0 waits for all marks, then merges
-the shards (streamed, k-way by (region, variant), so the order is the same as with one process)
-into ``<output_dir>/lmdb.merging`` and renames it to ``<output_dir>/lmdb`` (atomic). The shards are
-deleted after the merge unless ``keep_shards``. Rank 0 then writes ``stats.json`` and
+``<output_dir>/shards/rank<r>-of-<N>/`` and marks it done; rank 0 waits for all marks, merges the shards (streamed,
+k-way by (region, variant): the order of one process) into ``<output_dir>/lmdb.merging`` and renames it to
+``<output_dir>/lmdb`` (atomic); the shards are deleted unless ``keep_shards``. Rank 0 then writes ``stats.json`` and
 ``contact_sheet.png``.
 """
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from itertools import islice
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -48,7 +43,7 @@ from accelerate.utils import parse_flag_from_env
 from tqdm import tqdm
 
 from textssr.checks import as_float, as_int
-from textssr.config import ConfigError, require_path
+from textssr.config import ConfigError, check_choice, read_json, require_path, write_json
 from textssr.data import SkipSample, mask_bbox
 from textssr.data.factory import dataset_options, open_dataset
 from textssr.data.seeding import item_torch_generator
@@ -64,6 +59,7 @@ REQUIRED_KEYS = ("source", "output_dir", "pretrained_vae", "pretrained_unet", "s
                  "batch_size", "seed", "num_inference_steps", "font_path")
 COUNTER_KEYS = ("items", "regions_read", "generated", "kept", "skipped_items")
 TIMER_KEYS = ("generation_s", "screening_s", "elapsed_s")
+TALLIES = ("counters", "timers", "rejected", "skipped", "text_how")  # a shard state's counts, summed by merge_stats
 LATENT_STREAM = 1  # extra SeedSequence word: the noise stream of an item, apart from its variant_rng
 
 
@@ -86,10 +82,9 @@ class Plan:
 
 
 def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
-    """Fail fast, with one line, on any config value that cannot work; resolve checkpoints and sizes as infer
-    does (textssr.generation). Returns the run (its ``resolved`` holds the source's content fingerprint: items
-    are regions by index, an edited source would shift them) and the screening rule (None: off). Loads no
-    model."""
+    """Fail fast, with one line, on any config value that cannot work; resolve checkpoints and sizes as infer does.
+    Returns the run (its ``resolved`` holds the source's content fingerprint: items are regions by index, an edited
+    source would shift them) and the screening rule (None: off). Loads no model."""
     if cfg.get("source") is not None:
         require_path(cfg.source, "source", "an AnyWord JSON, a benchmark folder holding test.json, or an "
                      "AnyWord-lmdb folder (build one with `python -m textssr.data.build_lmdb`)")
@@ -98,8 +93,7 @@ def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
     as_int(cfg.get("max_regions"), "max_regions", minimum=1, allow_none=True)
     as_int(cfg.get("jpeg_quality", 95), "jpeg_quality", minimum=1)
     as_float(cfg.get("poll_seconds", 5.0), "poll_seconds", minimum=0, exclusive=True)
-    if cfg.get("image_format", "png") not in IMAGE_FORMATS:
-        raise ConfigError(f"image_format={cfg.image_format!r}; choose one of {IMAGE_FORMATS}")
+    check_choice(cfg.get("image_format", "png"), "image_format", IMAGE_FORMATS)
     try:
         rule = screening_rule(cfg.get("screening"))
     except (ValueError, TypeError) as exc:
@@ -121,25 +115,19 @@ def text_source_for(cfg, max_len: int, font_path: Optional[str] = None) -> Tuple
         raise ConfigError(str(exc)) from exc
 
 
-def open_source(cfg, run: Run):
-    """The dataset of regions named by ``cfg.source`` (AnyWord JSON, bench folder, or AnyWord-lmdb)."""
-    return open_dataset(str(cfg.source), **dataset_options(cfg, resolution=run.resolution, ttf_size=run.ttf_size,
-                                                           max_len=run.max_len))
-
-
 def latent_generator(seed: int, region: int, variant: int) -> torch.Generator:
-    """The CPU generator of one (region, variant) item: it draws the item's initial latents, then its per-step
-    sampler noise — independent of batching, device and resumes."""
+    """The CPU generator of one (region, variant) item: its initial latents, then its per-step sampler noise."""
     return item_torch_generator(seed, region, variant, LATENT_STREAM, fold="shift")
 
 
 class Synthesizer:
-    """Models + dataset + text source + screener; :meth:`generate` turns built samples into crops."""
+    """Models + dataset of regions + text source + screener; :meth:`generate` turns built samples into crops."""
 
     def __init__(self, cfg, run: Run, screener: Optional[Screener], device):
         self.cfg, self.run, self.screener, self.device = cfg, run, screener, device
         self.pipe = load_pipeline(run, cfg, device)  # fills a None ttf_size / max_len from the UNet
-        self.dataset = open_source(cfg, run)
+        self.dataset = open_dataset(str(cfg.source), **dataset_options(
+            cfg, resolution=run.resolution, ttf_size=run.ttf_size, max_len=run.max_len))
         self.text_source, self.lexicon_dropped = text_source_for(cfg, run.max_len, self.dataset.font_path)
         self.index_skips = dict(self.dataset.skip_counts)  # annotations dropped while indexing the source
 
@@ -174,8 +162,8 @@ def shard_dir(output_dir: str, rank: int, world: int) -> str:
 
 def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state: dict, show_progress: bool) -> dict:
     """Generate this rank's items from ``state['cursor']`` to the end, one committed batch at a time."""
-    counters, timers = Counter(state["counters"]), Counter(state["timers"])
-    rejected, skipped, text_how = Counter(state["rejected"]), Counter(state["skipped"]), Counter(state["text_how"])
+    tally = {name: Counter(state[name]) for name in TALLIES}
+    counters, timers, rejected, skipped = tally["counters"], tally["timers"], tally["rejected"], tally["skipped"]
     bad_regions = dict(state.get("bad_regions", {}))  # region → reason: counted once, its variants not rebuilt
     strict, fmt, quality = cfg.get("strict", False), cfg.get("image_format", "png"), cfg.get("jpeg_quality", 95)
     k = state["cursor"]
@@ -204,7 +192,7 @@ def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state:
                 skipped[exc.reason] += 1
                 counters["skipped_items"] += 1
                 continue
-            text_how[how] += 1
+            tally["text_how"][how] += 1
             items.append((region, variant))
             metas.append(dict(region=region, variant=variant, img_name=info["img_name"],
                               ann_index=info["ann_index"], source_text=info["text"], how=how,
@@ -228,8 +216,8 @@ def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state:
                                          meta))
             counters["kept"] += len(records)
         timers["elapsed_s"] += time.perf_counter() - started
-        state = dict(state, cursor=k, done=k >= plan.num_items, counters=dict(counters), timers=dict(timers),
-                     rejected=dict(rejected), skipped=dict(skipped), text_how=dict(text_how), bad_regions=bad_regions)
+        state = dict(state, cursor=k, done=k >= plan.num_items, bad_regions=bad_regions,
+                     **{name: dict(counts) for name, counts in tally.items()})
         writer.commit(records, state)
         bar.update(k - bar.n)
         bar.set_postfix(kept=counters["kept"], gen=counters["generated"])
@@ -243,12 +231,12 @@ def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state:
 def merge_stats(states: List[dict]) -> dict:
     """Sum shard states into the stats.json payload. ``skipped`` counts the regions whose sample could not be
     built (by reason, each region once: its other variants are not tried, they count in ``skipped_items``);
-    ``skipped_at_index`` the annotations the source dropped while indexing (every rank
-    indexes the whole source, so it is taken once)."""
-    total = {k: Counter() for k in ("counters", "timers", "rejected", "skipped", "text_how")}
+    ``skipped_at_index`` the annotations the source dropped while indexing (every rank indexes the whole source,
+    so it is taken once)."""
+    total = {name: Counter() for name in TALLIES}
     for s in states:
-        for k in total:
-            total[k].update(s[k])
+        for name in TALLIES:
+            total[name].update(s[name])
     c, t = total["counters"], total["timers"]
     first = states[0] if states else {}
     # Ranks run in parallel: wall time is the slowest rank's, throughput counts all of them.
@@ -262,23 +250,11 @@ def merge_stats(states: List[dict]) -> dict:
                 kept_per_s=round(c["kept"] / wall, 3) if wall else None, processes=len(states))
 
 
-def _wait_for_shards(paths: List[str], poll_seconds: float) -> List[dict]:
-    marks = [p + ".done" for p in paths]
-    while not all(os.path.isfile(m) for m in marks):
-        time.sleep(poll_seconds)
-    states = []
-    for m in marks:
-        with open(m, encoding="utf-8") as f:
-            states.append(json.load(f))
-    return states
-
-
 def write_contact_sheet(lmdb_path: str, out_path: str, count: int) -> None:
     """The first ``count`` crops of the final LMDB with their labels and OCR readings."""
     with StrLmdbReader(lmdb_path) as reader:
         items = [SheetItem(file=f"{i:09d}", target=r.label, crop=decode_image(r.image),
-                           ocr=(r.meta or {}).get("ocr_text"))
-                 for i, r in ((i, reader.record(i)) for i in range(1, min(count, len(reader)) + 1))]
+                           ocr=(r.meta or {}).get("ocr_text")) for i, r in enumerate(islice(reader, max(0, count)), 1)]
     if items:
         render_contact_sheet(items, default_font_path()).save(out_path)
 
@@ -288,8 +264,7 @@ def finish(cfg, final_lmdb: str, states: List[dict]) -> dict:
     with StrLmdbReader(final_lmdb) as reader:
         stats["num_samples"] = len(reader)
     stats["lmdb"] = final_lmdb
-    with open(os.path.join(cfg.output_dir, "stats.json"), "w", encoding="utf-8") as f:
-        json.dump(stats, f, indent=2, ensure_ascii=False)
+    write_json(stats, os.path.join(cfg.output_dir, "stats.json"), indent=2)
     write_contact_sheet(final_lmdb, os.path.join(cfg.output_dir, "contact_sheet.png"),
                         int(cfg.get("contact_sheet_size", 32)))
     return stats
@@ -304,13 +279,14 @@ def synthesize(cfg) -> Optional[dict]:
     run, rule = validate(cfg, on_cpu=dist.device.type == "cpu")
     now = settings(cfg, run)
     final_lmdb = os.path.join(cfg.output_dir, "lmdb")
+    merged = os.path.isfile(os.path.join(final_lmdb, "data.mdb"))
     shards = glob.glob(os.path.join(cfg.output_dir, "shards", "rank*-of-*"))
-    if world == 1 and shards and not os.path.isfile(os.path.join(final_lmdb, "data.mdb")):  # an unmerged N-process run
+    if world == 1 and shards and not merged:  # an unmerged N-process run
         started = shards[0].rsplit("-of-", 1)[-1].split(".")[0]
         raise ConfigError(f"{cfg.output_dir} holds a run started with {started} processes; relaunch with "
                           f"--num_processes {started} or use a new output_dir")
     os.makedirs(cfg.output_dir, exist_ok=True)
-    if world > 1 and os.path.isfile(os.path.join(final_lmdb, "data.mdb")):
+    if world > 1 and merged:
         with StrLmdbReader(final_lmdb) as reader:
             final_state = reader.state
         _check_resume(final_state, now, world, final_lmdb)
@@ -335,13 +311,14 @@ def synthesize(cfg) -> Optional[dict]:
             state = run_shard(cfg, plan, synth, writer, state, show_progress=rank == 0)
     if world == 1:
         return finish(cfg, final_lmdb, [state])
-    with open(path + ".done.tmp", "w", encoding="utf-8") as f:
-        json.dump(state, f)
-    os.replace(path + ".done.tmp", path + ".done")
+    write_json(state, path + ".done", indent=None)
     if rank != 0:
         return None
     paths = [shard_dir(cfg.output_dir, r, world) for r in range(world)]
-    states = _wait_for_shards(paths, float(cfg.get("poll_seconds", 5.0)))
+    marks = [p + ".done" for p in paths]
+    while not all(os.path.isfile(m) for m in marks):
+        time.sleep(float(cfg.get("poll_seconds", 5.0)))
+    states = [read_json(m) for m in marks]
     merging = final_lmdb + ".merging"
     shutil.rmtree(merging, ignore_errors=True)
     final_state = dict(settings=now, world_size=world, done=True, shards=states)

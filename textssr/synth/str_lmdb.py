@@ -71,6 +71,12 @@ def decode_image(data: bytes) -> np.ndarray:
 class _LmdbHandle:
     """An open LMDB environment ``self.env``, closed by ``close()`` or on leaving a ``with`` block."""
 
+    def _read_header(self) -> None:
+        with self.env.begin() as txn:
+            raw_n, raw_state = txn.get(NUM_SAMPLES_KEY), txn.get(STATE_KEY)
+        self.num_samples = int(raw_n) if raw_n else 0
+        self.state = json.loads(raw_state) if raw_state else None
+
     def close(self) -> None:
         self.env.close()
 
@@ -89,10 +95,7 @@ class StrLmdbWriter(_LmdbHandle):
         self.path = path
         self.env = lmdb.open(path, map_size=_INITIAL_MAP_SIZE, subdir=True, meminit=False)
         self.env.set_mapsize(max(_INITIAL_MAP_SIZE, self.env.info()["map_size"]))
-        with self.env.begin() as txn:
-            raw_n, raw_state = txn.get(NUM_SAMPLES_KEY), txn.get(STATE_KEY)
-        self.num_samples = int(raw_n) if raw_n else 0
-        self.state = json.loads(raw_state) if raw_state else None
+        self._read_header()
 
     def commit(self, records: Sequence[StrRecord], state: Optional[dict] = None) -> None:
         """Write ``records`` after the last sample, plus ``num-samples`` and ``state``, atomically."""
@@ -131,10 +134,7 @@ class StrLmdbReader(_LmdbHandle):
             raise FileNotFoundError(f"no LMDB at {path} (expected {path}/data.mdb)")
         self.path = path
         self.env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False)
-        with self.env.begin() as txn:
-            raw_n, raw_state = txn.get(NUM_SAMPLES_KEY), txn.get(STATE_KEY)
-        self.num_samples = int(raw_n) if raw_n else 0
-        self.state = json.loads(raw_state) if raw_state else None
+        self._read_header()
 
     def __len__(self) -> int:
         return self.num_samples
@@ -156,11 +156,8 @@ class StrLmdbReader(_LmdbHandle):
 
 def merge_str_lmdbs(sources: Sequence[str], dest: str, order: Callable[[StrRecord], tuple],
                     state: Optional[dict] = None, chunk: int = 1000) -> int:
-    """Stream the samples of ``sources`` into a new LMDB at ``dest``, in ascending ``order(record)``.
-
-    Each source must already be sorted by ``order`` (a k-way merge, memory O(k + chunk)). ``state``
-    is written with the last chunk. Returns the number of samples written.
-    """
+    """Stream the samples of ``sources``, each sorted by ``order(record)``, into a new LMDB at ``dest`` in that order
+    (a k-way merge, memory O(k + chunk)); ``state`` is written with the last chunk. Returns the samples written."""
     readers = [StrLmdbReader(s) for s in sources]
     try:
         merged: Iterable[StrRecord] = heapq.merge(*readers, key=order)

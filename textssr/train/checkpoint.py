@@ -15,7 +15,6 @@ mid-save leaves nothing that ``latest`` would pick: resume only ever sees comple
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from typing import Callable, Dict, List, Optional, Tuple
@@ -23,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from diffusers.models.model_loading_utils import load_state_dict
 
-from textssr.config import ConfigError
+from textssr.config import ConfigError, read_json, write_json
 from textssr.models.loading import find_checkpoints
 from textssr.run_config import dump_run_config
 
@@ -92,7 +91,7 @@ def register_model_hooks(accelerator, subfolder: str, ema=None) -> None:
     def load_hook(models, input_dir):
         while models:
             model = accelerator.unwrap_model(models.pop())
-            model.load_state_dict(_read_weights(os.path.join(input_dir, subfolder), load_state_dict))
+            model.load_state_dict(_read_weights(os.path.join(input_dir, subfolder)))
         if ema is not None:
             ema_dir = os.path.join(input_dir, f"{subfolder}_ema")
             if not os.path.isdir(ema_dir):
@@ -106,7 +105,7 @@ def register_model_hooks(accelerator, subfolder: str, ema=None) -> None:
     accelerator.register_load_state_pre_hook(load_hook)
 
 
-def _read_weights(folder: str, load_state_dict: Callable) -> Dict[str, torch.Tensor]:
+def _read_weights(folder: str) -> Dict[str, torch.Tensor]:
     """All weights of a diffusers model folder (one file or shards)."""
     files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
     if not files:
@@ -135,8 +134,7 @@ def save_checkpoint(accelerator, output_dir: str, step: int, cfg, state: dict, g
         if extra is not None:
             extra(tmp)
         dump_run_config(cfg, tmp)
-        with open(os.path.join(tmp, STATE_FILE), "w") as f:
-            json.dump(state, f, indent=2)
+        write_json(state, os.path.join(tmp, STATE_FILE), indent=2)
         shutil.rmtree(final, ignore_errors=True)  # a complete older save of the same step (re-run after a kill)
         os.replace(tmp, final)
         prune(output_dir, total_limit)
@@ -149,8 +147,7 @@ def load_checkpoint(accelerator, path: str, generator: torch.Generator) -> dict:
     ``path``; return its trainer_state.json."""
     accelerator.load_state(path)
     gen_file = os.path.join(path, f"generator_{accelerator.process_index}.pt")
-    with open(os.path.join(path, STATE_FILE)) as f:
-        state = json.load(f)
+    state = read_json(os.path.join(path, STATE_FILE))
     if os.path.isfile(gen_file):
         generator.set_state(torch.load(gen_file, weights_only=True))
     else:  # resumed with more processes than saved it: a fresh, still rank-distinct stream

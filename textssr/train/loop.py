@@ -88,7 +88,6 @@ def _tracker_config(cfg) -> dict:
 
 def train(cfg, stage_name: str) -> dict:
     """Run one training stage (``"vae"`` or ``"cdm"``) as ``cfg`` says; return the final trainer state."""
-
     stage = STAGES[stage_name]()
     validate_config(cfg, stage)
     # mixed_precision="auto": on a GPU bf16 (else fp16) through accelerate; on the CPU float32 until the first batch
@@ -97,9 +96,7 @@ def train(cfg, stage_name: str) -> dict:
     gpu_choice = gpu_mixed_precision() if auto_precision and torch.cuda.is_available() else None
     accelerator = _accelerator(cfg, gpu_choice.name if gpu_choice else "no" if auto_precision else cfg.mixed_precision)
     log = RankZeroLog(accelerator, cfg.output_dir)
-    precision_records = {}
-    if gpu_choice is not None:
-        precision_records["mixed_precision"] = dict(gpu_choice.as_record(), key="mixed_precision")
+    precision_records = {"mixed_precision": gpu_choice.as_record("mixed_precision")} if gpu_choice else {}
     if accelerator.is_main_process:
         os.makedirs(cfg.output_dir, exist_ok=True)
         ckpt.remove_partial(cfg.output_dir)
@@ -130,14 +127,12 @@ def train(cfg, stage_name: str) -> dict:
     lr_scheduler = get_scheduler(cfg.lr_scheduler, optimizer=optimizer,
                                  num_warmup_steps=cfg.lr_warmup_steps * accelerator.num_processes,
                                  num_training_steps=max_steps * accelerator.num_processes)
-    ema = None
-    if cfg.use_ema:
-        ema = EMAModel(model.parameters(), decay=cfg.ema_decay, model_cls=type(model), model_config=model.config)
+    ema = EMAModel(model.parameters(), decay=cfg.ema_decay, model_cls=type(model),
+                   model_config=model.config) if cfg.use_ema else None
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     if ema is not None:
         ema.to(accelerator.device)
-    weight_dtype = DTYPES[accelerator.mixed_precision]
-    stage.setup(accelerator, weight_dtype)
+    stage.setup(accelerator, DTYPES[accelerator.mixed_precision])
     profiler = StepProfiler(cfg.get("profile", False), accelerator.device)
     stage.lap = profiler.lap
     use_autocast = False  # bf16 autocast chosen by mixed_precision="auto" on the CPU
@@ -184,20 +179,10 @@ def train(cfg, stage_name: str) -> dict:
         if record is not None:
             precision_records[record["key"]] = record
         if auto_precision and gpu_choice is None:
-            unwrapped = accelerator.unwrap_model(model)
-
-            def run_step(bf16: bool) -> None:  # forward + backward, no update; the noise stream is restored
-                state = generator.get_state()
-                with autocast(accelerator.device, bf16):
-                    loss = stage.loss(unwrapped, batch, generator)
-                loss.backward()
-                unwrapped.zero_grad(set_to_none=True)
-                generator.set_state(state)
-
-            choice = agree(probe_mixed_precision(run_step, accelerator.device))
+            choice = agree(probe_mixed_precision(stage.loss, accelerator.unwrap_model(model), batch, generator,
+                                                 accelerator.device))
             use_autocast = choice.name == "bf16"
-            precision_records["mixed_precision"] = dict(choice.as_record(), key="mixed_precision",
-                                                        message=choice.describe("mixed_precision"))
+            precision_records["mixed_precision"] = choice.as_record("mixed_precision", message=True)
         for key, record in precision_records.items():
             record = dict(record)
             log(f"[{stage.name}] {record.pop('message', None) or key + ': ' + record['dtype']}", event="precision",
@@ -258,7 +243,7 @@ def train(cfg, stage_name: str) -> dict:
                     f"({(time.time() - start):.1f} s)", event="step", step=global_step, epoch=epoch,
                     loss=step_loss, lr=lr)
             if image_batch is None:
-                image_batch = {k: v for k, v in batch.items()}  # a fixed batch for the sample grids
+                image_batch = dict(batch)  # a fixed batch for the sample grids
             if report and cfg.image_log_steps and global_step % cfg.image_log_steps == 0:
                 _log_images(accelerator, stage, model, image_batch, cfg, global_step)
             profiler.lap("logging")

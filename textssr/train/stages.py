@@ -14,8 +14,6 @@ and step 2 differ only in their config: data and initial UNet). The loop in ``lo
 """
 from __future__ import annotations
 
-import copy
-import json
 import os
 from typing import Optional
 
@@ -24,9 +22,11 @@ import torch.nn.functional as F
 from diffusers.training_utils import compute_snr
 from diffusers_textssr import TextSSRPipeline
 
-from textssr import precision
-from textssr.config import ConfigError
+from textssr.config import ConfigError, read_json, write_json
 from textssr.models import load_scheduler, load_unet, load_vae, scheduler_class
+from textssr.profiling import probe_vae_dtype
+
+TIMESTEP_BIAS_STRATEGIES = ("none", "later", "earlier", "range")
 
 
 def model_source(cfg, key: str, subfolder: str) -> Optional[str]:
@@ -39,16 +39,13 @@ def model_source(cfg, key: str, subfolder: str) -> Optional[str]:
     return None
 
 
-def _vae(cfg, key: str = "pretrained_vae"):
-    return load_vae(model_source(cfg, key, "vae"), vae_arch=cfg.get("vae_arch"))
+def _vae(cfg):
+    return load_vae(model_source(cfg, "pretrained_vae", "vae"), vae_arch=cfg.get("vae_arch"))
 
 
 def _to_unit(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] image → [0, 1]."""
     return (x.float() / 2 + 0.5).clamp(0, 1)
-
-
-TIMESTEP_BIAS_STRATEGIES = ("none", "later", "earlier", "range")
 
 
 def timestep_weights(num_timesteps: int, strategy: str, multiplier: float, portion: float = 0.25,
@@ -79,6 +76,9 @@ class Stage:
     def lap(name: str) -> None:
         pass
 
+    def setup(self, accelerator, weight_dtype: torch.dtype) -> None:
+        pass
+
     def first_batch(self, batch: dict, device: torch.device, agree=lambda choice: choice) -> Optional[dict]:
         """Settle choices that need a real batch (vae_dtype="auto"); returns a record to log, or None. ``agree``
         makes every rank take rank 0's choice."""
@@ -94,7 +94,6 @@ class VAEStage(Stage):
     name = "vae"
     subfolder = "vae"
     vae_mode = True  # the dataset returns only ``image``
-
     scaling_crops = 64  # crops whose latents set scaling_factor="auto"
 
     def __init__(self):
@@ -104,12 +103,15 @@ class VAEStage(Stage):
         self.cfg, self.model = cfg, _vae(cfg)
         return self.model  # accelerate wraps this module; it keeps the trained weights
 
-    def setup(self, accelerator, weight_dtype: torch.dtype) -> None:
-        pass
-
     def observe(self, batch: dict) -> None:
         if self.cfg.get("scaling_factor") == "auto":
             self._keep_for_scaling(batch["image"])
+
+    def _keep_for_scaling(self, image: torch.Tensor) -> None:
+        """The first ``scaling_crops`` training crops this rank sees: a fixed set, so "auto" is reproducible."""
+        kept = sum(len(x) for x in self.scaling_images)
+        if kept < self.scaling_crops:
+            self.scaling_images.append(image[: self.scaling_crops - kept].detach().clone())
 
     def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
         image = batch["image"]  # (B, 3, R, R) in [-1, 1]
@@ -121,14 +123,7 @@ class VAEStage(Stage):
     def images(self, model, batch: dict, generator: torch.Generator, cfg) -> torch.Tensor:
         """Rows: input crops, then their reconstructions."""
         image = batch["image"][: cfg.image_log_count]
-        reconstruction = model(image).sample
-        return torch.cat([_to_unit(image), _to_unit(reconstruction)])
-
-    def _keep_for_scaling(self, image: torch.Tensor) -> None:
-        """The first ``scaling_crops`` training crops this rank sees: a fixed set, so "auto" is reproducible."""
-        kept = sum(len(x) for x in self.scaling_images)
-        if kept < self.scaling_crops:
-            self.scaling_images.append(image[: self.scaling_crops - kept].detach().clone())
+        return torch.cat([_to_unit(image), _to_unit(model(image).sample)])
 
     def scaling_factor(self) -> Optional[float]:
         """The scaling_factor to save: the configured number, 1 / std of the kept crops' posterior-mode latents
@@ -140,25 +135,17 @@ class VAEStage(Stage):
             return float(factor)
         if not self.scaling_images:  # resumed right at the end: measure on nothing new
             return None
-        images = torch.cat(self.scaling_images)
         with torch.no_grad():
             dtype = next(self.model.parameters()).dtype
-            latents = self.model.encode(images.to(dtype)).latent_dist.mode().float()
+            latents = self.model.encode(torch.cat(self.scaling_images).to(dtype)).latent_dist.mode().float()
         return float(1.0 / latents.std().clamp_min(1e-6))
 
     def save_extra(self, folder: str) -> None:
         """Write the scaling_factor option into ``<checkpoint>/vae/config.json`` (nothing before the first one)."""
         config_path = os.path.join(folder, self.subfolder, "config.json")
-        if not os.path.isfile(config_path):
-            return
-        factor = self.scaling_factor()
-        if factor is None:
-            return
-        with open(config_path, encoding="utf-8") as f:
-            config = json.load(f)
-        config["scaling_factor"] = factor
-        with open(config_path, "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=2, sort_keys=True)
+        factor = self.scaling_factor() if os.path.isfile(config_path) else None
+        if factor is not None:
+            write_json(dict(read_json(config_path), scaling_factor=factor), config_path, indent=2, sort_keys=True)
 
 
 class CDMStage(Stage):
@@ -198,23 +185,12 @@ class CDMStage(Stage):
         self.vae.to(accelerator.device, dtype=vae_dtype)
 
     def first_batch(self, batch: dict, device: torch.device, agree=lambda choice: choice) -> Optional[dict]:
-        """vae_dtype="auto": time the encoding of this real batch with the VAE in its dtype and in bfloat16 and
-        keep the faster (textssr.precision); returns the choice's record (None when there was nothing to choose)."""
+        """vae_dtype="auto": keep the VAE in the dtype (its own or bfloat16) that encodes this real batch faster
+        (textssr.profiling); returns the choice's record (None when there was nothing to choose)."""
         if self.cfg.get("vae_dtype") != "auto" or self.vae.dtype == torch.bfloat16:
             return None
-        candidate = copy.deepcopy(self.vae).to(dtype=torch.bfloat16)
-        pixels = self._pixels(batch)
-
-        def encoder(vae):
-            def run():
-                with torch.no_grad():
-                    vae.encode(pixels.to(vae.dtype)).latent_dist.mode()
-            return run
-
-        choice = agree(precision.choose(device, encoder(self.vae), encoder(candidate)))
-        if choice.name == "bf16":
-            self.vae = candidate
-        return dict(choice.as_record(), key="vae_dtype", message=choice.describe("vae_dtype"))
+        self.vae, choice = probe_vae_dtype(self.vae, self._pixels(batch), device, agree)
+        return choice.as_record("vae_dtype", message=True)
 
     @staticmethod
     def _pixels(batch: dict) -> torch.Tensor:

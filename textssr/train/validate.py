@@ -10,7 +10,7 @@ from diffusers.optimization import SchedulerType
 from diffusers_textssr import CONV_IN_INITS
 
 from textssr.checks import as_float, as_int, check_output_dir, check_seed
-from textssr.config import ConfigError, require_keys, require_path
+from textssr.config import ConfigError, check_choice, require_keys, require_path
 from textssr.data import resolve_font
 from textssr.data.lmdb_store import find_environments
 from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS, resolve_model_dir
@@ -85,9 +85,7 @@ def _check_numbers(cfg) -> None:
 
 
 def _check_timestep_bias(cfg) -> None:
-    strategy = cfg.timestep_bias_strategy
-    if strategy not in TIMESTEP_BIAS_STRATEGIES:
-        raise ConfigError(f"timestep_bias_strategy={strategy!r}; choose one of {TIMESTEP_BIAS_STRATEGIES}")
+    strategy = check_choice(cfg.timestep_bias_strategy, "timestep_bias_strategy", TIMESTEP_BIAS_STRATEGIES)
     if float(cfg.get("timestep_bias_multiplier") or 0) <= 0:
         raise ConfigError(f"timestep_bias_multiplier={cfg.get('timestep_bias_multiplier')}; must be > 0 "
                           "(> 1 favours the biased timesteps, < 1 avoids them)")
@@ -99,23 +97,16 @@ def _check_timestep_bias(cfg) -> None:
 
 
 def _check_choices(cfg) -> None:
-    lr_names = [s.value for s in SchedulerType]
-    if cfg.lr_scheduler not in lr_names:
-        raise ConfigError(f"lr_scheduler={cfg.lr_scheduler!r}; choose one of {lr_names}")
+    check_choice(cfg.lr_scheduler, "lr_scheduler", [s.value for s in SchedulerType])
     check_precision(cfg.mixed_precision, "mixed_precision", on_cpu=not torch.cuda.is_available())
-    if cfg.get("prediction_type") not in PREDICTION_TYPES:
-        raise ConfigError(f"prediction_type={cfg.prediction_type!r}; choose one of {PREDICTION_TYPES} "
-                          "(None = the scheduler's own, v_prediction for SD 2.1)")
-    if cfg.get("image_log_scheduler") is not None and cfg.image_log_scheduler not in SCHEDULERS:
-        raise ConfigError(f"image_log_scheduler={cfg.image_log_scheduler!r}; choose one of {sorted(SCHEDULERS)}")
-    if cfg.get("image_log_timestep_spacing") not in TIMESTEP_SPACINGS:
-        raise ConfigError(f"image_log_timestep_spacing={cfg.image_log_timestep_spacing!r}; choose one of "
-                          f"{TIMESTEP_SPACINGS}")
-    if cfg.get("vae_dtype") not in VAE_DTYPES:
-        raise ConfigError(f"vae_dtype={cfg.vae_dtype!r}; choose one of {VAE_DTYPES} (None: as mixed_precision; "
-                          "\"auto\": bf16 where timed faster on this machine)")
-    if cfg.get("vae_latents", "sample") not in VAE_LATENTS:
-        raise ConfigError(f"vae_latents={cfg.vae_latents!r}; choose one of {VAE_LATENTS}")
+    check_choice(cfg.get("prediction_type"), "prediction_type", PREDICTION_TYPES,
+                 "(None = the scheduler's own, v_prediction for SD 2.1)")
+    if cfg.get("image_log_scheduler") is not None:
+        check_choice(cfg.image_log_scheduler, "image_log_scheduler", sorted(SCHEDULERS))
+    check_choice(cfg.get("image_log_timestep_spacing"), "image_log_timestep_spacing", TIMESTEP_SPACINGS)
+    check_choice(cfg.get("vae_dtype"), "vae_dtype", VAE_DTYPES,
+                 "(None: as mixed_precision; \"auto\": bf16 where timed faster on this machine)")
+    check_choice(cfg.get("vae_latents", "sample"), "vae_latents", VAE_LATENTS)
     if cfg.get("latent_cache") and (cfg.get("vae_latents") != "mode" or cfg.get("region_placement") != "center"):
         raise ConfigError(f"latent_cache=True reuses a sample's latents every epoch, so its crop and latents must not "
                           f"change: set region_placement=\"center\" and vae_latents=\"mode\" (now "
@@ -123,10 +114,8 @@ def _check_choices(cfg) -> None:
     factor = cfg.get("scaling_factor")
     if factor is not None and factor != "auto" and (isinstance(factor, (str, bool)) or float(factor) <= 0):
         raise ConfigError(f"scaling_factor={factor!r}; must be None (keep the VAE's), \"auto\" or a number > 0")
-    if cfg.get("conv_in_init", "sd") not in CONV_IN_INITS:
-        raise ConfigError(f"conv_in_init={cfg.conv_in_init!r}; choose one of {CONV_IN_INITS}")
-    if cfg.get("report_to") not in REPORTERS:
-        raise ConfigError(f"report_to={cfg.report_to!r}; choose one of {REPORTERS}")
+    check_choice(cfg.get("conv_in_init", "sd"), "conv_in_init", CONV_IN_INITS)
+    check_choice(cfg.get("report_to"), "report_to", REPORTERS)
     resume = cfg.get("resume_from_checkpoint")
     if resume and resume != "latest":
         resolve_resume(resume, str(cfg.output_dir))
