@@ -242,6 +242,15 @@ def test_checkpoint_configs_are_read_as_data_never_executed(tmp_path):
     assert literal_assignments("x = __import__('os').getcwd()\ny = (1, 'a')\n") == {"y": (1, "a")}
 
 
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    """A 4-image tiny corpus (JSON, images and LMDBs) made by the generator the demo uses."""
+    from textssr.tiny_data import generate
+    root = tmp_path_factory.mktemp("small_corpus")
+    generate(root, num_images=4, bench_images=2, seed=5, progress=False)
+    return root
+
+
 @pytest.mark.parametrize("script, config, option, message", [
     ("synthesize.py", "configs/tiny/synth_cfg.py", "screening.match=fuzzy", "screening.match='fuzzy'; choose one of"),
     ("synthesize.py", "configs/tiny/synth_cfg.py", "seed=-5", "seed=-5: must be >= 0"),
@@ -250,8 +259,12 @@ def test_checkpoint_configs_are_read_as_data_never_executed(tmp_path):
     ("train_vae.py", "configs/tiny/train_vae_cfg.py", "train_batch_size=abc", "train_batch_size='abc': must be"),
     ("train_diff.py", "configs/tiny/train_diff_step1_cfg.py", "font_path=README.md", "is not a usable font file"),
 ])
-def test_ordinary_mistakes_of_the_other_scripts_are_one_line(script, config, option, message):
-    run = subprocess.run([sys.executable, script, "--config", config, "--cfg-options", option], cwd=REPO,
+def test_ordinary_mistakes_of_the_other_scripts_are_one_line(script, config, option, message, small_corpus):
+    # the data paths point at a real corpus, so that the mistake named is the only one (a fresh clone has no data/tiny)
+    data = {"synthesize.py": [f"source={small_corpus / 'train.json'}"],
+            "train_vae.py": [f"lmdb_path={small_corpus / 'AnyWord-lmdb' / 'step1_lmdb'}"],
+            "train_diff.py": [f"lmdb_path={small_corpus / 'AnyWord-lmdb' / 'step1_lmdb'}"]}[script]
+    run = subprocess.run([sys.executable, script, "--config", config, "--cfg-options", *data, option], cwd=REPO,
                          capture_output=True, text=True)
     lines = [line for line in run.stderr.strip().splitlines() if "Warning" not in line and not line.startswith(" ")]
     assert run.returncode == 2 and lines == [lines[-1]] and message in lines[-1], run.stderr[-2000:]

@@ -26,15 +26,6 @@ class ConfigError(Exception):
     """A config value that cannot work. The message is one line naming the key, the value and the fix."""
 
 
-def add_config_args(parser: argparse.ArgumentParser, default_config: Optional[str] = None) -> argparse.ArgumentParser:
-    """Add the ``--config`` and ``--cfg-options`` flags every entry point shares."""
-    parser.add_argument("--config", default=default_config, required=default_config is None,
-                        help="Python config file (mmengine format, `_base_` inheritance allowed)")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default=None, metavar="KEY=VALUE",
-                        help="override config values, e.g. --cfg-options learning_rate=5e-5 max_train_steps=10")
-    return parser
-
-
 @functools.lru_cache(maxsize=8)
 def schema_keys(schema: str) -> frozenset:
     """The top-level keys of the reference config ``schema`` (what a script knows)."""
@@ -49,12 +40,9 @@ def unknown_key_error(key: str, known: Iterable[str], where: str) -> ConfigError
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None, schema: Optional[str] = None) -> Config:
-    """Read ``path`` and apply ``cfg_options``; a missing or broken file is a ConfigError.
-
-    With ``schema`` (a reference config), every top-level key of the file and of ``cfg_options`` must be one of
-    the schema's; without it, ``cfg_options`` may only override keys the file has. Keys starting with ``_`` are
-    mmengine's own and never checked.
-    """
+    """Read ``path`` and apply ``cfg_options``; a missing or broken file is a ConfigError. With ``schema`` (a
+    reference config) every top-level key of the file and of ``cfg_options`` must be one of the schema's, without it
+    ``cfg_options`` may only override keys the file has; keys starting with ``_`` are mmengine's and never checked."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path} (see configs/ for the shipped ones)")
     try:
@@ -126,9 +114,13 @@ def read_json(path: str):
 
 def parse_config(argv: Optional[Sequence[str]] = None, description: str = "",
                  default_config: Optional[str] = None, schema: Optional[str] = None) -> Config:
-    """Parse ``--config``/``--cfg-options`` from ``argv`` and return the loaded config (checked against
-    ``schema`` when given)."""
-    parser = add_config_args(argparse.ArgumentParser(description=description), default_config)
+    """Parse the ``--config`` and ``--cfg-options`` flags every entry point shares from ``argv`` and return the
+    loaded config (checked against ``schema`` when given)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default=default_config, required=default_config is None,
+                        help="Python config file (mmengine format, `_base_` inheritance allowed)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default=None, metavar="KEY=VALUE",
+                        help="override config values, e.g. --cfg-options learning_rate=5e-5 max_train_steps=10")
     args = parser.parse_args(argv)
     return load_config(args.config, args.cfg_options, schema=schema)
 

@@ -61,12 +61,12 @@ def chunk_fingerprint(images: Sequence[Tuple[str, str, list]]) -> str:
     """What a shard is made of: every image's name, annotations and file size (not its time: the same inputs give
     the same bytes); a finished shard whose fingerprint differs (texts edited, an image resized) is rebuilt."""
     digest = hashlib.sha256()
-    for image_path, img_name, annotations in images:
+    for image_path, img_name, annots in images:
         try:
             size = os.path.getsize(image_path)
         except OSError:
             size = None
-        digest.update(json.dumps([img_name, annotations, size], sort_keys=True, ensure_ascii=False,
+        digest.update(json.dumps([img_name, annots, size], sort_keys=True, ensure_ascii=False,
                                  default=str).encode("utf-8"))
     return digest.hexdigest()
 
@@ -140,13 +140,13 @@ def write_shard(path: str, images: Sequence[Tuple[str, str, list]], first_id: in
     env = lmdb.open(path, map_size=MAP_SIZE, subdir=True)
     try:
         txn = env.begin(write=True)
-        for offset, (image_path, img_name, annotations) in enumerate(images):
-            stored = store_image(image_path, img_name, annotations, language, counts)
+        for offset, (image_path, img_name, annots) in enumerate(images):
+            stored = store_image(image_path, img_name, annots, language, counts)
             if stored is not None:
                 data, extent, kept = stored
                 image_id = f"{first_id + offset:09d}"
                 txn.put(IMAGE_PREFIX + image_id.encode(), data)
-                txn.put(ANNOTATIONS_PREFIX + image_id.encode(), json.dumps(annotations, ensure_ascii=False).encode())
+                txn.put(ANNOTATIONS_PREFIX + image_id.encode(), json.dumps(annots, ensure_ascii=False).encode())
                 samples += [(len(ids), i, text, lang) for i, text, lang in kept]
                 ids.append(image_id)
                 names.append(img_name)

@@ -24,9 +24,8 @@ def anyword_json(source: str) -> Optional[str]:
 
 
 def dataset_options(cfg, vae_mode: bool = False, placement: str = "random", **sizes) -> dict:
-    """The dataset keywords of a config: seed, language, font, strictness and region placement (``placement`` when
-    the config has none), with ``sizes`` (resolution, ttf_size, max_len) as resolved by the caller, else the
-    config's."""
+    """The dataset keywords of a config (``placement``: the region placement when it names none), with ``sizes``
+    (resolution, ttf_size, max_len) as the caller resolved them, else the config's."""
     options = dict(seed=int(cfg.seed), language=cfg.get("language"), font_path=cfg.font_path, vae_mode=vae_mode,
                    strict=bool(cfg.get("strict", False)), region_placement=cfg.get("region_placement") or placement)
     for key in ("resolution", "ttf_size", "max_len"):
@@ -35,7 +34,7 @@ def dataset_options(cfg, vae_mode: bool = False, placement: str = "random", **si
 
 
 def open_dataset(source: Union[str, Sequence[str]], **options) -> AnyWordBase:
-    """The dataset of ``source`` (see the module docstring); ``options`` are the dataset keywords."""
+    """The dataset of ``source`` (see the module docstring); ``options``: the dataset keywords."""
     if not isinstance(source, (str, os.PathLike)):
         parts = [open_dataset(str(s), **options) for s in source]
         return parts[0] if len(parts) == 1 else IndexedConcat(parts)

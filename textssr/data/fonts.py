@@ -1,7 +1,7 @@
 """Fonts: resolve the configured font (or a registry-installed fallback), cache loaded fonts, find tofu.
 
-The original loads ``AlibabaPuHuiTi-3-85-Bold.ttf`` from the repo root (a user download). When it is
-absent we fall back to a bold CJK + Latin font installable from a package registry, with one warning.
+The original loads ``AlibabaPuHuiTi-3-85-Bold.ttf`` from the repo root (a user download); when it is absent we
+fall back, with one warning, to a bold CJK + Latin font installable from a package registry.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import FrozenSet, List, Tuple
 from fontTools.ttLib import TTFont
 from PIL import ImageFont
 
-from textssr.config import ConfigError
+from textssr.config import ConfigError, first_line
 
 DEFAULT_FONT = "AlibabaPuHuiTi-3-85-Bold.ttf"
 # Fallbacks in order: PyPI `cvttf-notosanscjk-bold`, then Debian's fonts-noto-cjk and fonts-wqy-microhei.
@@ -32,22 +32,14 @@ _warned = set()
 
 def fallback_fonts() -> List[str]:
     """Registry-installed bold CJK fonts found on this machine, best first."""
-    found = []
     spec = importlib.util.find_spec(PIP_FONT[0])
-    if spec is not None and spec.submodule_search_locations:
-        for folder in spec.submodule_search_locations:
-            path = os.path.join(folder, PIP_FONT[1])
-            if os.path.isfile(path):
-                found.append(path)
-    found += [p for p in SYSTEM_FONTS if os.path.isfile(p)]
-    return found
+    folders = (spec.submodule_search_locations or ()) if spec is not None else ()
+    return [p for p in [os.path.join(f, PIP_FONT[1]) for f in folders] + list(SYSTEM_FONTS) if os.path.isfile(p)]
 
 
 def resolve_font(font_path: str = DEFAULT_FONT) -> str:
-    """``font_path`` if it is a file, else the first fallback font (one warning naming both paths).
-
-    Raises ConfigError (one line, with the install command) when neither exists.
-    """
+    """``font_path`` if it is a file, else the first fallback font (one warning naming both paths); a ConfigError
+    with the install command when neither exists."""
     if font_path and os.path.isfile(str(font_path)):
         return check_font(str(font_path))
     if font_path and os.path.isdir(str(font_path)):
@@ -72,9 +64,8 @@ def check_font(path: str) -> str:
         if not font_charset(path):
             raise ValueError("it maps no character")
     except Exception as exc:  # FreeType, fontTools: OSError, TTLibError, struct.error, ... on a non-font file
-        raise ConfigError(f"font_path={path!r} is not a usable font file ({type(exc).__name__}: "
-                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'unreadable'}); name a .ttf/.otf/.ttc "
-                          "font") from None
+        raise ConfigError(f"font_path={path!r} is not a usable font file ({type(exc).__name__}: {first_line(exc)}); "
+                          "name a .ttf/.otf/.ttc font") from None
     return path
 
 
@@ -87,7 +78,6 @@ def load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
 @functools.lru_cache(maxsize=8)
 def font_charset(path: str) -> FrozenSet[int]:
     """Code points the font maps to a glyph (its best cmap), read once per process."""
-
     with TTFont(path, lazy=True, fontNumber=0) as font:  # fontNumber: first face of a .ttc collection
         return frozenset(font.getBestCmap() or {})
 

@@ -36,6 +36,14 @@ def polygon_bbox(polygon: np.ndarray) -> Box:
     return (int(polygon[:, 0].min()), int(polygon[:, 1].min()), int(polygon[:, 0].max()), int(polygon[:, 1].max()))
 
 
+def true_bbox(flags: np.ndarray) -> Optional[Box]:
+    """Bounding box of the True pixels of a (h, w) bool array, None when there are none."""
+    rows, cols = np.flatnonzero(flags.any(axis=1)), np.flatnonzero(flags.any(axis=0))
+    if rows.size == 0:
+        return None
+    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+
+
 def content_extent(image: np.ndarray, bgr: bool = True) -> Optional[Box]:
     """Bounding box of the pixels whose gray value is below 255 (SPEC §3 step 1), None if all white.
 
@@ -50,11 +58,7 @@ def content_extent(image: np.ndarray, bgr: bool = True) -> Optional[Box]:
     borders = (image[:1], image[-1:], image[:, :1], image[:, -1:])
     if all((cv2.cvtColor(np.ascontiguousarray(b), code) < 255).any() for b in borders):
         return (0, 0, w, h)
-    ink = cv2.cvtColor(image, code) < 255
-    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    if rows.size == 0:
-        return None
-    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+    return true_bbox(cv2.cvtColor(image, code) < 255)
 
 
 def overlaps(bbox: Box, extent: Box) -> bool:
@@ -73,11 +77,10 @@ def _axis_window(ext0: int, ext1: int, b0: int, b1: int, side: int, rng: Optiona
 def square_window(extent: Box, bbox: Box, rng: Optional[np.random.Generator] = None) -> Optional[Box]:
     """The crop window of SPEC §3 step 2, or None when the clamped bbox is empty (L = 0).
 
-    The bbox is clamped to the extent; L = max(w, h). Per axis the window start is drawn uniformly from
-    ``rng`` among the positions keeping the bbox inside the window and the window inside the extent
-    (the original's ``randint(lo, hi + 1)`` could step one pixel past ``hi``; fixed), or centred on the
-    bbox and clamped when ``rng`` is None. On an axis where the extent is shorter than L the whole
-    extent is taken, so the window is non-square only then.
+    The bbox is clamped to the extent; L = max(w, h). Per axis the window start is drawn uniformly from ``rng``
+    among the positions keeping the bbox inside the window and the window inside the extent (the original's
+    ``randint(lo, hi + 1)`` could step one pixel past ``hi``; fixed), or centred on the bbox and clamped when
+    ``rng`` is None. Where the extent is shorter than L the whole extent is taken: only then is it not square.
     """
     xl, yt, xr, yb = extent
     x0, y0 = min(max(bbox[0], xl), xr), min(max(bbox[1], yt), yb)
@@ -92,11 +95,8 @@ def square_window(extent: Box, bbox: Box, rng: Optional[np.random.Generator] = N
 
 def polygon_mask(polygon: np.ndarray, window: Box) -> np.ndarray:
     """uint8 (h, w) canvas of the window: 255 outside the polygon, 0 inside (SPEC §3 step 4, before resizing).
-
-    The polygon is truncated to integers and drawn with Pillow exactly as the original draws it on the
-    full image; drawing on the window with shifted coordinates gives the same pixels, much cheaper.
-    """
-
+    The polygon is truncated to integers and drawn with Pillow as the original draws it on the full image;
+    drawing on the window with shifted coordinates gives the same pixels, much cheaper."""
     sx0, sy0, sx1, sy1 = window
     canvas = Image.new("L", (sx1 - sx0, sy1 - sy0), 255)
     ImageDraw.Draw(canvas).polygon([(int(x) - sx0, int(y) - sy0) for x, y in polygon], fill=0)
@@ -104,11 +104,9 @@ def polygon_mask(polygon: np.ndarray, window: Box) -> np.ndarray:
 
 
 def min_area_rect(mask: np.ndarray) -> Optional[Rect]:
-    """OpenCV ``minAreaRect`` of the 0-pixels of a (R, R) mask, points in (x, y); None if there are none.
-
-    Only the first and last 0-pixel of each row are passed: they hold every vertex of the convex hull,
-    which is all ``minAreaRect`` looks at, so the rectangle is the same as from all the pixels.
-    """
+    """OpenCV ``minAreaRect`` of the 0-pixels of a (R, R) mask, points in (x, y); None if there are none. Only
+    the first and last 0-pixel of each row are passed: they hold every vertex of the convex hull, which is all
+    ``minAreaRect`` looks at, so the rectangle is the same as from all the pixels."""
     text = np.asarray(mask).reshape(mask.shape[-2:]) == 0
     rows = np.flatnonzero(text.any(axis=1))
     if rows.size == 0:
@@ -121,12 +119,9 @@ def min_area_rect(mask: np.ndarray) -> Optional[Rect]:
 
 
 def canonical_rect(rect: Rect) -> Rect:
-    """The same rectangle with its angle in (0, 90], OpenCV 4.5.1–4.12's convention.
-
-    OpenCV ≥ 4.13 returns angles in [-90, 0) instead; the original was written against (0, 90] and its
-    corner order (``boxPoints``) and turn rule depend on it, so the glyph is placed in that convention
-    whatever OpenCV is installed.
-    """
+    """The same rectangle with its angle in (0, 90], OpenCV 4.5.1–4.12's convention. OpenCV ≥ 4.13 returns
+    angles in [-90, 0) instead; the original's corner order (``boxPoints``) and turn rule depend on (0, 90], so
+    the glyph is placed in that convention whatever OpenCV is installed."""
     (cx, cy), (w, h), angle = rect
     while angle <= 0:
         angle, w, h = angle + 90.0, h, w
@@ -136,11 +131,9 @@ def canonical_rect(rect: Rect) -> Rect:
 
 
 def glyph_corners(rect: Rect) -> np.ndarray:
-    """float32 (4, 2): where the glyph image's [top-left, top-right, bottom-right, bottom-left] go.
-
-    ``boxPoints`` of the canonical rect; when size[0] > 1.5 × size[1] (the original calls size[0] the
-    height) the order is shifted by one, so the text runs along the long side.
-    """
+    """float32 (4, 2): where the glyph image's [top-left, top-right, bottom-right, bottom-left] go: ``boxPoints``
+    of the canonical rect, shifted by one when size[0] > 1.5 × size[1] (the original calls size[0] the height),
+    so the text runs along the long side."""
     (cx, cy), (w, h), angle = canonical_rect(rect)
     a, b = math.sin(math.radians(angle)) * 0.5, math.cos(math.radians(angle)) * 0.5
     p0 = (cx - a * h - b * w, cy + b * h - a * w)
@@ -152,14 +145,10 @@ def glyph_corners(rect: Rect) -> np.ndarray:
 
 
 def mask_bbox(mask) -> Box:
-    """Bounding box ``(x0, y0, x1, y1)`` (x1/y1 exclusive) of the 0-pixels of a (1, R, R) or (R, R) mask.
-
-    Accepts a torch tensor or a numpy array; raises ValueError when the mask has no 0-pixel.
-    """
+    """Bounding box of the 0-pixels of a (1, R, R) or (R, R) mask (torch or numpy); ValueError when there are none."""
     arr = mask.detach().cpu().numpy() if hasattr(mask, "detach") else np.asarray(mask)
-    text = arr.reshape(arr.shape[-2:]) == 0
-    rows, cols = np.flatnonzero(text.any(axis=1)), np.flatnonzero(text.any(axis=0))
-    if rows.size == 0:
+    box = true_bbox(arr.reshape(arr.shape[-2:]) == 0)
+    if box is None:
         raise ValueError("mask has no text pixel (no 0 value)")
-    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+    return box
 

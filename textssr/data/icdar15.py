@@ -1,23 +1,21 @@
 """Convert ICDAR 2015 annotations to AnyWord JSON.
 
-ICDAR 2015 Incidental Scene Text gives, for image ``img_N.jpg``, a file ``gt_img_N.txt`` with one word per
-line: ``x1,y1,x2,y2,x3,y3,x4,y4,transcription`` (the transcription may contain commas; files may start with
-a UTF-8 BOM; ``###`` marks an unreadable word). The output is AnyWord JSON (SPEC §2) with ``language``
-guessed per word (Chinese when it holds a CJK character, else Latin).
+ICDAR 2015 Incidental Scene Text gives, for image ``img_N.jpg``, a file ``gt_img_N.txt`` with one word per line:
+``x1,y1,x2,y2,x3,y3,x4,y4,transcription`` (the transcription may contain commas, a file may start with a UTF-8 BOM,
+``###`` marks an unreadable word). The output is AnyWord JSON (SPEC §2), ``language`` guessed per word.
 
     python -m textssr.data.icdar15 --gt-dir ch4_test_gt --image-dir ch4_test_images --out ic15/test.json
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 from collections import Counter
 from typing import List, Optional, Sequence, Tuple
 
-from textssr.config import ConfigError
+from textssr.config import ConfigError, write_json
 
 GT_PATTERN = re.compile(r"^gt_(.+)\.txt$")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
@@ -75,9 +73,9 @@ def _natural_key(name: str):
 
 
 def convert_icdar15(gt_dir: str, image_dir: Optional[str], out_json: str, data_root: Optional[str] = None) -> dict:
-    """Write AnyWord JSON for every ``gt_*.txt`` of ``gt_dir`` whose image is in ``image_dir`` (default:
-    ``gt_dir``). ``data_root`` in the output defaults to ``image_dir`` relative to the output's folder.
-    Returns a summary: images, words, skipped {reason: count}, out."""
+    """Write AnyWord JSON for every ``gt_*.txt`` of ``gt_dir`` whose image is in ``image_dir`` (default: ``gt_dir``);
+    ``data_root`` defaults to ``image_dir`` relative to the output's folder. Returns a summary: images, words,
+    skipped {reason: count}, out, data_root."""
     image_dir = image_dir or gt_dir
     for key, folder in (("--gt-dir", gt_dir), ("--image-dir", image_dir)):
         if not os.path.isdir(folder):
@@ -98,8 +96,7 @@ def convert_icdar15(gt_dir: str, image_dir: Optional[str], out_json: str, data_r
     out_dir = os.path.dirname(os.path.abspath(out_json))
     os.makedirs(out_dir, exist_ok=True)
     root = data_root if data_root is not None else os.path.relpath(os.path.abspath(image_dir), out_dir)
-    with open(out_json, "w", encoding="utf-8") as f:
-        json.dump({"data_root": root, "data_list": data_list}, f, ensure_ascii=False, indent=1)
+    write_json({"data_root": root, "data_list": data_list}, out_json)
     words = sum(len(e["annotations"]) for e in data_list)
     return {"images": len(data_list), "words": words, "skipped": dict(counts), "out": out_json, "data_root": root}
 

@@ -48,12 +48,9 @@ def _ttf_blend_table(max_len: int) -> np.ndarray:
 
 
 def render_ttf_img(text: str, font_path: str, ttf_size: int = 64, max_len: int = 25) -> np.ndarray:
-    """float32 (max_len, ttf_size, ttf_size) in [0, 1]: character i of ``text`` drawn centred on white
-    at gray level (128 // max_len) × i; unused channels are 1.0. ``text`` is truncated to ``max_len``.
-
-    Equal to drawing each character with Pillow (fill = its gray level on a white 255 canvas): the cached
-    coverage goes through a per-channel table of Pillow's blend (:func:`_ttf_blend_table`).
-    """
+    """float32 (max_len, ttf_size, ttf_size) in [0, 1]: character i of ``text`` (truncated to ``max_len``) drawn
+    centred on white at gray level (128 // max_len) × i; unused channels are 1.0. Equal to drawing each character
+    with Pillow: the cached coverage goes through a per-channel table of Pillow's blend (:func:`_ttf_blend_table`)."""
     out = np.ones((max_len, ttf_size, ttf_size), dtype=np.float32)
     chars = text[:max_len]
     if chars:
@@ -81,12 +78,10 @@ def _text_line(font_path: str, ttf_size: int, text: str) -> np.ndarray:
 
 
 def render_glyph(text: str, rect: Rect, font_path: str, ttf_size: int = 64, resolution: int = 256) -> np.ndarray:
-    """float32 (3, resolution, resolution) in [0, 1], values only 127/255 (ink) and 1.0 (SPEC §3 step 7).
-
-    ``text`` is rendered on one line at ``ttf_size`` px and perspective-warped (bilinear) from its own
-    rectangle onto the corners of ``rect`` (an OpenCV RotatedRect in the R×R crop's (x, y) pixels, see
-    :func:`textssr.data.geometry.glyph_corners`); only pixels warped to exactly 127 are kept.
-    """
+    """float32 (3, resolution, resolution) in [0, 1], values only 127/255 (ink) and 1.0 (SPEC §3 step 7):
+    ``text`` on one line at ``ttf_size`` px, perspective-warped (bilinear) from its own rectangle onto the corners
+    of ``rect`` (an OpenCV RotatedRect in the R×R crop's (x, y) pixels, :func:`~textssr.data.geometry.glyph_corners`);
+    only pixels warped to exactly 127 are kept."""
     out = np.empty((3, resolution, resolution), dtype=np.float32)
     line = _text_line(font_path, ttf_size, text)
     h, w = line.shape

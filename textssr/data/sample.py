@@ -1,8 +1,6 @@
 """Assemble one sample (SPEC §3) from a crop of an image, a polygon and a text: the crop window
-(:func:`region_window`, steps 1–2) and the sample dict (:func:`build_crop`, steps 3–8). Decoding is in
-:mod:`textssr.data.image_io`.
-
-Pure with respect to its inputs: the only randomness is the crop window, drawn from the ``rng`` passed in.
+(:func:`region_window`, steps 1–2) and the sample dict (:func:`build_crop`, steps 3–8); decoding is in
+:mod:`textssr.data.image_io`. The only randomness is the crop window, drawn from the ``rng`` passed in.
 """
 from __future__ import annotations
 
@@ -21,13 +19,11 @@ from textssr.data.skips import MASK_EMPTY, POLYGON_DEGENERATE, POLYGON_OUTSIDE, 
 
 
 def resize_chw(x: np.ndarray, resolution: int) -> np.ndarray:
-    """float32 (C, h, w) → contiguous (C, R, R), bilinear as torchvision's ``Resize(antialias=True)`` that the
-    original uses.
+    """float32 (C, h, w) → contiguous (C, R, R), bilinear as the original's torchvision ``Resize(antialias=True)``.
 
     Upsampling (both sides ≤ R, the usual case for words in photos) is plain half-pixel bilinear, where
-    antialiasing changes nothing: OpenCV computes it, one plane at a time straight into the output, ~20×
-    faster than torch (equal to 1e-7, same mask after thresholding). Downsampling goes through torch's
-    antialiased kernel itself.
+    antialiasing changes nothing: OpenCV computes it plane by plane straight into the output, ~20× faster than
+    torch (equal to 1e-7, same mask after thresholding). Downsampling goes through torch's antialiased kernel.
     """
     channels, h, w = x.shape
     if h <= resolution and w <= resolution:
@@ -75,8 +71,7 @@ def region_window(extent: geometry.Box, polygon: np.ndarray, rng: Optional[np.ra
 def build_crop(crop: np.ndarray, window: geometry.Box, polygon: np.ndarray, text: str, *, resolution: int,
                ttf_size: int, max_len: int, font_path: Optional[str], vae_mode: bool = False, where: str = "",
                timings: Optional[Counter] = None) -> dict:
-    """One sample dict from ``crop`` = the image's uint8 BGR pixels in ``window`` (from :func:`region_window`):
-    a decoded image's ``image[y0:y1, x0:x1]`` or what :func:`decode_window` returns.
+    """One sample dict from ``crop``, the image's uint8 BGR pixels in ``window`` (from :func:`region_window`).
 
     Returns torch float32 tensors ``image`` (3, R, R) in [-1, 1], ``mask`` (1, R, R) in {0, 1} (0 = text),
     ``masked_image`` (3, R, R), ``glyph`` (3, R, R) in [0, 1], ``ttf_img`` (max_len, ttf_size, ttf_size) in

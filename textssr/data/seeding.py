@@ -29,7 +29,6 @@ def item_seeds(*words: int, stream: Optional[int] = None) -> np.random.SeedSeque
 
 
 def item_rng(*words: int, stream: Optional[int] = None) -> np.random.Generator:
-    """A numpy generator for the item named by ``words``."""
     return np.random.default_rng(item_seeds(*words, stream=stream))
 
 

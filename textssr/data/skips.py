@@ -1,9 +1,8 @@
 """Bad-input accounting: the :class:`SkipSample` exception and the one-line-per-reason report.
 
-A bad instance is never fatal and never silent. Cheap problems (empty text, a degenerate polygon,
-characters the font lacks) are found while the index is built; expensive ones (an undecodable image, an
-all-white image) when the sample is built. Either way the instance is skipped and counted under a short
-snake_case reason; ``strict=True`` turns the first one into an error.
+A bad instance is never fatal and never silent. Cheap problems (empty text, a degenerate polygon, characters the
+font lacks) are found while the index is built, expensive ones (an undecodable or all-white image) when the sample
+is built; either way it is skipped and counted under a snake_case reason. ``strict=True`` makes the first an error.
 """
 from __future__ import annotations
 
@@ -50,10 +49,9 @@ REASON_HELP = {
 
 
 def text_problem(text) -> Optional[str]:
-    """The skip reason of a text that cannot be rendered on one line, None for a usable one: not a string,
-    empty or whitespace-only, or holding control characters (Unicode category Cc: \\n, \\r, \\t, NUL, ...) or
-    line/paragraph separators (Zl, Zp) — Pillow's layout engine fails on a line break, and a glyph image has one
-    line."""
+    """The skip reason of a text that cannot be rendered on one line (None for a usable one): not a string, blank,
+    or holding control characters (category Cc: \\n, \\r, \\t, NUL, ...) or line/paragraph separators (Zl, Zp) —
+    Pillow's layout engine fails on a line break, and a glyph image has one line."""
     if not isinstance(text, str):
         return TEXT_INVALID
     if not text.strip():
@@ -78,9 +76,5 @@ class SkipSample(Exception):
 def report(counts: Mapping[str, int]) -> str:
     """One line per reason, most frequent first: ``"  12 missing_glyph  (text holds characters ...)"``."""
     counts = Counter({k: n for k, n in counts.items() if n})
-    if not counts:
-        return "no instance skipped"
-    lines = []
-    for reason, n in counts.most_common():
-        lines.append(f"{n:>8} {reason}  ({REASON_HELP.get(reason, 'see SkipSample detail')})")
-    return "\n".join(lines)
+    return "\n".join(f"{n:>8} {reason}  ({REASON_HELP.get(reason, 'see SkipSample detail')})"
+                     for reason, n in counts.most_common()) or "no instance skipped"

@@ -14,8 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-FALLBACK_FONT_PACKAGE = "cvttf_NotoSansCJK_Bold"  # pip: cvttf-notosanscjk-bold
-FALLBACK_FONT_FILE = "NotoSansCJKtc-Bold.otf"
+from textssr.data.fonts import PIP_FONT
 
 TILE_W, TILE_H = 160, 64  # each crop is scaled to fit this box, aspect ratio kept
 FONT_SIZE = 14
@@ -38,11 +37,11 @@ class SheetItem:
 
 def default_font_path() -> Path:
     """The bold Noto Sans CJK font installed by ``pip install cvttf-notosanscjk-bold``."""
-    spec = importlib.util.find_spec(FALLBACK_FONT_PACKAGE)
+    spec = importlib.util.find_spec(PIP_FONT[0])
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("no CJK font for the contact sheet: `pip install cvttf-notosanscjk-bold` "
                                 "or pass font_path / use --no-sheet")
-    path = Path(list(spec.submodule_search_locations)[0]) / FALLBACK_FONT_FILE
+    path = Path(list(spec.submodule_search_locations)[0]) / PIP_FONT[1]
     if not path.is_file():
         raise FileNotFoundError(f"font file missing: {path} — reinstall cvttf-notosanscjk-bold")
     return path

@@ -1,19 +1,16 @@
-"""Evaluate an ``infer.py`` output folder: OCR every crop, score it against its target text.
-
-Folder layout (docs/architecture.md, "Output folder of infer.py"):
+"""Evaluate an ``infer.py`` output folder (docs/architecture.md): OCR every crop, score it against its target text.
 
     labels.json      {"<file>": target text}          required
     region/<file>    generated crops                   (absent: the crops lie in the folder itself)
     gt/<file>        real crops of the same regions    optional → the OCR ceiling
     instances.json   [{"file", "language", ...}]       optional → per-language figures
 
-A crop that is missing, unreadable or empty is skipped and counted by reason (``strict`` raises
-instead). An item whose generated crop is skipped is left out of both the generated and the
-ceiling scores; one whose gt crop is skipped is left out of the ceiling only.
+A crop that is missing, unreadable or empty is skipped and counted by reason (``strict`` raises instead). An item
+whose generated crop is skipped is left out of both the generated and the ceiling scores; one whose gt crop is
+skipped is left out of the ceiling only.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from textssr.config import ConfigError
+from textssr.config import ConfigError, read_json, write_json
 from textssr.eval.contact_sheet import SheetItem, default_font_path, render_contact_sheet
 from textssr.eval.metrics import SCORE_KEYS, score
 from textssr.eval.ocr import OCR_MODEL, ROTATION_RULE, Recognizer, crop_problem
@@ -51,8 +48,7 @@ class ResultsFolder:
 
 def _read_json(path: Path):
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            return json.load(f)
+        return read_json(path)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
 
@@ -110,14 +106,11 @@ def _score_block(preds: List[str], gts: List[str], langs: Optional[List[str]]) -
 
 def evaluate_results(results_dir: Path | str, recognizer: Recognizer, strict: bool = False,
                      progress: bool = True) -> dict:
-    """OCR every crop of ``results_dir`` and score it; returns the metrics.json dict.
-
-    Keys: the :data:`SCORE_KEYS` for the generated crops, ``per_language`` (with instances.json),
-    ``ceiling`` (with gt/: the same scores for the real crops), ``skipped`` {reason: count},
-    ``skipped_items`` [{file, reason}], ``predictions`` [{file, target, ocr, conf, correct, ...}] and
-    provenance (``results_dir``, ``crop_dir``, ``ocr_model``, ``rotation_rule``, ``num_labels``).
-    Raises EvalError when no crop could be read, or on the first skipped item when ``strict``.
-    """
+    """OCR every crop of ``results_dir`` and score it; returns the metrics.json dict: the :data:`SCORE_KEYS` of the
+    generated crops, ``per_language`` (with instances.json), ``ceiling`` (with gt/: the real crops' scores),
+    ``skipped`` {reason: count}, ``skipped_items`` [{file, reason}], ``predictions`` [{file, target, ocr, conf,
+    correct, ...}] and provenance (``results_dir``, ``crop_dir``, ``ocr_model``, ``rotation_rule``, ``num_labels``).
+    Raises EvalError when no crop could be read, or on the first skipped item when ``strict``."""
     folder = open_results(results_dir)
     skipped: Counter = Counter()
     skipped_items: List[dict] = []
@@ -166,18 +159,14 @@ def evaluate_results(results_dir: Path | str, recognizer: Recognizer, strict: bo
         raise EvalError(f"no crop in {folder.crop_dir} could be read for the {len(files)} entries of "
                         f"{folder.root / LABELS_FILE} (skipped: {dict(skipped)})")
     langs = [row["language"] for row in predictions] if folder.languages is not None else None
-    metrics = {"results_dir": str(folder.root),
-               "crop_dir": str(folder.crop_dir.relative_to(folder.root)),
-               "ocr_model": OCR_MODEL, "rotation_rule": ROTATION_RULE,
-               "num_labels": len(files)}
+    metrics = {"results_dir": str(folder.root), "crop_dir": str(folder.crop_dir.relative_to(folder.root)),
+               "ocr_model": OCR_MODEL, "rotation_rule": ROTATION_RULE, "num_labels": len(files)}
     metrics.update(_score_block([r["ocr"] for r in predictions], [r["target"] for r in predictions], langs))
     if folder.gt_dir is not None:
         rows = [r for r in predictions if "gt_ocr" in r]
         metrics["ceiling"] = _score_block([r["gt_ocr"] for r in rows], [r["target"] for r in rows],
                                           [r["language"] for r in rows] if langs is not None else None)
-    metrics["skipped"] = dict(skipped)
-    metrics["skipped_items"] = skipped_items
-    metrics["predictions"] = predictions
+    metrics.update(skipped=dict(skipped), skipped_items=skipped_items, predictions=predictions)
     return metrics
 
 
@@ -185,8 +174,7 @@ def write_metrics(metrics: dict, path: Path | str) -> Path:
     """Write ``metrics`` as UTF-8 JSON (CJK kept readable)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(metrics, f, ensure_ascii=False, indent=1)
+    write_json(metrics, str(path))
     return path
 
 
@@ -199,10 +187,8 @@ def write_contact_sheet(metrics: dict, path: Path | str, max_items: int = 48,
         gt_crop = load_crop(folder.gt_dir / row["file"])[0] if folder.gt_dir is not None else None
         items.append(SheetItem(file=row["file"], target=row["target"], crop=load_crop(folder.crop_dir / row["file"])[0],
                                ocr=row["ocr"], gt_crop=gt_crop, gt_ocr=row.get("gt_ocr")))
-    sheet = render_contact_sheet(items, font_path or default_font_path())
-    path = Path(path)
-    sheet.save(path)
-    return path
+    render_contact_sheet(items, font_path or default_font_path()).save(path)
+    return Path(path)
 
 
 def format_table(metrics: dict) -> str:

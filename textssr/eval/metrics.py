@@ -38,11 +38,9 @@ def ned(pred: str, gt: str) -> float:
 
 
 def score(preds: Sequence[str], gts: Sequence[str]) -> Dict[str, Optional[float]]:
-    """Score OCR readings ``preds`` against target texts ``gts`` (same order, same length).
-
-    Returns ``{num, sen_acc, ned, sen_acc_case_insensitive, ned_case_insensitive}``; the four scores
-    are in [0, 1], or None when ``num`` is 0. Case-insensitive scores compare ``str.lower()`` of both.
-    """
+    """``{num, sen_acc, ned, sen_acc_case_insensitive, ned_case_insensitive}`` of OCR readings ``preds`` against
+    target texts ``gts`` (paired in order): scores in [0, 1], None when ``num`` is 0; case-insensitive ones compare
+    ``str.lower()`` of both."""
     if len(preds) != len(gts):
         raise ValueError(f"score: {len(preds)} predictions for {len(gts)} targets — they must pair up one to one")
     result: Dict[str, Optional[float]] = {"num": len(gts)}

@@ -1,8 +1,7 @@
 """Text recognition of crops with PP-OCRv4 (the ONNX model shipped inside ``rapidocr-onnxruntime``).
 
-Recognition only: the crop already is the text region, so no detector and no angle classifier run.
-The model files come with the wheel; nothing is downloaded. ``Recognizer`` loads the model once and
-is shared by evaluation (``eval.py``) and the synthesis screening of TextSSR-F.
+Recognition only: the crop already is the text region, so no detector and no angle classifier run. The model files
+come with the wheel (nothing is downloaded). Shared by evaluation (``eval.py``) and TextSSR-F's screening.
 """
 from __future__ import annotations
 
@@ -19,8 +18,6 @@ OCR_MODEL = "PP-OCRv4 recognition (ch_PP-OCRv4_rec_infer.onnx from rapidocr-onnx
 TALL_RATIO = 1.2
 ROTATION_RULE = (f"crops taller than {TALL_RATIO} x their width are rotated 90 degrees counter-clockwise "
                  "(as AnyText's eval_dgocr.py and PaddleOCR's crop step): text running top-to-bottom becomes left-to-right")
-
-
 # PP-OCRv4 resizes a crop to height 48 and pads a batch to its widest crop: a 3000 x 1 crop would become 144,000
 # pixels wide and take minutes. Crops thinner than MIN_SIDE or longer than MAX_ASPECT x their height (after
 # orientation) are not text lines; they are not read.
@@ -40,12 +37,9 @@ def crop_problem(crop: np.ndarray) -> Optional[str]:
 
 
 def orient_for_recognition(crop: np.ndarray) -> np.ndarray:
-    """Return ``crop`` (H, W[, C]) rotated 90° counter-clockwise if H > 1.2 × W, else unchanged.
-
-    Counter-clockwise is what AnyText does (transpose H/W, then flip rows): the crop's right edge
-    becomes its top, so a word written top-to-bottom with its letters turned clockwise reads
-    left-to-right afterwards.
-    """
+    """``crop`` (H, W[, C]) rotated 90° counter-clockwise if H > 1.2 × W, else unchanged. Counter-clockwise is
+    what AnyText does: the right edge becomes the top, so a word written top-to-bottom with its letters turned
+    clockwise reads left-to-right afterwards."""
     height, width = crop.shape[:2]
     if height > TALL_RATIO * width:
         return np.ascontiguousarray(np.rot90(crop, k=1))
@@ -67,12 +61,9 @@ def _as_bgr(crop: np.ndarray) -> np.ndarray:
 
 
 class Recognizer:
-    """PP-OCRv4 text recognition on lists of RGB crops.
-
-    ``batch_size`` crops go through the network at once; crops are sorted by aspect ratio first and
-    each batch is padded to its widest crop (PaddleOCR's scheme), so a reading can differ marginally
-    with the batch it falls in. ``num_threads`` limits onnxruntime's CPU threads (None: its default).
-    """
+    """PP-OCRv4 text recognition on lists of RGB crops. ``batch_size`` crops go through the network at once,
+    sorted by aspect ratio and padded to the widest (PaddleOCR's scheme), so a reading can differ marginally with
+    the batch it falls in. ``num_threads`` limits onnxruntime's CPU threads (None: its default)."""
 
     def __init__(self, batch_size: int = 32, num_threads: int | None = None):
         if batch_size < 1:
@@ -85,12 +76,9 @@ class Recognizer:
         self._model = TextRecognizer(config)
 
     def recognize(self, crops: Sequence[np.ndarray]) -> List[Tuple[str, float]]:
-        """Read each crop: uint8 RGB (H, W, 3) — gray (H, W) and RGBA also accepted — H, W >= 1.
-
-        Returns one ``(text, confidence)`` per crop, in input order; confidence is the mean
-        per-character probability in [0, 1] (0.0 when nothing is read). A degenerate crop (:func:`crop_problem`)
-        is not run through the model and reads ``("", 0.0)``.
-        """
+        """One ``(text, confidence)`` per crop — uint8 RGB (H, W, 3), gray or RGBA, H, W >= 1 — in input order;
+        confidence is the mean per-character probability in [0, 1] (0.0 when nothing is read). A degenerate crop
+        (:func:`crop_problem`) is not run through the model and reads ``("", 0.0)``."""
         if not crops:
             return []
         images, readable = [], []

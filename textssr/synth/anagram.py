@@ -2,17 +2,14 @@
 
 Rules (the paper's "anagram expansion", made precise):
 
-- An **anagram** is a random permutation of the word's characters (Unicode code points, so CJK
-  and Latin alike) that keeps their multiset. **Spaces stay where they are**: only the non-space
-  characters move, so "NEW YORK" can become "KYO WERN" but never "NEWYORK " — the word count
-  and the gaps the region's layout was made for survive.
-- The anagram **differs from the original whenever possible**, i.e. whenever the non-space
-  characters hold at least two distinct values. A word that cannot be permuted into anything
-  new (one character, "AAA", "A A") is *unpermutable*: by default it keeps its own text
-  (``unpermutable="keep"``); with ``unpermutable="lexicon"`` it draws a lexicon word instead.
-- Every choice comes from a generator built from ``(seed, region index, variant)`` alone
-  (:func:`variant_rng`), so the texts do not depend on the number of processes, the batch size
-  or on where a run was resumed.
+- An **anagram** is a random permutation of the word's characters (Unicode code points, so CJK and Latin alike).
+  **Spaces stay where they are**: "NEW YORK" can become "KYO WERN" but never "NEWYORK " — the word count and the
+  gaps the region's layout was made for survive.
+- The anagram **differs from the original whenever possible** (the non-space characters hold two distinct
+  values). An *unpermutable* word (one character, "AAA", "A A") keeps its own text (``unpermutable="keep"``) or
+  draws a lexicon word (``unpermutable="lexicon"``).
+- Every choice comes from a generator of ``(seed, region index, variant)`` alone (:func:`variant_rng`), so the
+  texts do not depend on the number of processes, the batch size or where a run was resumed.
 """
 from __future__ import annotations
 
@@ -41,12 +38,9 @@ def is_permutable(text: str) -> bool:
 
 
 def anagram(text: str, rng: np.random.Generator) -> str:
-    """A random permutation of the non-space characters of ``text``; spaces keep their positions.
-
-    The result differs from ``text`` whenever :func:`is_permutable` is true (otherwise it equals
-    ``text``). A shuffle that happens to give the original back is fixed by swapping two positions
-    that hold different characters, so one call always terminates after one shuffle.
-    """
+    """A random permutation of the non-space characters of ``text`` (spaces keep their positions), unlike ``text``
+    whenever :func:`is_permutable`: a shuffle that gives the original back is fixed by swapping two positions that
+    hold different characters, so one shuffle always suffices."""
     chars = list(text)
     slots = [i for i, c in enumerate(chars) if c != " "]
     moved = [chars[i] for i in slots]
@@ -62,12 +56,9 @@ def anagram(text: str, rng: np.random.Generator) -> str:
 
 
 def load_lexicon(lexicon, max_len: int, font_path: Optional[str] = None) -> Tuple[Tuple[str, ...], int]:
-    """Read a word list: a UTF-8 file path (one word per line) or a sequence of strings.
-
-    Words are stripped; empty lines, words longer than ``max_len``, words holding control characters and, with
-    ``font_path``, words with characters the font lacks are dropped.
-    Returns ``(words, n_dropped)``. Raises ValueError (with the fix) when nothing usable is left.
-    """
+    """``(words, n_dropped)`` of a word list (a UTF-8 file, one word per line, or a sequence of strings): words
+    stripped; empty lines, words longer than ``max_len``, holding control characters or (with ``font_path``)
+    characters the font lacks dropped. ValueError (with the fix) when nothing usable is left."""
     if isinstance(lexicon, (str, os.PathLike)):
         if not os.path.isfile(lexicon):
             raise ValueError(f"lexicon file not found: {lexicon} (one UTF-8 word per line)")
@@ -85,12 +76,9 @@ def load_lexicon(lexicon, max_len: int, font_path: Optional[str] = None) -> Tupl
 
 @dataclass(frozen=True)
 class TextSource:
-    """Chooses the target text of each (region, variant).
-
-    kind: "anagram" (permute the region's word), "lexicon" (a uniform draw from ``lexicon``),
-    "mix" (anagram with probability ``anagram_ratio``, else a lexicon word).
-    unpermutable: what an anagram of an unpermutable word becomes — "keep" its text or a "lexicon" word.
-    """
+    """Chooses the target text of each (region, variant). kind: "anagram" (permute the region's word), "lexicon"
+    (a uniform draw from ``lexicon``), "mix" (anagram with probability ``anagram_ratio``, else a lexicon word);
+    unpermutable: what an anagram of an unpermutable word becomes — "keep" its text or a "lexicon" word."""
 
     kind: str = "anagram"
     lexicon: Tuple[str, ...] = ()

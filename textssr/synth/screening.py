@@ -1,8 +1,8 @@
 """Quality screening of synthesized crops: a recogniser reads each crop; a rule decides keep / reject.
 
-The paper keeps only crops that recognisers read as their target text; its models and thresholds
-are unpublished. Here the recogniser is PP-OCRv4 (``textssr.eval.ocr.Recognizer``) and the rule is
-configurable (``screening`` in the synthesis config)::
+The paper keeps only crops that recognisers read as their target text (its models and thresholds are
+unpublished). Here the recogniser is PP-OCRv4 (``textssr.eval.ocr.Recognizer``) and the rule is configurable
+(``screening`` in the synthesis config)::
 
     screening = dict(match="exact",        # "exact": normalised prediction == target; "ned": NED >= min_ned
                      min_ned=1.0,          # used when match == "ned"; 1.0 is the same as exact
@@ -11,9 +11,8 @@ configurable (``screening`` in the synthesis config)::
                      ignore_spaces=True)   # drop spaces from both sides before comparing
     screening = None                       # keep every crop, run no recogniser
 
-Reject reasons (counted in stats.json): ``no_text`` (nothing read), ``low_confidence``,
-``text_mismatch`` (exact rule), ``low_ned`` (NED rule). They are checked in this order and the
-first one that applies is the reason.
+Reject reasons (counted in stats.json), checked in this order, the first that applies counting: ``no_text``
+(nothing read), ``low_confidence``, ``text_mismatch`` (exact rule), ``low_ned`` (NED rule).
 """
 from __future__ import annotations
 
@@ -68,8 +67,7 @@ class Screener:
         if recognizer is None:
             from textssr.eval.ocr import Recognizer  # lazy: onnxruntime loads only when screening is on
             recognizer = Recognizer()
-        self.rule = rule
-        self.recognizer = recognizer
+        self.rule, self.recognizer = rule, recognizer
 
     def screen(self, crops: Sequence[np.ndarray], targets: Sequence[str]
                ) -> List[Tuple[Optional[str], str, float]]:
