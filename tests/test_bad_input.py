@@ -157,7 +157,7 @@ def test_each_bad_instance_is_counted_once_and_never_built_again(photos):
 def test_workers_report_instances_that_the_training_counter_counts_once(photos):
     """Two DataLoader workers and two epochs: every worker meets the chain, the counter counts it once and tells
     the main process's dataset, so the next epoch's workers do not build it again."""
-    from textssr.train.data import SkipCounter
+    from textssr.skip_accounting import SkipCounter
     ds = chain_dataset(photos)
     counter = SkipCounter(ds)
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate, shuffle=False)

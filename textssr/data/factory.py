@@ -2,15 +2,12 @@
 list of them (concatenated), with the dataset keywords taken from a config."""
 from __future__ import annotations
 
-import bisect
 import os
-from collections import Counter
-from typing import Dict, Optional, Sequence, Tuple, Union
-
-from torch.utils.data import ConcatDataset
+from typing import Optional, Sequence, Union
 
 from textssr.data.anyword import AnyWordBase, AnyWordDataset
 from textssr.data.lmdb_store import AnyWordLmdbDataset
+from textssr.skip_accounting import IndexedConcat
 
 BENCH_FILE = "test.json"  # the AnyWord JSON of a benchmark folder (the published TextSSR-benchmark layout)
 
@@ -40,34 +37,3 @@ def open_dataset(source: Union[str, Sequence[str]], **options) -> AnyWordBase:
         return parts[0] if len(parts) == 1 else IndexedConcat(parts)
     json_path = anyword_json(str(source))
     return AnyWordDataset(json_path, **options) if json_path else AnyWordLmdbDataset(str(source), **options)
-
-
-class IndexedConcat(ConcatDataset):
-    """ConcatDataset whose samples' ``index`` and ``skipped`` indices are concatenated indices (unique across the
-    parts), with the parts' skip accounting (``mark_bad``, ``skip_counts``) seen through it."""
-
-    def _part(self, index: int) -> Tuple[int, int]:
-        part = bisect.bisect_right(self.cumulative_sizes, index)
-        return part, self.cumulative_sizes[part - 1] if part else 0
-
-    def __getitem__(self, index: int) -> dict:
-        sample = super().__getitem__(index)
-        _, offset = self._part(index)
-        if offset:
-            sample["index"] += offset
-            if "skipped" in sample:
-                sample["skipped"] = [(i + offset, reason) for i, reason in sample["skipped"]]
-        return sample
-
-    def set_epoch(self, epoch: int) -> None:
-        for part in self.datasets:
-            part.set_epoch(epoch)
-
-    def mark_bad(self, found: Dict[int, str]) -> None:
-        for index, reason in found.items():
-            part, offset = self._part(int(index))
-            self.datasets[part].mark_bad({int(index) - offset: reason})
-
-    @property
-    def skip_counts(self) -> Counter:
-        return sum((Counter(part.skip_counts) for part in self.datasets), Counter())

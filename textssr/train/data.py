@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import functools
 import os
-from collections import Counter
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Sequence, Union
 
 import torch
-from accelerate.utils import gather_object
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from textssr.data import collate
@@ -49,28 +47,3 @@ def _lower_priority(nice: int, worker_id: int) -> None:
 def to_device(batch: dict, device: torch.device) -> dict:
     """Move the tensors of a collated batch to ``device`` (strings and dicts stay)."""
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
-class SkipCounter:
-    """The instances found bad while training, each counted once: {dataset index: reason}, merged over batches,
-    epochs, DataLoader workers, ranks and resumes. What a worker found is also marked in this process's dataset,
-    so the next epoch's workers pass over it without building it again."""
-
-    def __init__(self, dataset, initial: Optional[Dict] = None):
-        self.dataset = dataset
-        self.instances: Dict[int, str] = {int(k): v for k, v in (initial or {}).items()}
-        self.dataset.mark_bad(self.instances)
-
-    def add(self, batch: dict) -> None:
-        found = {int(i): r for i, r in (batch.get("skipped_instances") or {}).items() if int(i) not in self.instances}
-        if found:
-            self.instances.update(found)
-            self.dataset.mark_bad(found)
-
-    def total(self, accelerator) -> Tuple[Dict[str, int], Dict[int, str]]:
-        """({reason: count}, {index: reason}) over all ranks (a collective: every rank must call it)."""
-        merged: Dict[int, str] = {}
-        for instances in gather_object([self.instances]):
-            merged.update(instances)
-        self.instances.update(merged)
-        return dict(sorted(Counter(merged.values()).items())), dict(sorted(merged.items()))

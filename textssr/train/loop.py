@@ -28,8 +28,9 @@ from textssr.config import ConfigError
 from textssr.precision import AUTO, DTYPES, gpu_mixed_precision
 from textssr.profiling import StepProfiler, autocast, probe_mixed_precision
 from textssr.run_config import dump_run_config
+from textssr.skip_accounting import SkipCounter
 from textssr.train import checkpoint as ckpt
-from textssr.train.data import SkipCounter, build_dataset, build_loader, to_device
+from textssr.train.data import build_dataset, build_loader, to_device
 from textssr.train.stages import STAGES
 from textssr.train.validate import validate_config
 

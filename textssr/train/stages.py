@@ -23,6 +23,7 @@ from diffusers.training_utils import compute_snr
 from diffusers_textssr import TextSSRPipeline
 
 from textssr.config import ConfigError, read_json, write_json
+from textssr.latent_cache import LatentCache
 from textssr.models import load_scheduler, load_unet, load_vae, scheduler_class
 from textssr.profiling import probe_vae_dtype
 
@@ -160,7 +161,7 @@ class CDMStage(Stage):
         self.vae = None
         self.noise_scheduler = None
         self.timestep_probs = None  # None: uniform timesteps
-        self.latent_cache = None  # {dataset index: (3, C, h, w) latents of image, masked_image, glyph}
+        self.latent_cache = None  # a LatentCache with latent_cache=True
 
     def build(self, cfg):
         self.cfg = cfg
@@ -174,7 +175,7 @@ class CDMStage(Stage):
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         self.vae = _vae(cfg).requires_grad_(False).eval()
-        self.latent_cache = {} if cfg.get("latent_cache") else None
+        self.latent_cache = LatentCache() if cfg.get("latent_cache") else None
         return load_unet(model_source(cfg, "pretrained_unet", "unet"), unet_arch=cfg.get("unet_arch"),
                          conv_in_init=cfg.conv_in_init)
 
@@ -200,8 +201,8 @@ class CDMStage(Stage):
         """Latents of image, masked_image and glyph in ONE VAE call (sampled as SPEC §4, or the posterior mean with
         vae_latents="mode"; × scaling_factor) and the mask nearest-resized to latent size. The glyph goes in as
         [0, 1] on purpose (SPEC §3.7)."""
-        if self.latent_cache is not None:
-            latents, masked_latents, glyph_latents = self._cached_latents(batch)
+        if self.latent_cache is not None:  # textssr.latent_cache
+            latents, masked_latents, glyph_latents = self.latent_cache.latents(batch, lambda x: self._encode(x, None))
         else:
             latents, masked_latents, glyph_latents = self._encode(self._pixels(batch), generator).chunk(3)
         mask = F.interpolate(batch["mask"].float(), size=latents.shape[-2:], mode="nearest")
@@ -214,19 +215,6 @@ class CDMStage(Stage):
             posterior = self.vae.encode(pixels).latent_dist
             z = posterior.mode() if self.cfg.get("vae_latents") == "mode" else posterior.sample(generator)
         return (z * self.vae.config.scaling_factor).float()
-
-    def _cached_latents(self, batch: dict):
-        """latent_cache=True: the latents of each dataset index, encoded the first time it is seen (all of them
-        in one VAE call) and reused after — valid because the validated config makes a sample's crop the same
-        every epoch (region_placement="center") and its latents deterministic (vae_latents="mode")."""
-        keys = batch["index"].tolist()
-        new = [i for i, key in enumerate(keys) if key not in self.latent_cache and key not in keys[:i]]
-        if new:
-            z = self._encode(torch.cat([batch[k][new] for k in ("image", "masked_image", "glyph")]), None)
-            for j, per_input in enumerate(zip(*z.chunk(3))):
-                self.latent_cache[keys[new[j]]] = torch.stack(per_input)
-        stacked = torch.stack([self.latent_cache[key] for key in keys])  # (B, 3, C, h, w)
-        return stacked.unbind(1)
 
     def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
         latents, masked_latents, glyph_latents, mask = self.encode(batch, generator)

@@ -13,6 +13,7 @@ from textssr.checks import as_float, as_int, check_output_dir, check_seed
 from textssr.config import ConfigError, check_choice, require_keys, require_path
 from textssr.data import resolve_font
 from textssr.data.lmdb_store import find_environments
+from textssr.latent_cache import check_latent_cache
 from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS, resolve_model_dir
 from textssr.models.loading import vae_scale_factor
 from textssr.precision import check_precision
@@ -107,10 +108,7 @@ def _check_choices(cfg) -> None:
     check_choice(cfg.get("vae_dtype"), "vae_dtype", VAE_DTYPES,
                  "(None: as mixed_precision; \"auto\": bf16 where timed faster on this machine)")
     check_choice(cfg.get("vae_latents", "sample"), "vae_latents", VAE_LATENTS)
-    if cfg.get("latent_cache") and (cfg.get("vae_latents") != "mode" or cfg.get("region_placement") != "center"):
-        raise ConfigError(f"latent_cache=True reuses a sample's latents every epoch, so its crop and latents must not "
-                          f"change: set region_placement=\"center\" and vae_latents=\"mode\" (now "
-                          f"{cfg.get('region_placement')!r}, {cfg.get('vae_latents')!r}), or latent_cache=False")
+    check_latent_cache(cfg)
     factor = cfg.get("scaling_factor")
     if factor is not None and factor != "auto" and (isinstance(factor, (str, bool)) or float(factor) <= 0):
         raise ConfigError(f"scaling_factor={factor!r}; must be None (keep the VAE's), \"auto\" or a number > 0")

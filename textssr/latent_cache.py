@@ -1,0 +1,38 @@
+"""The CDM latent cache (``latent_cache=True``): the VAE latents of each training sample, encoded the first time
+its dataset index is seen and reused in later epochs.
+
+Valid only when a sample's crop is the same every epoch (``region_placement="center"``) and its latents are
+deterministic (``vae_latents="mode"``): :func:`check_latent_cache` refuses any other config at start-up.
+"""
+from __future__ import annotations
+
+from typing import Callable, Tuple
+
+import torch
+
+from textssr.config import ConfigError
+
+INPUTS = ("image", "masked_image", "glyph")
+
+
+def check_latent_cache(cfg) -> None:
+    if cfg.get("latent_cache") and (cfg.get("vae_latents") != "mode" or cfg.get("region_placement") != "center"):
+        raise ConfigError(f"latent_cache=True reuses a sample's latents every epoch, so its crop and latents must not "
+                          f"change: set region_placement=\"center\" and vae_latents=\"mode\" (now "
+                          f"{cfg.get('region_placement')!r}, {cfg.get('vae_latents')!r}), or latent_cache=False")
+
+
+class LatentCache(dict):
+    """{dataset index: (3, C, h, w) latents of image, masked_image and glyph}."""
+
+    def latents(self, batch: dict, encode: Callable[[torch.Tensor], torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+        """The (image, masked_image, glyph) latents of ``batch``; the indices not cached yet are encoded together
+        in one ``encode`` call (of their inputs concatenated in that order)."""
+        keys = batch["index"].tolist()
+        new = [i for i, key in enumerate(keys) if key not in self and key not in keys[:i]]
+        if new:
+            z = encode(torch.cat([batch[k][new] for k in INPUTS]))
+            for j, per_input in enumerate(zip(*z.chunk(3))):
+                self[keys[new[j]]] = torch.stack(per_input)
+        stacked = torch.stack([self[key] for key in keys])  # (B, 3, C, h, w)
+        return stacked.unbind(1)
