@@ -112,16 +112,20 @@ def read_json(path: str):
 # ------------------------------------------------------------------------------------------- scripts
 
 
-def parse_config(argv: Optional[Sequence[str]] = None, description: str = "",
-                 default_config: Optional[str] = None, schema: Optional[str] = None) -> Config:
-    """Parse the ``--config`` and ``--cfg-options`` flags every entry point shares from ``argv`` and return the
-    loaded config (checked against ``schema`` when given)."""
-    parser = argparse.ArgumentParser(description=description)
+def add_config_args(parser: argparse.ArgumentParser, default_config: Optional[str] = None) -> argparse.ArgumentParser:
+    """Add the ``--config`` and ``--cfg-options`` flags every entry point shares (edit.py and app.py add theirs)."""
     parser.add_argument("--config", default=default_config, required=default_config is None,
                         help="Python config file (mmengine format, `_base_` inheritance allowed)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default=None, metavar="KEY=VALUE",
                         help="override config values, e.g. --cfg-options learning_rate=5e-5 max_train_steps=10")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_config(argv: Optional[Sequence[str]] = None, description: str = "",
+                 default_config: Optional[str] = None, schema: Optional[str] = None) -> Config:
+    """Parse ``--config``/``--cfg-options`` from ``argv`` and return the loaded config (checked against ``schema``
+    when given)."""
+    args = add_config_args(argparse.ArgumentParser(description=description), default_config).parse_args(argv)
     return load_config(args.config, args.cfg_options, schema=schema)
 
 

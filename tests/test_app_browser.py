@@ -1,0 +1,259 @@
+"""app.py in a real browser: the app runs as a subprocess on 127.0.0.1 (a free port) with tiny random models, and
+headless Chromium (Debian's `chromium` + `chromium-driver`, driven by selenium) uploads a real ICDAR 2015 photo,
+clicks the 4 corners of a word, types a new word and clicks Generate; the image the page returns is fetched and
+checked: the photo's size, bit-exact outside the edited area, changed inside. Also: a detected line picked from the
+dropdown sets the region, mistakes are messages in the page, and the page fetches nothing from outside 127.0.0.1.
+
+Where the browser or selenium is missing this module is skipped — and fails under CI=true, where the set-up
+(`.ci/run`: apt-get install chromium chromium-driver; requirements.txt: selenium) must have provided them.
+
+TEXTSSR_APP_SCREENSHOT=path saves a screenshot of the page after Generate (the README's imgs/app_screenshot.png);
+TEXTSSR_APP_CFG_OPTIONS="key=value ..." serves other checkpoints than the tiny random ones (the demo's, for it).
+"""
+import base64
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from textssr.edit import DILATE_PX, edited_area, parse_polygon_arg, read_photo
+from textssr.edit.region import edit_window
+
+from edit_fixtures import CARPARK, GENAXIS, model_options, models, outside_box, photo_path, text_area  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+START_TIMEOUT, STEP_TIMEOUT = 180, 120  # s: the app's start (imports on a busy 2-core machine), one page action
+WINDOW = (1400, 1650)  # browser viewport: the whole page fits, for the screenshot
+CLICK_TOLERANCE = 4  # px of the photo: one CSS pixel of the scaled-down canvas is ~2.5 photo pixels
+LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "chrome:", "chrome-extension:", "about:")
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a CI proxy must not see 127.0.0.1
+
+
+def unavailable(reason: str):
+    """Skip where the browser stack is not installed; fail in CI, whose set-up installs it."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: .ci/run must install it — apt-get install chromium chromium-driver, "
+                    "pip install -r requirements.txt)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def webdriver_module():
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
+    if missing:
+        unavailable(f"{', '.join(missing)} not found (Debian: apt-get install chromium chromium-driver)")
+    try:
+        from selenium import webdriver
+        import gradio  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"{exc.name} not installed (pip install -r requirements.txt)")
+    return webdriver
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    try:
+        with NO_PROXY.open(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def app_url(webdriver_module, models, tmp_path_factory):
+    """``python app.py`` on a free port of 127.0.0.1, stopped after the module."""
+    folder = tmp_path_factory.mktemp("app")
+    override = os.environ.get("TEXTSSR_APP_CFG_OPTIONS")
+    options = ["--cfg-options"] + shlex.split(override) + ["device=cpu"] if override else model_options(models)
+    port = free_port()
+    env = dict(os.environ, GRADIO_TEMP_DIR=str(folder / "gradio"), GRADIO_ANALYTICS_ENABLED="False",
+               PYTHONWARNINGS="ignore", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    log = open(folder / "app.log", "w")
+    server = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)] + options,
+                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not answers(url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"app.py did not start (exit status {server.poll()}):\n{(folder / 'app.log').read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(webdriver_module, tmp_path_factory):
+    options = webdriver_module.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the page makes
+    driver = webdriver_module.Chrome(options=options,
+                                     service=webdriver_module.ChromeService(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(STEP_TIMEOUT)
+    yield driver
+    driver.quit()
+
+
+# ------------------------------------------------------------------------------------------- page helpers
+
+
+def wait(browser, condition, what: str):
+    from selenium.webdriver.support.ui import WebDriverWait
+    return WebDriverWait(browser, STEP_TIMEOUT, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+
+
+def status(browser) -> str:
+    from selenium.webdriver.common.by import By
+    return browser.find_element(By.ID, "status").text
+
+
+def wait_status(browser, words: str) -> str:
+    wait(browser, lambda d: words in status(d), f"status to say {words!r} (it says {status(browser)!r})")
+    return status(browser)
+
+
+def field(browser, elem_id: str):
+    from selenium.webdriver.common.by import By
+    return browser.find_element(By.CSS_SELECTOR, f"#{elem_id} textarea, #{elem_id} input")
+
+
+def open_with_photo(browser, url: str, photo: str) -> None:
+    from selenium.webdriver.common.by import By
+    browser.get(url)
+    upload = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input[type=file]"), "the upload input")
+    upload[0].send_keys(photo)
+    wait_status(browser, "photo: click")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#canvas img"), "the photo on the canvas")
+
+
+def click_photo_pixel(browser, x: float, y: float) -> None:
+    """Click the canvas where photo pixel (x, y) is shown (the image is scaled down to fit, centred)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    image = browser.find_element(By.CSS_SELECTOR, "#canvas img")
+    width, height, natural_w, natural_h = browser.execute_script(
+        "const b = arguments[0].getBoundingClientRect();"
+        "return [b.width, b.height, arguments[0].naturalWidth, arguments[0].naturalHeight];", image)
+    scale = min(width / natural_w, height / natural_h, 1.0)  # object-fit: scale-down
+    dx = (width - natural_w * scale) / 2 + (x + 0.5) * scale - width / 2  # selenium offsets: from the centre
+    dy = (height - natural_h * scale) / 2 + (y + 0.5) * scale - height / 2
+    ActionChains(browser).move_to_element_with_offset(image, int(round(dx)), int(round(dy))).click().perform()
+
+
+def fetch_image(src: str) -> np.ndarray:
+    """uint8 BGR pixels of an image the page shows (its src: a URL of the app, or a data URI)."""
+    if src.startswith("data:"):
+        data = base64.b64decode(src.split(",", 1)[1])
+    else:
+        with NO_PROXY.open(src, timeout=30) as response:
+            data = response.read()
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, f"not an image: {src[:100]}"
+    return image
+
+
+def outside_requests(browser) -> list:
+    """URLs the page requested that are not on 127.0.0.1 (nor data:/blob:/the browser's own pages)."""
+    urls = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return [u for u in urls if not u.startswith(LOCAL)]
+
+
+def polygons_close(a: np.ndarray, b: np.ndarray, tolerance: float) -> bool:
+    return a.shape == b.shape and np.abs(a - b).max() <= tolerance
+
+
+# ------------------------------------------------------------------------------------------- tests
+
+
+def test_edit_a_photo_in_the_browser(browser, app_url, photo_path):
+    from selenium.webdriver.common.by import By
+    open_with_photo(browser, app_url, photo_path)
+    target = parse_polygon_arg(GENAXIS)
+    for k, (x, y) in enumerate(target, start=1):
+        click_photo_pixel(browser, x, y)
+        wait_status(browser, f"corner {k} of 4" if k < 4 else "region set")
+    chosen = parse_polygon_arg(field(browser, "polygon").get_attribute("value"))
+    assert polygons_close(chosen, target, CLICK_TOLERANCE), chosen
+    field(browser, "text").send_keys("Hello World")
+    browser.find_element(By.ID, "generate").click()
+    done = wait_status(browser, "repainted 'Hello World'")
+    assert "error" not in done
+    shown = wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#before_after img")) == 2
+                 and d.find_elements(By.CSS_SELECTOR, "#before_after img"), "the before/after images")
+    before, after = (fetch_image(image.get_attribute("src")) for image in shown)
+    photo = read_photo(photo_path)
+    assert before.shape == after.shape == photo.shape
+    assert (before == photo).all()
+    changed = (after != photo).any(axis=2)
+    assert not changed[outside_box(photo.shape, chosen, DILATE_PX + 1)].any()
+    assert not changed[~edited_area(photo.shape, chosen, edit_window(photo, chosen), DILATE_PX)].any()
+    assert changed[text_area(photo.shape, chosen)].mean() > 0.9
+    variant = fetch_image(browser.find_element(By.CSS_SELECTOR, "#variants_gallery img").get_attribute("src"))
+    assert (variant == after).all()
+    for view in ("window", "masked", "glyph", "ttf"):  # the conditioning the model saw is shown
+        assert browser.find_element(By.CSS_SELECTOR, f"#{view} img").get_attribute("src")
+    screenshot = os.environ.get("TEXTSSR_APP_SCREENSHOT")
+    if screenshot:
+        browser.execute_script("window.scrollTo(0, 0)")
+        assert browser.save_screenshot(os.path.abspath(screenshot))
+    assert outside_requests(browser) == []  # works offline: no font, script or telemetry fetched from outside
+
+
+def test_a_detected_line_sets_the_region(browser, app_url, photo_path):
+    from selenium.webdriver.common.by import By
+    open_with_photo(browser, app_url, photo_path)
+    browser.find_element(By.ID, "detect").click()
+    wait_status(browser, "line(s) found")
+    field(browser, "lines").click()
+    options = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#lines li[role=option]"), "the line list")
+    next(o for o in options if "'Carpark'" in o.text).click()
+    wait_status(browser, "region set to the line read 'Carpark'")
+    chosen = parse_polygon_arg(field(browser, "polygon").get_attribute("value"))
+    assert np.abs(chosen.mean(axis=0) - parse_polygon_arg(CARPARK).mean(axis=0)).max() < 5
+
+
+def test_mistakes_are_messages_in_the_page(browser, app_url, photo_path):
+    from selenium.webdriver.common.by import By
+    open_with_photo(browser, app_url, photo_path)
+    browser.find_element(By.ID, "generate").click()
+    assert "no region yet" in wait_status(browser, "error")
+    polygon = field(browser, "polygon")
+    polygon.send_keys(GENAXIS)
+    browser.find_element(By.ID, "generate").click()  # no text
+    wait_status(browser, "text is empty")
+    field(browser, "text").send_keys("Hello\u1200")  # Ethiopic: not in the font (and in the BMP, as chromedriver needs)
+    browser.find_element(By.ID, "generate").click()
+    wait_status(browser, "has no '\u1200'")
+    assert "Traceback" not in browser.page_source

@@ -1,0 +1,170 @@
+"""Repaint text regions of a whole photo: photo → window → sample → TextSSRPipeline → composite.
+
+The model part is infer.py's own (``textssr.generation``): the same config checks, pipeline, sizes and denoising
+call; each region is built as infer.py builds a bench instance with ``region_placement="center"``.
+
+Determinism. Variant ``v`` draws its initial latents (and a stochastic sampler's per-step noise) from the latent
+generator infer.py gives instance ``v`` (``item_torch_generator(seed, v, stream=1)``), fresh for each of its edits:
+the same seed gives the same output bytes.
+The variants of one edit are denoised as one batch; like infer.py's batch size, the number of variants can change a
+generated pixel by one gray level (CPU float summation order), nothing else.
+
+Several edits apply in turn: edit k+1 is built from the photo edit k returned (per variant).
+"""
+from __future__ import annotations
+
+import copy
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from textssr.checks import as_int
+from textssr.config import ConfigError
+from textssr.data.fonts import resolve_font
+from textssr.data.seeding import item_torch_generator
+from textssr.edit.region import DILATE_PX, build_sample, check_polygon, check_text, composite, polygon_arg
+from textssr.generation import denoise, load_pipeline, resolve_run
+from textssr.models import SCHEDULERS, load_scheduler
+
+REQUIRED_KEYS = ("pretrained_vae", "pretrained_unet", "scheduler", "num_inference_steps", "batch_size", "seed",
+                 "font_path")
+
+PROBE_TTF_SIZE, PROBE_MAX_LEN = 8, 1  # sizes of the geometry-only sample built to check a region before loading
+MAX_VARIANTS = 16
+
+
+@dataclass
+class Edit:
+    """One requested edit: the text ``polygon`` float (N, 2) in photo pixels and its new ``text``."""
+    polygon: np.ndarray
+    text: str
+
+
+@dataclass
+class Repaint:
+    """What one edit did to one variant: the ``window`` (x0, y0, x1, y1) in photo pixels, the ``sample`` the model
+    saw (SPEC §3 tensors), and the generated ``region`` uint8 RGB (R, R, 3)."""
+    edit: Edit
+    window: tuple
+    sample: dict
+    region: np.ndarray
+
+
+@dataclass
+class Variant:
+    """Variant ``index``: the edited ``photo`` (uint8 BGR (H, W, 3), the input's size) and its repaints in order."""
+    index: int
+    photo: np.ndarray
+    repaints: List[Repaint] = field(default_factory=list)
+
+
+def choose_device(cfg) -> torch.device:
+    """The GPU when there is one and ``device`` is "auto", else the CPU (the same choice infer.py makes in one
+    process)."""
+    return torch.device("cuda" if cfg.get("device", "auto") != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def check_config(cfg, output_dir: Optional[str], device: torch.device):
+    """The generation checks of infer.py on an edit's config (every model, size, sampler and precision key, before
+    anything loads), with ``output_dir`` the folder the edited photo goes to."""
+    checked = copy.deepcopy(cfg)
+    checked.output_dir = output_dir or tempfile.gettempdir()
+    return resolve_run(checked, device.type == "cpu", "center", REQUIRED_KEYS, "infer")
+
+
+class Editor:
+    """Edits photos with one loaded pipeline. Checks run at construction (config) and in :meth:`check` (edits),
+    before the models load; the pipeline loads on first :meth:`edit` (or :meth:`load`), once per process."""
+
+    def __init__(self, cfg, output_dir: Optional[str] = None, dilate: int = DILATE_PX):
+        self.cfg = cfg
+        self.device = choose_device(cfg)
+        self.run = check_config(cfg, output_dir, self.device)
+        self.font_path = resolve_font(cfg.font_path)
+        self.dilate = as_int(dilate, "dilate", minimum=0)
+        self.pipe = None
+        self._schedulers = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ checks
+    def check(self, photo: np.ndarray, edits: Sequence[Edit]) -> None:
+        """Refuse, with one line naming the input and the fix, an edit that cannot work: a corner outside the photo,
+        an empty or undrawable text, a region outside the photo's content or too small to survive the R×R resize."""
+        if not edits:
+            raise ConfigError("no region to edit; give --polygon x1,y1,...,x4,y4 (or --find OLD) and --text NEW")
+        for k, edit in enumerate(edits):
+            where = f"region {k + 1}" if len(edits) > 1 else "region"
+            check_polygon(edit.polygon, photo.shape, where)
+            check_text(edit.text, self.font_path)
+            build_sample(photo, edit.polygon, edit.text, resolution=self.run.resolution,
+                         ttf_size=self.run.ttf_size or PROBE_TTF_SIZE, max_len=self.run.max_len or PROBE_MAX_LEN,
+                         font_path=self.font_path)
+
+    @staticmethod
+    def check_sampling(variants: int, seed, steps, scheduler: str) -> None:
+        as_int(variants, "num_variants", minimum=1)
+        if variants > MAX_VARIANTS:
+            raise ConfigError(f"num_variants={variants}: at most {MAX_VARIANTS} per call")
+        as_int(seed, "seed", minimum=0)
+        as_int(steps, "num_inference_steps", minimum=1)
+        if scheduler not in SCHEDULERS:
+            raise ConfigError(f"scheduler={scheduler!r}; choose one of {sorted(SCHEDULERS)}")
+
+    # ------------------------------------------------------------------ models
+    def load(self):
+        """The pipeline, loaded on the first call (thread-safe)."""
+        with self._lock:
+            if self.pipe is None:
+                pipe = load_pipeline(self.run, self.cfg, self.device)  # fits ttf_size / max_len to the UNet
+                self._schedulers[self.cfg.scheduler] = pipe.scheduler
+                self.pipe = pipe
+        return self.pipe
+
+    def _use_scheduler(self, name: str) -> None:
+        if name not in self._schedulers:
+            self._schedulers[name] = load_scheduler(self.run.scheduler_dir, name,
+                                                    timestep_spacing=self.cfg.get("timestep_spacing"))
+        self.pipe.scheduler = self._schedulers[name]
+
+    # ------------------------------------------------------------------ editing
+    def edit(self, photo: np.ndarray, edits: Sequence[Edit], variants: int = 1, seed: Optional[int] = None,
+             steps: Optional[int] = None, scheduler: Optional[str] = None) -> List[Variant]:
+        """``variants`` edited copies of ``photo`` (uint8 BGR (H, W, 3)), each with every edit applied in turn.
+        ``seed``/``steps``/``scheduler`` default to the config's (seed, num_inference_steps, scheduler)."""
+        seed = self.cfg.seed if seed is None else seed
+        steps = self.cfg.num_inference_steps if steps is None else steps
+        scheduler = scheduler or self.cfg.scheduler
+        self.check_sampling(variants, seed, steps, scheduler)
+        self.check(photo, edits)
+        self.load()
+        results = [Variant(v, photo) for v in range(int(variants))]
+        with self._lock:  # one denoising at a time: the pipeline and its scheduler are shared
+            self._use_scheduler(scheduler)
+            for edit in edits:
+                self._repaint(results, edit, int(seed), int(steps))
+        return results
+
+    def _repaint(self, results: List[Variant], edit: Edit, seed: int, steps: int) -> None:
+        run = self.run
+        if len(edit.text) > run.max_len:
+            warnings.warn(f"text {edit.text!r} has {len(edit.text)} characters; the model reads the first "
+                          f"{run.max_len} (max_len)", stacklevel=3)
+        built = [build_sample(variant.photo, edit.polygon, edit.text, resolution=run.resolution,
+                              ttf_size=run.ttf_size, max_len=run.max_len, font_path=self.font_path)
+                 for variant in results]
+        generators = [item_torch_generator(seed, variant.index, stream=1) for variant in results]
+        regions = denoise(self.pipe, run, [sample for sample, _ in built], generators, steps, self.device)
+        for variant, (sample, window), region in zip(results, built, regions):
+            variant.photo = composite(variant.photo, window, region, edit.polygon, self.dilate)
+            variant.repaints.append(Repaint(edit, window, sample, region))
+
+
+def describe_repaint(repaint: Repaint) -> str:
+    x0, y0, x1, y1 = repaint.window
+    return (f"{repaint.edit.text!r} in {polygon_arg(repaint.edit.polygon)} (window {x0},{y0},{x1},{y1}, "
+            f"{x1 - x0}x{y1 - y0} px → {repaint.region.shape[1]}x{repaint.region.shape[0]})")
