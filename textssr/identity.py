@@ -4,20 +4,25 @@ output under another input's label.
 ``instance_key``: one bench instance (its number, image name and bytes, annotation index, text, polygon); infer.py
 stamps it into every ``local/<i>.png`` and regenerates exactly the items whose key changed. ``source_fingerprint``:
 a whole source (an AnyWord JSON's bytes and its images' sizes, or an AnyWord-lmdb's indexes); synthesize.py refuses
-to resume over a changed one.
+to resume over a changed one. ``chunk_fingerprint``: what one shard of ``textssr.data.build_lmdb`` is built from.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from textssr.data import SkipSample
 from textssr.data.anyword import load_anyword_json, resolve_data_root
 from textssr.data.factory import anyword_json
 from textssr.data.lmdb_store import ANNOTATIONS_PREFIX, INDEX_KEY, find_environments, shared_reader
+
+KEY_CHUNK = "textssr-instance"  # the PNG text chunk holding an instance key (infer's local/<i>.png)
 
 
 def instance_key(dataset, index: int, number: int) -> str:
@@ -30,6 +35,24 @@ def instance_key(dataset, index: int, number: int) -> str:
     record = [int(number), info["img_name"], int(info["ann_index"]), info["text"],
               np.asarray(polygon, dtype=np.float64).round(6).tolist(), image_digest(dataset, index)]
     return hashlib.sha256(json.dumps(record, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def key_chunk(key: Optional[str]) -> Optional[PngInfo]:
+    """The PNG text chunk that stamps ``key`` into an image (None without a key)."""
+    if not key:
+        return None
+    info = PngInfo()
+    info.add_text(KEY_CHUNK, key)
+    return info
+
+
+def stamped_key(png_path: str) -> Optional[str]:
+    """The instance key stamped into ``png_path``, None when it has none (or is unreadable)."""
+    try:
+        with Image.open(png_path) as image:
+            return image.text.get(KEY_CHUNK)
+    except (OSError, ValueError):
+        return None
 
 
 def image_digest(dataset, index: int) -> str:
@@ -78,4 +101,18 @@ def lmdb_fingerprint(lmdb_path: str) -> str:
                     if not key.startswith(ANNOTATIONS_PREFIX):
                         break
                     digest.update(key + b"=" + value)
+    return digest.hexdigest()
+
+
+def chunk_fingerprint(images: Sequence[Tuple[str, str, list]]) -> str:
+    """What a shard is made of: every image's name, annotations and file size (not its time: the same inputs give
+    the same bytes); a finished shard whose fingerprint differs (texts edited, an image resized) is rebuilt."""
+    digest = hashlib.sha256()
+    for image_path, img_name, annots in images:
+        try:
+            size = os.path.getsize(image_path)
+        except OSError:
+            size = None
+        digest.update(json.dumps([img_name, annots, size], sort_keys=True, ensure_ascii=False,
+                                 default=str).encode("utf-8"))
     return digest.hexdigest()

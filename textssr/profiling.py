@@ -100,3 +100,32 @@ def probe_vae_dtype(vae, pixels: torch.Tensor, device: torch.device,
 
     choice = agree(precision.choose(device, encoder(vae), encoder(candidate)))
     return (candidate if choice.name == "bf16" else vae), choice
+
+
+class TrainPrecision:
+    """The precisions of a training run. ``mixed_precision="auto"``: on a GPU bf16 (else fp16) through accelerate
+    (:attr:`accelerate_name`); on the CPU float32 until :meth:`settle` has timed the first batch both ways, then
+    bf16 autocast (:attr:`use_autocast`) where measurably faster. ``records``: how each "auto" was settled."""
+
+    def __init__(self, mixed_precision: str):
+        self.auto = mixed_precision == precision.AUTO
+        self.gpu_choice = precision.gpu_mixed_precision() if self.auto and torch.cuda.is_available() else None
+        self.accelerate_name = self.gpu_choice.name if self.gpu_choice else "no" if self.auto else mixed_precision
+        self.records = {"mixed_precision": self.gpu_choice.as_record("mixed_precision")} if self.gpu_choice else {}
+        self.use_autocast = False
+
+    def settle(self, stage, model, batch: dict, generator: torch.Generator, device: torch.device, agree: Callable,
+               log: Callable) -> None:
+        """The choices that need a real batch: vae_dtype="auto" (``stage.first_batch``) and mixed_precision="auto"
+        (CPU); ``agree`` makes every rank take rank 0's; each record is logged."""
+        record = stage.first_batch(batch, device, agree)
+        if record is not None:
+            self.records[record["key"]] = record
+        if self.auto and self.gpu_choice is None:
+            choice = agree(probe_mixed_precision(stage.loss, model, batch, generator, device))
+            self.use_autocast = choice.name == "bf16"
+            self.records["mixed_precision"] = choice.as_record("mixed_precision", message=True)
+        for key, record in self.records.items():
+            record = dict(record)
+            log(f"[{stage.name}] {record.pop('message', None) or key + ': ' + record['dtype']}", event="precision",
+                **record)

@@ -12,7 +12,6 @@ the arguments (a resume with others is refused) and a finished shard whose input
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from textssr.data.lmdb_store import (ANNOTATIONS_PREFIX, IMAGE_PREFIX, INDEX_KEY
                                      release_reader, shared_reader)
 from textssr.data.image_io import decode_image, image_extent
 from textssr.data.skips import SkipSample
+from textssr.identity import chunk_fingerprint
 
 BUILD_INFO = "build_info.json"
 COMMIT_EVERY = 1000  # images per write transaction
@@ -55,20 +55,6 @@ def list_images(json_paths: Sequence[str], counts: Optional[Counter] = None) -> 
         root = resolve_data_root(str(content.get("data_root") or "."), json_path, [name for name, _ in entries])
         images += [(os.path.join(root, name), name, annotations) for name, annotations in entries]
     return images
-
-
-def chunk_fingerprint(images: Sequence[Tuple[str, str, list]]) -> str:
-    """What a shard is made of: every image's name, annotations and file size (not its time: the same inputs give
-    the same bytes); a finished shard whose fingerprint differs (texts edited, an image resized) is rebuilt."""
-    digest = hashlib.sha256()
-    for image_path, img_name, annots in images:
-        try:
-            size = os.path.getsize(image_path)
-        except OSError:
-            size = None
-        digest.update(json.dumps([img_name, annots, size], sort_keys=True, ensure_ascii=False,
-                                 default=str).encode("utf-8"))
-    return digest.hexdigest()
 
 
 def check_build_info(out_dir: str, info: dict) -> None:

@@ -21,9 +21,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from textssr.config import ConfigError, read_json, write_json
+from textssr.crop_check import crop_problem
 from textssr.eval.contact_sheet import SheetItem, default_font_path, render_contact_sheet
 from textssr.eval.metrics import SCORE_KEYS, score
-from textssr.eval.ocr import OCR_MODEL, ROTATION_RULE, Recognizer, crop_problem
+from textssr.eval.ocr import OCR_MODEL, ROTATION_RULE, Recognizer
 
 # The results folder infer.py writes (textssr.infer.outputs takes these names from here).
 LABELS_FILE, INSTANCES_FILE, REGION_DIR, GT_DIR = "labels.json", "instances.json", "region", "gt"

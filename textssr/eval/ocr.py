@@ -5,7 +5,7 @@ come with the wheel (nothing is downloaded). Shared by evaluation (``eval.py``) 
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -13,27 +13,11 @@ from rapidocr_onnxruntime.ch_ppocr_rec import TextRecognizer
 from rapidocr_onnxruntime.main import DEFAULT_CFG_PATH
 from rapidocr_onnxruntime.utils import read_yaml, update_model_path
 
+from textssr.crop_check import TALL_RATIO, crop_problem
+
 OCR_MODEL = "PP-OCRv4 recognition (ch_PP-OCRv4_rec_infer.onnx from rapidocr-onnxruntime)"
-# AnyText's evaluation turns a crop whose height exceeds 1.2 × its width before reading it.
-TALL_RATIO = 1.2
 ROTATION_RULE = (f"crops taller than {TALL_RATIO} x their width are rotated 90 degrees counter-clockwise "
                  "(as AnyText's eval_dgocr.py and PaddleOCR's crop step): text running top-to-bottom becomes left-to-right")
-# PP-OCRv4 resizes a crop to height 48 and pads a batch to its widest crop: a 3000 x 1 crop would become 144,000
-# pixels wide and take minutes. Crops thinner than MIN_SIDE or longer than MAX_ASPECT x their height (after
-# orientation) are not text lines; they are not read.
-MIN_SIDE = 2
-MAX_ASPECT = 50
-
-
-def crop_problem(crop: np.ndarray) -> Optional[str]:
-    """``"degenerate"`` for a crop that cannot hold a readable text line (a side under MIN_SIDE px, or wider than
-    MAX_ASPECT x its height once oriented), else None."""
-    height, width = np.shape(crop)[:2]
-    if min(height, width) < MIN_SIDE:
-        return "degenerate"
-    if height > TALL_RATIO * width:
-        height, width = width, height
-    return "degenerate" if width > MAX_ASPECT * height else None
 
 
 def orient_for_recognition(crop: np.ndarray) -> np.ndarray:

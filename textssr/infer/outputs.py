@@ -20,30 +20,20 @@ from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 from textssr.config import read_json, write_json
 from textssr.eval.evaluate import GT_DIR, INSTANCES_FILE, LABELS_FILE, REGION_DIR
 from textssr.generation import crop_box
+from textssr.identity import key_chunk, stamped_key
 
 LOCAL_DIR, META_FILE = "local", "meta.json"  # the rest of the layout is what eval.py reads: named there
 IMAGE_DIRS = (LOCAL_DIR, REGION_DIR, GT_DIR)
 TMP_SUFFIX = ".tmp"
-KEY_CHUNK = "textssr-instance"  # PNG text chunk of local/<i>.png: the instance key
 
 
 def file_name(number: int) -> str:
     """The image file name of bench instance ``number`` (the same in local/, region/ and gt/)."""
     return f"{number}.png"
-
-
-def stored_key(out_dir: str, number: int):
-    """The instance key ``local/<number>.png`` was written for, None when it has none (or is unreadable)."""
-    try:
-        with Image.open(os.path.join(out_dir, LOCAL_DIR, file_name(number))) as image:
-            return image.text.get(KEY_CHUNK)
-    except (OSError, ValueError):
-        return None
 
 
 def written_numbers(out_dir: str) -> List[int]:
@@ -85,17 +75,15 @@ def clean_item(out_dir: str, number: int, key: Optional[str] = None) -> bool:
         tmp = os.path.join(out_dir, sub, file_name(number) + TMP_SUFFIX)
         if os.path.exists(tmp):
             os.remove(tmp)
-    finished = is_finished(out_dir, number) and (key is None or stored_key(out_dir, number) == key)
+    local = os.path.join(out_dir, LOCAL_DIR, file_name(number))
+    finished = is_finished(out_dir, number) and (key is None or stamped_key(local) == key)
     if not finished:
         remove_item(out_dir, number)
     return finished
 
 
-def save_png(image: np.ndarray, path: str, text: Optional[dict] = None) -> None:
-    """Write uint8 RGB (H, W, 3) as PNG, atomically (temporary name, then rename); ``text``: PNG text chunks."""
-    info = PngInfo() if text else None
-    for k, v in (text or {}).items():
-        info.add_text(k, v)
+def save_png(image: np.ndarray, path: str, info=None) -> None:
+    """Write uint8 RGB (H, W, 3) as PNG, atomically (temporary name, then rename); ``info``: its PngInfo chunks."""
     Image.fromarray(image, "RGB").save(path + TMP_SUFFIX, format="PNG", pnginfo=info)
     os.replace(path + TMP_SUFFIX, path)
 
@@ -108,7 +96,7 @@ def write_item(out_dir: str, number: int, local: np.ndarray, gt: np.ndarray, box
     name = file_name(number)
     save_png(np.ascontiguousarray(crop_box(local, box)), os.path.join(out_dir, REGION_DIR, name))
     save_png(np.ascontiguousarray(crop_box(gt, box)), os.path.join(out_dir, GT_DIR, name))
-    save_png(local, os.path.join(out_dir, LOCAL_DIR, name), {KEY_CHUNK: key} if key else None)
+    save_png(local, os.path.join(out_dir, LOCAL_DIR, name), key_chunk(key))
 
 
 def write_index(out_dir: str, records: Iterable[dict]) -> Tuple[int, int]:

@@ -25,8 +25,8 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from textssr.config import ConfigError
-from textssr.precision import AUTO, DTYPES, gpu_mixed_precision
-from textssr.profiling import StepProfiler, autocast, probe_mixed_precision
+from textssr.precision import DTYPES
+from textssr.profiling import StepProfiler, TrainPrecision, autocast
 from textssr.run_config import dump_run_config
 from textssr.skip_accounting import SkipCounter
 from textssr.train import checkpoint as ckpt
@@ -91,13 +91,9 @@ def train(cfg, stage_name: str) -> dict:
     """Run one training stage (``"vae"`` or ``"cdm"``) as ``cfg`` says; return the final trainer state."""
     stage = STAGES[stage_name]()
     validate_config(cfg, stage)
-    # mixed_precision="auto": on a GPU bf16 (else fp16) through accelerate; on the CPU float32 until the first batch
-    # has been timed both ways (then bf16 autocast where measurably faster: textssr.precision)
-    auto_precision = cfg.mixed_precision == AUTO
-    gpu_choice = gpu_mixed_precision() if auto_precision and torch.cuda.is_available() else None
-    accelerator = _accelerator(cfg, gpu_choice.name if gpu_choice else "no" if auto_precision else cfg.mixed_precision)
+    precision = TrainPrecision(cfg.mixed_precision)  # "auto" settled on the first batch
+    accelerator = _accelerator(cfg, precision.accelerate_name)
     log = RankZeroLog(accelerator, cfg.output_dir)
-    precision_records = {"mixed_precision": gpu_choice.as_record("mixed_precision")} if gpu_choice else {}
     if accelerator.is_main_process:
         os.makedirs(cfg.output_dir, exist_ok=True)
         ckpt.remove_partial(cfg.output_dir)
@@ -136,7 +132,6 @@ def train(cfg, stage_name: str) -> dict:
     stage.setup(accelerator, DTYPES[accelerator.mixed_precision])
     profiler = StepProfiler(cfg.get("profile", False), accelerator.device)
     stage.lap = profiler.lap
-    use_autocast = False  # bf16 autocast chosen by mixed_precision="auto" on the CPU
     ckpt.register_model_hooks(accelerator, stage.subfolder, ema)
     if accelerator.is_main_process:
         stage.save_extra(cfg.output_dir)  # e.g. scheduler/ beside the checkpoints, for infer.py
@@ -165,29 +160,13 @@ def train(cfg, stage_name: str) -> dict:
         return {"global_step": global_step, "epoch": epoch, "max_train_steps": max_steps,
                 "steps_per_epoch": steps_per_epoch, "num_processes": accelerator.num_processes,
                 "skipped": counts, "skipped_instances": {str(k): v for k, v in instances.items()},
-                "skipped_at_index": index_skips, "precision": precision_records}
+                "skipped_at_index": index_skips, "precision": precision.records}
 
     def agree(choice):
         """Rank 0's choice on every rank (ranks time their own batches and could disagree)."""
         if accelerator.num_processes == 1:
             return choice
         return broadcast_object_list([choice], from_process=0)[0]
-
-    def settle_precision(batch: dict) -> None:
-        """The choices that need a real batch: vae_dtype="auto" (stage) and mixed_precision="auto" (CPU)."""
-        nonlocal use_autocast
-        record = stage.first_batch(batch, accelerator.device, agree)
-        if record is not None:
-            precision_records[record["key"]] = record
-        if auto_precision and gpu_choice is None:
-            choice = agree(probe_mixed_precision(stage.loss, accelerator.unwrap_model(model), batch, generator,
-                                                 accelerator.device))
-            use_autocast = choice.name == "bf16"
-            precision_records["mixed_precision"] = choice.as_record("mixed_precision", message=True)
-        for key, record in precision_records.items():
-            record = dict(record)
-            log(f"[{stage.name}] {record.pop('message', None) or key + ': ' + record['dtype']}", event="precision",
-                **record)
 
     def save(epoch: int) -> None:
         path = ckpt.save_checkpoint(accelerator, cfg.output_dir, global_step, cfg, trainer_state(epoch), generator,
@@ -211,12 +190,13 @@ def train(cfg, stage_name: str) -> dict:
             skipped.add(batch)
             batch = to_device(batch, accelerator.device)
             if not settled:
-                settle_precision(batch)
+                precision.settle(stage, accelerator.unwrap_model(model), batch, generator, accelerator.device, agree,
+                                 log)
                 settled = True
             profiler.lap("data")
             stage.observe(batch)
             with accelerator.accumulate(model):
-                with autocast(accelerator.device, use_autocast):
+                with autocast(accelerator.device, precision.use_autocast):
                     loss = stage.loss(model, batch, generator)
                 accelerator.backward(loss)
                 profiler.lap("backward")
