@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test app bench clean-demo
 
-$(STAMP): requirements.txt pyproject.toml setup.py textssr/data/_jpeg_window.c diffusers/pyproject.toml
+$(STAMP): requirements.txt tools/system_deps.sh pyproject.toml setup.py textssr/data/_jpeg_window.c diffusers/pyproject.toml
+	bash tools/system_deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -r requirements.txt
