@@ -1,6 +1,7 @@
-"""Where a training step's time goes, and what precision makes it fastest.
+"""Where a training step's (and a sample's) time goes, and what precision makes it fastest.
 
-:class:`StepProfiler` (``profile=True``) splits every optimizer step into data wait, VAE encode, forward,
+:class:`Laps` accumulates the named stages of building samples (decode, extent, resize, ...) for the data
+benchmark; :class:`StepProfiler` (``profile=True``) splits every optimizer step into data wait, VAE encode, forward,
 backward, optimizer and logging (host syncs, tqdm, TensorBoard, checkpoints); ``benchmarks/bench_train.py
 --profile`` prints it. The first real batch settles the "auto" precisions (textssr.precision): on the CPU
 :func:`probe_mixed_precision` times a forward + backward of it in float32 and under bfloat16 autocast,
@@ -12,7 +13,7 @@ import copy
 import time
 from collections import Counter
 from contextlib import nullcontext
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -20,6 +21,22 @@ from textssr import precision
 
 PHASES = ("data", "vae_encode", "forward", "backward", "optimizer", "logging", "checkpoint")
 WARMUP_STEPS = 2  # first optimizer steps left out of the profile (allocator and kernel warm-up)
+
+
+class Laps:
+    """Accumulates named durations into ``sink`` (a Counter of seconds); does nothing when ``sink`` is None.
+    ``clock`` is wall time; a benchmark on a busy machine may set it to ``time.process_time`` (CPU time)."""
+
+    clock = staticmethod(time.perf_counter)
+
+    def __init__(self, sink: Optional[Counter]):
+        self.sink, self.t = sink, self.clock() if sink is not None else 0.0
+
+    def __call__(self, name: str) -> None:
+        if self.sink is not None:
+            now = self.clock()
+            self.sink[name] += now - self.t
+            self.t = now
 
 
 class StepProfiler:

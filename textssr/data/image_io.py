@@ -8,7 +8,6 @@ whole images are decoded: same samples, slower).
 """
 from __future__ import annotations
 
-import time
 from collections import Counter, OrderedDict
 from typing import Callable, Optional, Tuple
 
@@ -18,6 +17,7 @@ import simplejpeg
 
 from textssr.data import geometry
 from textssr.data.skips import EMPTY_EXTENT, IMAGE_MISSING, IMAGE_UNREADABLE, SkipSample
+from textssr.profiling import Laps
 
 try:
     from textssr.data._jpeg_window import decode_window as _jpeg_window
@@ -30,22 +30,6 @@ WINDOW_DECODING = _jpeg_window is not None
 WINDOW_MARGIN = 8  # px decoded around a window: the edge pixels of a cropped decode differ from a full one's
 IMAGE_CACHE_SIZE = 2  # decoded images kept per process: consecutive annotations of one image decode once
 SEQUENTIAL_WHOLE = 3  # at a steady stride, an image the next 3 samples also use is decoded whole, once
-
-
-class Laps:
-    """Accumulates named durations into ``sink`` (a Counter of seconds); does nothing when ``sink`` is None.
-    ``clock`` is wall time; a benchmark on a busy machine may set it to ``time.process_time`` (CPU time)."""
-
-    clock = staticmethod(time.perf_counter)
-
-    def __init__(self, sink: Optional[Counter]):
-        self.sink, self.t = sink, self.clock() if sink is not None else 0.0
-
-    def __call__(self, name: str) -> None:
-        if self.sink is not None:
-            now = self.clock()
-            self.sink[name] += now - self.t
-            self.t = now
 
 
 def _check_jpeg_end(data: bytes, where: str) -> None:

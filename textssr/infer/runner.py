@@ -28,11 +28,12 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 from accelerate import PartialState
+from accelerate.utils import gather_object
 from tqdm import tqdm
 
 from textssr.config import ConfigError, check_choice, require_path, write_json
 from textssr.data import SkipSample, mask_bbox
-from textssr.data.factory import BENCH_FILE, dataset_options, open_dataset
+from textssr.data.factory import BENCH_FILE, anyword_json, dataset_options, open_dataset
 from textssr.data.seeding import item_rng, item_torch_generator
 from textssr.data.skips import TEXT_TRUNCATED
 from textssr.generation import Run, check_resume, denoise, load_pipeline, real_region, resolve_run, settings
@@ -54,12 +55,10 @@ def resolve_bench(bench: str) -> str:
     """The AnyWord JSON named by ``bench`` (a JSON file, or a folder holding test.json)."""
     require_path(bench, "bench", "give an AnyWord JSON or a folder holding test.json, e.g. "
                  "--cfg-options bench=./benchmark/ic13/test.json")
-    if os.path.isdir(bench):
-        path = os.path.join(bench, BENCH_FILE)
-        if not os.path.isfile(path):
-            raise ConfigError(f"bench: folder {bench} holds no {BENCH_FILE} — name the AnyWord JSON itself")
-        return path
-    return bench
+    path = anyword_json(bench)
+    if path is None:
+        raise ConfigError(f"bench: folder {bench} holds no {BENCH_FILE} — name the AnyWord JSON itself")
+    return path
 
 
 def validate(cfg, on_cpu: bool) -> Tuple[Run, str]:
@@ -188,15 +187,6 @@ def run_rank(cfg, run: Run, dataset, numbers: List[int], pipe, device, rank: int
 # ----------------------------------------------------------------------------------------------- merge
 
 
-def gather(obj, world: int) -> list:
-    """Every rank's ``obj`` on every rank (a list of one without distributed)."""
-    if world == 1:
-        return [obj]
-    gathered = [None] * world
-    torch.distributed.all_gather_object(gathered, obj)
-    return gathered
-
-
 def library_versions() -> dict:
     def of(name):
         try:
@@ -275,7 +265,7 @@ def run_inference(cfg) -> Optional[dict]:
     state.wait_for_everyone()
     load_s = time.perf_counter() - started
     result = run_rank(cfg, run, dataset, numbers, pipe, device, rank, world, show_progress=rank == 0)
-    results = gather(result, world)
+    results = gather_object([result])  # every rank's, in rank order
     state.wait_for_everyone()
     if rank != 0:
         return None
