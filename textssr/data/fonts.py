@@ -30,11 +30,17 @@ INSTALL_HINT = ("place the font there, or install a fallback: `pip install cvttf
 _warned = set()
 
 
-def fallback_fonts() -> List[str]:
-    """Registry-installed bold CJK fonts found on this machine, best first."""
+def pip_font_paths() -> List[str]:
+    """Where the PyPI fallback font is (one path per folder of its package, the file maybe absent); [] when the
+    package is not installed."""
     spec = importlib.util.find_spec(PIP_FONT[0])
     folders = (spec.submodule_search_locations or ()) if spec is not None else ()
-    return [p for p in [os.path.join(f, PIP_FONT[1]) for f in folders] + list(SYSTEM_FONTS) if os.path.isfile(p)]
+    return [os.path.join(f, PIP_FONT[1]) for f in folders]
+
+
+def fallback_fonts() -> List[str]:
+    """Registry-installed bold CJK fonts found on this machine, best first."""
+    return [p for p in pip_font_paths() + list(SYSTEM_FONTS) if os.path.isfile(p)]
 
 
 def resolve_font(font_path: str = DEFAULT_FONT) -> str:

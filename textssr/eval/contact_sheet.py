@@ -6,7 +6,6 @@ grid row by row. Text is drawn with a CJK-capable font so Chinese targets stay l
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -14,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from textssr.data.fonts import PIP_FONT
+from textssr.data.fonts import pip_font_paths
 
 TILE_W, TILE_H = 160, 64  # each crop is scaled to fit this box, aspect ratio kept
 FONT_SIZE = 14
@@ -37,11 +36,11 @@ class SheetItem:
 
 def default_font_path() -> Path:
     """The bold Noto Sans CJK font installed by ``pip install cvttf-notosanscjk-bold``."""
-    spec = importlib.util.find_spec(PIP_FONT[0])
-    if spec is None or not spec.submodule_search_locations:
+    paths = pip_font_paths()
+    if not paths:
         raise FileNotFoundError("no CJK font for the contact sheet: `pip install cvttf-notosanscjk-bold` "
                                 "or pass font_path / use --no-sheet")
-    path = Path(list(spec.submodule_search_locations)[0]) / PIP_FONT[1]
+    path = Path(paths[0])
     if not path.is_file():
         raise FileNotFoundError(f"font file missing: {path} — reinstall cvttf-notosanscjk-bold")
     return path
