@@ -4,6 +4,7 @@ Ctrl-C into "interrupted; rerun the same command to resume" (exit 130) — all b
 written."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -46,6 +47,16 @@ def as_float(value, key: str, minimum: Optional[float] = None, exclusive: bool =
 
 def check_seed(value, key: str = "seed") -> int:
     return as_int(value, key, minimum=0)
+
+
+@contextlib.contextmanager
+def config_errors(*types: type):
+    """Re-raise a ``types`` exception (default: ValueError, TypeError) of the block as a ConfigError with its message:
+    for checks that live in a data class or a helper that knows nothing of configs."""
+    try:
+        yield
+    except (types or (ValueError, TypeError)) as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def check_output_dir(path, key: str = "output_dir") -> str:

@@ -53,6 +53,10 @@ class Run:
     resolved: dict  # checkpoint folders, scheduler folder and sizes as resolved (part of the resume settings)
     precision: Optional[dict] = None  # how mixed_precision="auto" was settled
 
+    def sizes(self) -> Dict[str, Optional[int]]:
+        """resolution, ttf_size and max_len, as the dataset keywords and meta.json's conditions name them."""
+        return dict(resolution=self.resolution, ttf_size=self.ttf_size, max_len=self.max_len)
+
 
 def resolve_run(cfg, on_cpu: bool, default_placement: str, required: Sequence[str], where: str) -> Run:
     """Check the keys every generation run shares — output folder, batch size, steps, seed, sampler, step

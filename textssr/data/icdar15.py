@@ -62,10 +62,8 @@ def read_gt_file(path: str, counts: Counter) -> List[dict]:
 
 
 def find_image(image_dir: str, stem: str) -> Optional[str]:
-    for suffix in IMAGE_SUFFIXES:
-        if os.path.isfile(os.path.join(image_dir, stem + suffix)):
-            return stem + suffix
-    return None
+    """The image file name of ``stem`` in ``image_dir`` (the first of IMAGE_SUFFIXES present), None without one."""
+    return next((stem + s for s in IMAGE_SUFFIXES if os.path.isfile(os.path.join(image_dir, stem + s))), None)
 
 
 def _natural_key(name: str):

@@ -48,11 +48,15 @@ def written_numbers(out_dir: str) -> List[int]:
     return sorted(found)
 
 
-def remove_item(out_dir: str, number: int) -> None:
-    """Delete every file of instance ``number``."""
-    for sub in IMAGE_DIRS:
-        path = os.path.join(out_dir, sub, file_name(number))
-        for p in (path, path + TMP_SUFFIX):
+def item_paths(out_dir: str, number: int) -> List[str]:
+    """The image files of instance ``number`` (local/, region/, gt/)."""
+    return [os.path.join(out_dir, sub, file_name(number)) for sub in IMAGE_DIRS]
+
+
+def remove_item(out_dir: str, number: int, finished_too: bool = True) -> None:
+    """Delete every file of instance ``number`` (only its temporary ones without ``finished_too``)."""
+    for path in item_paths(out_dir, number):
+        for p in (path, path + TMP_SUFFIX) if finished_too else (path + TMP_SUFFIX,):
             if os.path.exists(p):
                 os.remove(p)
 
@@ -64,19 +68,15 @@ def make_dirs(out_dir: str) -> None:
 
 def is_finished(out_dir: str, number: int) -> bool:
     """True when all three images of instance ``number`` were written completely."""
-    return all(os.path.isfile(os.path.join(out_dir, sub, file_name(number))) for sub in IMAGE_DIRS)
+    return all(os.path.isfile(p) for p in item_paths(out_dir, number))
 
 
 def clean_item(out_dir: str, number: int, key: Optional[str] = None) -> bool:
     """Delete the temporary files a killed run left for instance ``number`` and, when the item is unfinished — or
     was written for another instance than ``key`` says —, its images too. Returns whether the item is finished
     (and, with ``key``, is this instance's)."""
-    for sub in IMAGE_DIRS:
-        tmp = os.path.join(out_dir, sub, file_name(number) + TMP_SUFFIX)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    local = os.path.join(out_dir, LOCAL_DIR, file_name(number))
-    finished = is_finished(out_dir, number) and (key is None or stamped_key(local) == key)
+    remove_item(out_dir, number, finished_too=False)
+    finished = is_finished(out_dir, number) and (key is None or stamped_key(item_paths(out_dir, number)[0]) == key)
     if not finished:
         remove_item(out_dir, number)
     return finished
@@ -99,16 +99,16 @@ def write_item(out_dir: str, number: int, local: np.ndarray, gt: np.ndarray, box
     save_png(local, os.path.join(out_dir, LOCAL_DIR, name), key_chunk(key))
 
 
-def write_index(out_dir: str, records: Iterable[dict]) -> Tuple[int, int]:
-    """Write labels.json and instances.json from ``records`` (dicts with number, text, language, img_name,
-    ann_index), sorted by number. Returns (#labels, #instances) — always equal."""
-    rows = sorted(records, key=lambda r: r["number"])
-    labels = {file_name(r["number"]): r["text"] for r in rows}
-    instances = [dict(file=file_name(r["number"]), text=r["text"], language=r.get("language"),
-                      img_name=r["img_name"], ann_index=r["ann_index"]) for r in rows]
+def write_index(out_dir: str, items: Iterable[Tuple[int, dict]]) -> int:
+    """Write labels.json and instances.json, sorted by number, from ``items``: (number, the dataset's
+    ``instance_info``) of the finished instances. Returns how many."""
+    rows = sorted(items, key=lambda item: item[0])
+    labels = {file_name(n): info["text"] for n, info in rows}
+    instances = [dict(file=file_name(n), text=info["text"], language=info.get("language"), img_name=info["img_name"],
+                      ann_index=info["ann_index"]) for n, info in rows]
     write_json(labels, os.path.join(out_dir, LABELS_FILE))
     write_json(instances, os.path.join(out_dir, INSTANCES_FILE))
-    return len(labels), len(instances)
+    return len(labels)
 
 
 def read_meta(out_dir: str):

@@ -76,17 +76,11 @@ def instance_seeds(seed: int, number: int) -> Tuple[np.random.Generator, torch.G
     return item_rng(seed, number, stream=0), item_torch_generator(seed, number, stream=1)
 
 
-def open_bench(cfg, run: Run, bench_json: str):
-    return open_dataset(bench_json, **dataset_options(cfg, placement="center", resolution=run.resolution,
-                                                      ttf_size=run.ttf_size, max_len=run.max_len))
-
-
 @dataclass
 class RankResult:
     """What one rank did in this run. ``timers``: build_s and write_s run in helper threads, overlapped with
     generate_s; wait_s is the time the main thread waited for a built batch."""
     rank: int
-    owned: int = 0
     finished_before: int = 0
     generated: int = 0
     loop_s: float = 0.0
@@ -152,7 +146,6 @@ def run_rank(cfg, run: Run, dataset, numbers: List[int], pipe, device, rank: int
             result.finished_before += 1
         else:
             pending.append(k)
-    result.owned = len(owned)
     batches = build_batches(cfg, dataset, numbers, pending, result, keys)
     steps = int(cfg.num_inference_steps)
     bar = tqdm(total=len(owned), initial=result.finished_before, unit="crop", dynamic_ncols=True,
@@ -199,17 +192,6 @@ def library_versions() -> dict:
                                                "opencv-python-headless")})
 
 
-def finished_records(out_dir: str, dataset, numbers: List[int]) -> List[dict]:
-    """labels/instances rows for every finished item of the bench."""
-    rows = []
-    for k, number in enumerate(numbers):
-        if outputs.is_finished(out_dir, number):
-            info = dataset.instance_info(k)
-            rows.append(dict(number=number, text=info["text"], language=info.get("language"),
-                             img_name=info["img_name"], ann_index=info["ann_index"]))
-    return rows
-
-
 def merge_meta(cfg, run: Run, results: List[RankResult], index_skips: Dict[str, int], num_instances: int,
                written: int, load_s: float, wall_s: float, device, scheduler) -> dict:
     skipped = Counter(index_skips)
@@ -222,7 +204,7 @@ def merge_meta(cfg, run: Run, results: List[RankResult], index_skips: Dict[str, 
     loop_s = max(r.loop_s for r in results)  # ranks run side by side: the slowest one's loop
     return dict(
         complete=True, settings=settings(cfg, run, FREE), config=cfg.to_dict(),
-        conditions=dict(resolution=run.resolution, ttf_size=run.ttf_size, max_len=run.max_len),
+        conditions=run.sizes(),
         checkpoints=dict(vae=os.path.abspath(run.vae_dir), unet=os.path.abspath(run.unet_dir),
                          scheduler=os.path.abspath(run.scheduler_dir) if run.scheduler_dir else "built-in SD 2.1"),
         scheduler=dict(name=cfg.scheduler, class_name=type(scheduler).__name__, config=dict(scheduler.config)),
@@ -251,7 +233,7 @@ def run_inference(cfg) -> Optional[dict]:
     previous = outputs.read_meta(cfg.output_dir)
     check_resume(previous and previous.get("settings", {}), settings(cfg, run, FREE), f"output_dir {cfg.output_dir}")
     pipe = load_pipeline(run, cfg, device)
-    dataset = open_bench(cfg, run, bench_json)
+    dataset = open_dataset(bench_json, **dataset_options(cfg, placement="center", **run.sizes()))
     numbers = list(dataset.numbers)  # instance numbers: annotations counted in JSON order, bad ones included
     state.wait_for_everyone()  # every rank has read the old meta.json before rank 0 replaces it
     meta_path = os.path.join(cfg.output_dir, outputs.META_FILE)
@@ -269,7 +251,9 @@ def run_inference(cfg) -> Optional[dict]:
     state.wait_for_everyone()
     if rank != 0:
         return None
-    written, _ = outputs.write_index(cfg.output_dir, finished_records(cfg.output_dir, dataset, numbers))
+    finished = [(number, dataset.instance_info(k)) for k, number in enumerate(numbers)
+                if outputs.is_finished(cfg.output_dir, number)]
+    written = outputs.write_index(cfg.output_dir, finished)
     meta = merge_meta(cfg, run, results, dict(getattr(dataset, "skip_counts", {})), len(dataset), written, load_s,
                       time.perf_counter() - started, device, pipe.scheduler)
     write_json(meta, meta_path)

@@ -42,13 +42,14 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 from tqdm import tqdm
 
-from textssr.checks import as_float, as_int
+from textssr.checks import as_float, as_int, config_errors
 from textssr.config import ConfigError, check_choice, read_json, require_path, write_json
 from textssr.data import SkipSample, mask_bbox
 from textssr.data.factory import dataset_options, open_dataset
 from textssr.data.seeding import item_torch_generator
 from textssr.eval.contact_sheet import SheetItem, default_font_path, render_contact_sheet
 from textssr.identity import source_fingerprint
+from textssr.profiling import Laps
 from textssr.generation import Run, check_resume, crop_box, denoise, load_pipeline, resolve_run, settings
 from textssr.synth.anagram import TextSource, build_text_source, variant_rng
 from textssr.synth.screening import Screener, ScreeningRule, screening_rule
@@ -94,10 +95,8 @@ def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
     as_int(cfg.get("jpeg_quality", 95), "jpeg_quality", minimum=1)
     as_float(cfg.get("poll_seconds", 5.0), "poll_seconds", minimum=0, exclusive=True)
     check_choice(cfg.get("image_format", "png"), "image_format", IMAGE_FORMATS)
-    try:
+    with config_errors():
         rule = screening_rule(cfg.get("screening"))
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(str(exc)) from exc
     # A bad text source / lexicon fails here, before any model is loaded (a None max_len is read from the UNet
     # later, so no word is too long yet).
     text_source_for(cfg, sys.maxsize if run.max_len is None else run.max_len)
@@ -108,11 +107,9 @@ def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
 def text_source_for(cfg, max_len: int, font_path: Optional[str] = None) -> Tuple[TextSource, int]:
     """The config's text source (lexicon words longer than ``max_len``, holding control characters or, with
     ``font_path``, characters the font lacks dropped) and the number dropped."""
-    try:
+    with config_errors():
         return build_text_source(cfg.get("text_source", "anagram"), cfg.get("lexicon"), cfg.get("anagram_ratio", 0.5),
                                  cfg.get("unpermutable", "keep"), max_len, font_path)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(str(exc)) from exc
 
 
 def latent_generator(seed: int, region: int, variant: int) -> torch.Generator:
@@ -126,8 +123,7 @@ class Synthesizer:
     def __init__(self, cfg, run: Run, screener: Optional[Screener], device):
         self.cfg, self.run, self.screener, self.device = cfg, run, screener, device
         self.pipe = load_pipeline(run, cfg, device)  # fills a None ttf_size / max_len from the UNet
-        self.dataset = open_dataset(str(cfg.source), **dataset_options(
-            cfg, resolution=run.resolution, ttf_size=run.ttf_size, max_len=run.max_len))
+        self.dataset = open_dataset(str(cfg.source), **dataset_options(cfg, **run.sizes()))
         self.text_source, self.lexicon_dropped = text_source_for(cfg, run.max_len, self.dataset.font_path)
         self.index_skips = dict(self.dataset.skip_counts)  # annotations dropped while indexing the source
 
@@ -199,13 +195,12 @@ def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state:
                               language=info.get("language")))
         records = []
         if samples:
-            t0 = time.perf_counter()
+            lap = Laps(timers)
             crops = synth.generate(samples, items)
-            t1 = time.perf_counter()
+            lap("generation_s")
             targets = [s["text"] for s in samples]
             reads = synth.screener.screen(crops, targets) if synth.screener else [(None, None, None)] * len(crops)
-            timers["generation_s"] += t1 - t0
-            timers["screening_s"] += time.perf_counter() - t1
+            lap("screening_s")
             counters["generated"] += len(crops)
             for crop, target, meta, (reason, read, conf) in zip(crops, targets, metas, reads):
                 if reason is not None:
@@ -250,23 +245,17 @@ def merge_stats(states: List[dict]) -> dict:
                 kept_per_s=round(c["kept"] / wall, 3) if wall else None, processes=len(states))
 
 
-def write_contact_sheet(lmdb_path: str, out_path: str, count: int) -> None:
-    """The first ``count`` crops of the final LMDB with their labels and OCR readings."""
-    with StrLmdbReader(lmdb_path) as reader:
-        items = [SheetItem(file=f"{i:09d}", target=r.label, crop=decode_image(r.image),
-                           ocr=(r.meta or {}).get("ocr_text")) for i, r in enumerate(islice(reader, max(0, count)), 1)]
-    if items:
-        render_contact_sheet(items, default_font_path()).save(out_path)
-
-
 def finish(cfg, final_lmdb: str, states: List[dict]) -> dict:
+    """Write stats.json and contact_sheet.png (the first ``contact_sheet_size`` crops of the final LMDB with their
+    labels and OCR readings); returns the stats."""
     stats = merge_stats(states)
     with StrLmdbReader(final_lmdb) as reader:
-        stats["num_samples"] = len(reader)
-    stats["lmdb"] = final_lmdb
+        stats.update(num_samples=len(reader), lmdb=final_lmdb)
+        items = [SheetItem(f"{i:09d}", r.label, decode_image(r.image), (r.meta or {}).get("ocr_text"))
+                 for i, r in enumerate(islice(reader, max(0, int(cfg.get("contact_sheet_size", 32)))), 1)]
     write_json(stats, os.path.join(cfg.output_dir, "stats.json"), indent=2)
-    write_contact_sheet(final_lmdb, os.path.join(cfg.output_dir, "contact_sheet.png"),
-                        int(cfg.get("contact_sheet_size", 32)))
+    if items:
+        render_contact_sheet(items, default_font_path()).save(os.path.join(cfg.output_dir, "contact_sheet.png"))
     return stats
 
 

@@ -23,11 +23,14 @@ import heapq
 import json
 import os
 from dataclasses import dataclass
+from itertools import islice
 from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import lmdb
 import numpy as np
+
+from textssr.data import image_io
 
 NUM_SAMPLES_KEY = b"num-samples"
 STATE_KEY = b"synth-state"
@@ -61,11 +64,8 @@ def encode_crop(rgb: np.ndarray, image_format: str = "png", jpeg_quality: int = 
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    """Encoded image bytes → RGB uint8 (H, W, 3)."""
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError("undecodable image bytes")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    """Encoded image bytes → RGB uint8 (H, W, 3), by the datasets' decoder (SkipSample for undecodable bytes)."""
+    return cv2.cvtColor(image_io.decode_image(data, "STR LMDB image"), cv2.COLOR_BGR2RGB)
 
 
 class _LmdbHandle:
@@ -164,14 +164,12 @@ def merge_str_lmdbs(sources: Sequence[str], dest: str, order: Callable[[StrRecor
         with StrLmdbWriter(dest) as out:
             if out.num_samples:
                 raise ValueError(f"merge destination {dest} is not empty")
-            batch: List[StrRecord] = []
-            for rec in merged:
-                batch.append(rec)
-                if len(batch) == chunk:
-                    out.commit(batch)
-                    batch = []
-            out.commit(batch, state)
-            return out.num_samples
+            while True:
+                batch = list(islice(merged, chunk))
+                if len(batch) < chunk:  # the last one (maybe empty) carries the state
+                    out.commit(batch, state)
+                    return out.num_samples
+                out.commit(batch)
     finally:
         for r in readers:
             r.close()

@@ -82,11 +82,6 @@ def _optimizer(cfg, params, num_processes: int):
                weight_decay=cfg.adam_weight_decay, eps=cfg.adam_epsilon, **fused)
 
 
-def _tracker_config(cfg) -> dict:
-    """The scalar config values, as TensorBoard's hparams want them."""
-    return {k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))}
-
-
 def train(cfg, stage_name: str) -> dict:
     """Run one training stage (``"vae"`` or ``"cdm"``) as ``cfg`` says; return the final trainer state."""
     stage = STAGES[stage_name]()
@@ -153,7 +148,8 @@ def train(cfg, stage_name: str) -> dict:
         num_processes=accelerator.num_processes, samples=len(dataset))
     report = cfg.get("report_to") not in (None, "none")
     if report:
-        accelerator.init_trackers(cfg.tracker_project_name, config=_tracker_config(cfg))
+        scalars = {k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))}  # TB hparams
+        accelerator.init_trackers(cfg.tracker_project_name, config=scalars)
 
     def trainer_state(epoch: int) -> dict:
         counts, instances = skipped.total(accelerator)
@@ -264,7 +260,7 @@ def _log_images(accelerator, stage, model, batch: dict, cfg, step: int) -> None:
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.eval()
     generator = torch.Generator(device=accelerator.device).manual_seed(cfg.seed)  # the same noise every time
-    rows = stage.images(unwrapped, batch, generator, cfg)
+    rows = stage.images(unwrapped, batch, generator)
     unwrapped.train()
     n = min(cfg.image_log_count, batch["image"].shape[0])
     grid = make_grid(rows.cpu(), nrow=n)  # (3, H, W) in [0, 1]

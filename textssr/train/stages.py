@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from diffusers.training_utils import compute_snr
 from diffusers_textssr import TextSSRPipeline
 
-from textssr.config import ConfigError, read_json, write_json
+from textssr.checks import config_errors
+from textssr.config import read_json, write_json
 from textssr.latent_cache import LatentCache
 from textssr.models import load_scheduler, load_unet, load_vae, scheduler_class
 from textssr.profiling import probe_vae_dtype
@@ -105,14 +106,11 @@ class VAEStage(Stage):
         return self.model  # accelerate wraps this module; it keeps the trained weights
 
     def observe(self, batch: dict) -> None:
-        if self.cfg.get("scaling_factor") == "auto":
-            self._keep_for_scaling(batch["image"])
-
-    def _keep_for_scaling(self, image: torch.Tensor) -> None:
-        """The first ``scaling_crops`` training crops this rank sees: a fixed set, so "auto" is reproducible."""
+        """scaling_factor="auto": keep the first ``scaling_crops`` training crops this rank sees (a fixed set, so
+        "auto" is reproducible)."""
         kept = sum(len(x) for x in self.scaling_images)
-        if kept < self.scaling_crops:
-            self.scaling_images.append(image[: self.scaling_crops - kept].detach().clone())
+        if self.cfg.get("scaling_factor") == "auto" and kept < self.scaling_crops:
+            self.scaling_images.append(batch["image"][: self.scaling_crops - kept].detach().clone())
 
     def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
         image = batch["image"]  # (B, 3, R, R) in [-1, 1]
@@ -121,9 +119,9 @@ class VAEStage(Stage):
         return F.mse_loss(reconstruction.float(), image.float())
 
     @torch.no_grad()
-    def images(self, model, batch: dict, generator: torch.Generator, cfg) -> torch.Tensor:
+    def images(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
         """Rows: input crops, then their reconstructions."""
-        image = batch["image"][: cfg.image_log_count]
+        image = batch["image"][: self.cfg.image_log_count]
         return torch.cat([_to_unit(image), _to_unit(model(image).sample)])
 
     def scaling_factor(self) -> Optional[float]:
@@ -168,12 +166,10 @@ class CDMStage(Stage):
         self.noise_scheduler = load_scheduler(model_source(cfg, "scheduler_path", "scheduler"), name="ddpm",
                                               prediction_type=cfg.prediction_type)
         strategy = cfg.get("timestep_bias_strategy") or "none"
-        try:  # the range check needs the scheduler's length, known only now — still before any model is built
+        with config_errors(ValueError):  # the range check needs the scheduler's length: before any model is built
             self.timestep_probs = None if strategy == "none" else timestep_weights(
                 self.noise_scheduler.config.num_train_timesteps, strategy, cfg.timestep_bias_multiplier,
                 cfg.timestep_bias_portion, cfg.timestep_bias_begin, cfg.timestep_bias_end)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
         self.vae = _vae(cfg).requires_grad_(False).eval()
         self.latent_cache = LatentCache() if cfg.get("latent_cache") else None
         return load_unet(model_source(cfg, "pretrained_unet", "unet"), unet_arch=cfg.get("unet_arch"),
@@ -265,10 +261,10 @@ class CDMStage(Stage):
         return weight
 
     @torch.no_grad()
-    def images(self, model, batch: dict, generator: torch.Generator, cfg) -> torch.Tensor:
+    def images(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
         """Rows: masked_image, glyph, a pipeline sample (``image_log_inference_steps`` steps of the
         ``image_log_scheduler`` sampler), the real crop."""
-        n = cfg.image_log_count
+        cfg, n = self.cfg, self.cfg.image_log_count
         config = dict(self.noise_scheduler.config)
         if cfg.get("image_log_timestep_spacing"):
             config["timestep_spacing"] = cfg.image_log_timestep_spacing
