@@ -28,7 +28,7 @@ from diffusers_textssr import TextSSRPipeline
 
 from textssr import precision
 from textssr.checks import as_int, check_output_dir, check_seed
-from textssr.config import ConfigError, require_path
+from textssr.config import ConfigError, check_choice, require_path
 from textssr.data.anyword import PLACEMENTS
 from textssr.data.fonts import resolve_font
 from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS, load_scheduler, load_unet, load_vae, resolve_model_dir
@@ -69,12 +69,9 @@ def resolve_run(cfg, on_cpu: bool, default_placement: str, required: Sequence[st
     for key in ("batch_size", "num_inference_steps"):
         as_int(cfg[key], key, minimum=1)
     check_seed(cfg.seed)
-    if cfg.scheduler not in SCHEDULERS:
-        raise ConfigError(f"scheduler={cfg.scheduler!r}; choose one of {sorted(SCHEDULERS)}")
-    if cfg.get("timestep_spacing") not in TIMESTEP_SPACINGS:
-        raise ConfigError(f"timestep_spacing={cfg.timestep_spacing!r}; choose one of {TIMESTEP_SPACINGS}")
-    if cfg.get("region_placement", default_placement) not in PLACEMENTS:
-        raise ConfigError(f"region_placement={cfg.region_placement!r}; choose one of {PLACEMENTS}")
+    check_choice(cfg.scheduler, "scheduler", sorted(SCHEDULERS))
+    check_choice(cfg.get("timestep_spacing"), "timestep_spacing", TIMESTEP_SPACINGS)
+    check_choice(cfg.get("region_placement", default_placement), "region_placement", PLACEMENTS)
     precision = check_precision(cfg.get("mixed_precision", "no"), "mixed_precision", on_cpu)
     vae_dir = resolve_checkpoint(str(cfg.pretrained_vae), "pretrained_vae", "vae")
     unet_dir = resolve_checkpoint(str(cfg.pretrained_unet), "pretrained_unet", "unet")
