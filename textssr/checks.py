@@ -1,5 +1,5 @@
 """Start-up checks every entry point shares: typed config values (an integer that is an integer, a seed >= 0), an
-output folder that can be written, and the script wrapper that turns a ConfigError into one line (exit 2) and
+output folder that can be written, other errors as ConfigError lines (:func:`config_errors`), and the script wrapper that turns a ConfigError into one line (exit 2) and
 Ctrl-C into "interrupted; rerun the same command to resume" (exit 130) — all before a model loads or a file is
 written."""
 from __future__ import annotations
@@ -50,13 +50,14 @@ def check_seed(value, key: str = "seed") -> int:
 
 
 @contextlib.contextmanager
-def config_errors(*types: type):
-    """Re-raise a ``types`` exception (default: ValueError, TypeError) of the block as a ConfigError with its message:
-    for checks that live in a data class or a helper that knows nothing of configs."""
+def config_errors(*types: type, prefix: str = "", suffix: str = ""):
+    """Re-raise a ``types`` exception (default: ValueError, TypeError) of the block as a ConfigError, its message
+    between ``prefix`` and ``suffix``: for checks in a data class or a helper that knows nothing of configs, and for
+    file reads whose error should name the file."""
     try:
         yield
     except (types or (ValueError, TypeError)) as exc:
-        raise ConfigError(str(exc)) from exc
+        raise ConfigError(f"{prefix}{exc}{suffix}") from exc
 
 
 def check_output_dir(path, key: str = "output_dir") -> str:

@@ -27,7 +27,7 @@ import torch
 from diffusers_textssr import TextSSRPipeline
 
 from textssr import precision
-from textssr.checks import as_int, check_output_dir, check_seed
+from textssr.checks import as_int, check_output_dir, check_seed, config_errors
 from textssr.config import ConfigError, check_choice, require_path
 from textssr.data.anyword import PLACEMENTS
 from textssr.data.fonts import resolve_font
@@ -86,10 +86,8 @@ def resolve_run(cfg, on_cpu: bool, default_placement: str, required: Sequence[st
 def resolve_checkpoint(path: str, key: str, subfolder: str) -> str:
     """A model folder (or training output folder → latest checkpoint) for ``key``, as a ConfigError if absent."""
     require_path(path, key, f"a `{subfolder}` model folder or a training output folder with checkpoint-*/{subfolder}")
-    try:
+    with config_errors(FileNotFoundError, ValueError, OSError, prefix=f"{key}: "):
         return str(resolve_model_dir(path, subfolder))
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        raise ConfigError(f"{key}: {exc}") from exc
 
 
 def resolve_scheduler_dir(path: Optional[str], unet_dir: str) -> Optional[str]:

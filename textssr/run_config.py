@@ -12,7 +12,8 @@ import os
 
 from mmengine.config import Config
 
-from textssr.config import ConfigError, read_json, write_json
+from textssr.checks import config_errors
+from textssr.config import read_json, write_json
 
 RUN_CONFIG_PY, RUN_CONFIG_JSON = "config.py", "train_config.json"
 
@@ -29,10 +30,9 @@ def read_run_config(folder: str) -> dict:
     existed) parsed without executing anything; {} when neither is there."""
     json_path, py_path = os.path.join(folder, RUN_CONFIG_JSON), os.path.join(folder, RUN_CONFIG_PY)
     if os.path.isfile(json_path):
-        try:
+        with config_errors(OSError, ValueError, prefix=f"{json_path}: unreadable (",
+                           suffix="); delete it or the checkpoint folder"):
             content = read_json(json_path)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{json_path}: unreadable ({exc}); delete it or the checkpoint folder") from exc
         return content if isinstance(content, dict) else {}
     if os.path.isfile(py_path):
         with open(py_path, encoding="utf-8") as f:

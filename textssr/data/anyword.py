@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from textssr.checks import config_errors
 from textssr.config import ConfigError, check_choice, read_json
 from textssr.data import geometry, skips
 from textssr.data.fonts import DEFAULT_FONT, missing_chars, resolve_font
@@ -243,10 +244,8 @@ def resolve_data_root(data_root: str, json_path: str, img_names: Sequence[str]) 
 def load_anyword_json(json_path: str) -> dict:
     if not os.path.isfile(json_path):
         raise ConfigError(f"AnyWord JSON not found: {json_path}")
-    try:
+    with config_errors(ValueError, prefix=f"{json_path} is not valid JSON: "):  # UnicodeDecodeError is one
         content = read_json(json_path)
-    except ValueError as exc:  # UnicodeDecodeError is one
-        raise ConfigError(f"{json_path} is not valid JSON: {exc}") from exc
     if not isinstance(content, dict) or not isinstance(content.get("data_list"), list):
         raise ConfigError(f"{json_path} is not AnyWord JSON: it needs a `data_list` list (and a `data_root`)")
     return content

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import lmdb
 import numpy as np
 
+from textssr.checks import config_errors
 from textssr.config import ConfigError
 from textssr.data import geometry, skips
 from textssr.data.anyword import AnyWordBase
@@ -97,12 +98,11 @@ class IndexTable:
 
     @classmethod
     def decode(cls, blob: bytes, where: str) -> "IndexTable":
-        try:
+        with config_errors(ValueError, KeyError, OSError, prefix=f"{where}: unreadable __index__ (",
+                           suffix=f"); rebuild it — {BUILD_HINT}"):
             with np.load(io.BytesIO(blob), allow_pickle=False) as z:
                 a = {k: z[k] for k in z.files}
             header = json.loads(a["header"].tobytes().decode("utf-8"))
-        except (ValueError, KeyError, OSError) as exc:
-            raise ConfigError(f"{where}: unreadable __index__ ({exc}); rebuild it — {BUILD_HINT}") from exc
         if header.get("version") != INDEX_VERSION:
             raise ConfigError(f"{where}: __index__ version {header.get('version')} (expected {INDEX_VERSION}); "
                               f"rebuild it — {BUILD_HINT}")

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from textssr.checks import config_errors
 from textssr.config import ConfigError, read_json, write_json
 from textssr.crop_check import crop_problem
 from textssr.eval.contact_sheet import SheetItem, default_font_path, render_contact_sheet
@@ -47,13 +48,6 @@ class ResultsFolder:
     languages: Optional[Dict[str, str]]  # file name → language, None without instances.json
 
 
-def _read_json(path: Path):
-    try:
-        return read_json(path)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-
-
 def open_results(results_dir: Path | str) -> ResultsFolder:
     """Validate ``results_dir`` and read its labels (and languages); a ConfigError names what is wrong."""
     root = Path(results_dir)
@@ -63,12 +57,14 @@ def open_results(results_dir: Path | str) -> ResultsFolder:
     if not labels_path.is_file():
         raise ConfigError(f"--results: {labels_path} not found — the folder must hold labels.json "
                           "(file name → text), as infer.py writes it")
-    labels = _read_json(labels_path)
+    with config_errors(OSError, ValueError, prefix=f"cannot read {labels_path}: "):
+        labels = read_json(labels_path)
     if not isinstance(labels, dict):
         raise ConfigError(f"{labels_path} must map file name → text, found a {type(labels).__name__}")
     languages = None
     if (root / INSTANCES_FILE).is_file():
-        instances = _read_json(root / INSTANCES_FILE)
+        with config_errors(OSError, ValueError, prefix=f"cannot read {root / INSTANCES_FILE}: "):
+            instances = read_json(root / INSTANCES_FILE)
         if not isinstance(instances, list):
             raise ConfigError(f"{root / INSTANCES_FILE} must be a list of {{file, language, ...}} entries")
         languages = {str(entry["file"]): str(entry["language"]) for entry in instances

@@ -9,7 +9,7 @@ from diffusers import AutoencoderKL
 from diffusers.optimization import SchedulerType
 from diffusers_textssr import CONV_IN_INITS
 
-from textssr.checks import as_float, as_int, check_output_dir, check_seed
+from textssr.checks import as_float, as_int, check_output_dir, check_seed, config_errors
 from textssr.config import ConfigError, check_choice, require_keys, require_path
 from textssr.data import resolve_font
 from textssr.data.lmdb_store import find_environments
@@ -43,10 +43,9 @@ def validate_config(cfg, stage) -> None:
     _check_numbers(cfg)
     _check_choices(cfg)
     for path in lmdb_paths(cfg.lmdb_path):
-        try:
+        with config_errors(ConfigError, prefix="lmdb_path: ",
+                           suffix=" (the tiny corpus: `python -m textssr.tiny_data --out data/tiny`)"):
             find_environments(path)
-        except ConfigError as exc:
-            raise ConfigError(f"lmdb_path: {exc} (the tiny corpus: `python -m textssr.tiny_data --out data/tiny`)")
     _require_model(cfg, "pretrained_vae", "vae", "vae_arch")
     _check_resolution(cfg)
     if stage.name == "cdm":
@@ -140,7 +139,5 @@ def _require_model(cfg, key: str, subfolder: str, arch_key: str) -> None:
     from_sd = not cfg.get(key)
     hint = SD21_HINT if from_sd else STAGE_HINTS[key]
     require_path(source, "pretrained_model_name_or_path" if from_sd else key, hint)
-    try:
+    with config_errors(FileNotFoundError, ValueError, OSError, prefix=f"{key}: ", suffix=f" — {hint}"):
         resolve_model_dir(source, subfolder)
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        raise ConfigError(f"{key}: {exc} — {hint}") from exc
