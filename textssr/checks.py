@@ -1,7 +1,7 @@
 """Start-up checks every entry point shares: typed config values (an integer that is an integer, a seed >= 0), an
-output folder that can be written, other errors as ConfigError lines (:func:`config_errors`), and the script wrapper that turns a ConfigError into one line (exit 2) and
-Ctrl-C into "interrupted; rerun the same command to resume" (exit 130) — all before a model loads or a file is
-written."""
+output folder that can be written, other errors turned into ConfigError lines (:func:`config_errors`), and the
+script wrapper that turns a ConfigError into one line (exit 2) and Ctrl-C into "interrupted; rerun the same command
+to resume" (exit 130) — all before a model loads or a file is written."""
 from __future__ import annotations
 
 import contextlib
