@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from textssr.config import ConfigError, exit_on_config_error
+from textssr.config import ConfigError, exit_on_config_error, first_line
 
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT)
 
@@ -50,14 +50,14 @@ def check_seed(value, key: str = "seed") -> int:
 
 
 @contextlib.contextmanager
-def config_errors(*types: type, prefix: str = "", suffix: str = ""):
+def config_errors(*types: type, prefix: str = "", suffix: str = "", brief: bool = False):
     """Re-raise a ``types`` exception (default: ValueError, TypeError) of the block as a ConfigError, its message
-    between ``prefix`` and ``suffix``: for checks in a data class or a helper that knows nothing of configs, and for
-    file reads whose error should name the file."""
+    (only its first line with ``brief``) between ``prefix`` and ``suffix``: for checks in a data class or a helper
+    that knows nothing of configs, and for file or model reads whose error should name what was read."""
     try:
         yield
     except (types or (ValueError, TypeError)) as exc:
-        raise ConfigError(f"{prefix}{exc}{suffix}") from exc
+        raise ConfigError(f"{prefix}{first_line(exc) if brief else exc}{suffix}") from exc
 
 
 def check_output_dir(path, key: str = "output_dir") -> str:

@@ -16,7 +16,8 @@ from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMul
                        EulerDiscreteScheduler, UNet2DConditionModel, UniPCMultistepScheduler)
 from diffusers_textssr import CONV_IN_INITS, TextSSRUNet2DConditionModel
 
-from textssr.config import ConfigError, check_choice, first_line
+from textssr.checks import config_errors
+from textssr.config import ConfigError, check_choice
 from textssr.models.arch import SD21_SCHEDULER_CONFIG
 
 # Samplers by name; the original uses DDPM. Diffusers class names ("DDPMScheduler") are accepted too.
@@ -105,18 +106,15 @@ def _load(cls, path: Optional[str], arch: Optional[dict], kind: str, accepted: t
         if arch is None:
             raise ConfigError(f"pretrained_{kind} is None and no {kind}_arch is given: name a model folder or set "
                               f"{kind}_arch (e.g. configs/tiny's)")
-        try:
+        with config_errors(TypeError, ValueError, prefix=f"{kind}_arch: cannot build {cls.__name__}: ", brief=True):
             return cls(**arch)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{kind}_arch: cannot build {cls.__name__}: {first_line(exc)}") from exc
     folder = resolve_model_dir(path, kind)
     class_name = AutoencoderKL.load_config(folder).get("_class_name")
     if class_name not in accepted:
         raise ConfigError(f"pretrained_{kind}: {folder} holds a {class_name}, expected {' or '.join(accepted)}")
-    try:
+    with config_errors(OSError, ValueError, RuntimeError, prefix=f"pretrained_{kind}: cannot load {folder}: ",
+                       brief=True):
         return cls.from_pretrained(folder, **kwargs)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ConfigError(f"pretrained_{kind}: cannot load {folder}: {first_line(exc)}") from exc
 
 
 def load_scheduler(scheduler_path: Optional[str] = None, name: str = "ddpm", prediction_type: Optional[str] = None,
