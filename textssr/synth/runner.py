@@ -6,7 +6,7 @@ Work items. The source's regions (one (image, annotation) pair each, indexed 0..
 ranks round-robin: rank ``r`` of ``N`` owns regions ``r, r+N, r+2N, …``, each giving ``variants_per_region`` items;
 item ``k`` of a rank is region ``r + N * (k // V)``, variant ``k % V``. Everything random about an item comes from
 ``(seed, region, variant)``: target text and crop window from :func:`variant_rng`, initial latents *and* the
-sampler's per-step noise from one CPU torch generator (:func:`latent_generator`). So texts and noise do not depend
+sampler's per-step noise from one CPU torch generator (:meth:`Synthesizer.generate`). So texts and noise do not depend
 on N, batching or resumes; pixels can still differ in their last bits when an item is denoised in another batch
 shape or with another number of CPU threads (float kernels reduce in another order), which is why a resume
 rebuilds exactly the batches of an uninterrupted run.
@@ -112,11 +112,6 @@ def text_source_for(cfg, max_len: int, font_path: Optional[str] = None) -> Tuple
                                  cfg.get("unpermutable", "keep"), max_len, font_path)
 
 
-def latent_generator(seed: int, region: int, variant: int) -> torch.Generator:
-    """The CPU generator of one (region, variant) item: its initial latents, then its per-step sampler noise."""
-    return item_torch_generator(seed, region, variant, LATENT_STREAM, fold="shift")
-
-
 class Synthesizer:
     """Models + dataset of regions + text source + screener; :meth:`generate` turns built samples into crops."""
 
@@ -128,8 +123,10 @@ class Synthesizer:
         self.index_skips = dict(self.dataset.skip_counts)  # annotations dropped while indexing the source
 
     def generate(self, samples: List[dict], items: List[Tuple[int, int]]) -> List[np.ndarray]:
-        """Denoise one batch; returns the region crops, RGB uint8 (h, w, 3), cut to each mask's text bbox."""
-        generators = [latent_generator(self.cfg.seed, region, variant) for region, variant in items]
+        """Denoise one batch (each item's CPU generator draws its initial latents, then its per-step sampler noise);
+        returns the region crops, RGB uint8 (h, w, 3), cut to each mask's text bbox."""
+        generators = [item_torch_generator(self.cfg.seed, region, variant, LATENT_STREAM, fold="shift")
+                      for region, variant in items]
         images = denoise(self.pipe, self.run, samples, generators, int(self.cfg.num_inference_steps), self.device)
         return [crop_box(image, mask_bbox(sample["mask"])) for image, sample in zip(images, samples)]
 
