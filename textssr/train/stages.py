@@ -106,11 +106,14 @@ class VAEStage(Stage):
         return self.model  # accelerate wraps this module; it keeps the trained weights
 
     def observe(self, batch: dict) -> None:
-        """scaling_factor="auto": keep the first ``scaling_crops`` training crops this rank sees (a fixed set, so
-        "auto" is reproducible)."""
+        if self.cfg.get("scaling_factor") == "auto":
+            self._keep_for_scaling(batch["image"])
+
+    def _keep_for_scaling(self, image: torch.Tensor) -> None:
+        """The first ``scaling_crops`` training crops this rank sees: a fixed set, so "auto" is reproducible."""
         kept = sum(len(x) for x in self.scaling_images)
-        if self.cfg.get("scaling_factor") == "auto" and kept < self.scaling_crops:
-            self.scaling_images.append(batch["image"][: self.scaling_crops - kept].detach().clone())
+        if kept < self.scaling_crops:
+            self.scaling_images.append(image[: self.scaling_crops - kept].detach().clone())
 
     def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
         image = batch["image"]  # (B, 3, R, R) in [-1, 1]
