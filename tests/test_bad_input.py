@@ -244,10 +244,13 @@ def test_checkpoint_configs_are_read_as_data_never_executed(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory):
-    """A 4-image tiny corpus (JSON, images and LMDBs) made by the generator the demo uses."""
+    """A 4-image tiny corpus (JSON, images and LMDBs) made by the generator the demo uses, and tiny random models in
+    ``model/`` (vae/, unet/, scheduler/)."""
+    from tiny_models import save_tiny_sd21
     from textssr.tiny_data import generate
     root = tmp_path_factory.mktemp("small_corpus")
     generate(root, num_images=4, bench_images=2, seed=5, progress=False)
+    save_tiny_sd21(str(root / "model"))
     return root
 
 
@@ -260,10 +263,14 @@ def small_corpus(tmp_path_factory):
     ("train_diff.py", "configs/tiny/train_diff_step1_cfg.py", "font_path=README.md", "is not a usable font file"),
 ])
 def test_ordinary_mistakes_of_the_other_scripts_are_one_line(script, config, option, message, small_corpus):
-    # the data paths point at a real corpus, so that the mistake named is the only one (a fresh clone has no data/tiny)
-    data = {"synthesize.py": [f"source={small_corpus / 'train.json'}"],
-            "train_vae.py": [f"lmdb_path={small_corpus / 'AnyWord-lmdb' / 'step1_lmdb'}"],
-            "train_diff.py": [f"lmdb_path={small_corpus / 'AnyWord-lmdb' / 'step1_lmdb'}"]}[script]
+    # data and model paths point at a real corpus and real models, so that the mistake named is the only one (a fresh
+    # clone has neither data/tiny nor model/tiny)
+    lmdb, model = small_corpus / "AnyWord-lmdb" / "step1_lmdb", small_corpus / "model"
+    data = {"synthesize.py": [f"source={small_corpus / 'train.json'}", f"pretrained_vae={model / 'vae'}",
+                              f"pretrained_unet={model / 'unet'}", f"scheduler_path={model}", "resolution=32",
+                              "ttf_size=64", "max_len=25"],
+            "train_vae.py": [f"lmdb_path={lmdb}"],
+            "train_diff.py": [f"lmdb_path={lmdb}", f"pretrained_vae={model / 'vae'}"]}[script]
     run = subprocess.run([sys.executable, script, "--config", config, "--cfg-options", *data, option], cwd=REPO,
                          capture_output=True, text=True)
     lines = [line for line in run.stderr.strip().splitlines() if "Warning" not in line and not line.startswith(" ")]

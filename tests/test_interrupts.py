@@ -29,11 +29,17 @@ def tiny_model(tmp_path_factory):
     return Path(save_tiny_sd21(str(tmp_path_factory.mktemp("signal_sd21"))))
 
 
+def default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default, so that Python turns it into KeyboardInterrupt even
+    when the tests run where it is ignored (a shell's background job inherits SIG_IGN, and Python then keeps it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stop_when(cmd, ready, sig, log: Path):
     """Run ``cmd``; send ``sig`` as soon as ``ready()``; return (exit status, stderr). stderr goes to a file (a
     pipe nobody reads while polling could fill up with progress bars and block the process)."""
     with open(log, "w") as err:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=default_sigint)
         try:
             while proc.poll() is None:
                 if ready():

@@ -210,8 +210,9 @@ def test_a_bad_region_is_counted_once_not_per_variant(tiny_setup, tmp_path):
 
 def test_ctrl_c_is_one_line_and_the_rerun_resumes(tiny_setup, baseline):
     out = tiny_setup / "interrupted"
-    proc = subprocess.Popen([sys.executable, *cli(tiny_setup, out)], cwd=REPO, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, *cli(tiny_setup, out)], cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True,  # SIGINT at its default even where it is ignored:
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # see test_interrupts
     while proc.poll() is None:  # interrupt once some batch, but not the last, is committed
         if os.path.isfile(out / "lmdb/data.mdb"):
             with StrLmdbReader(str(out / "lmdb")) as r:
