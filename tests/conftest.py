@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TEXTSSR_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -71,3 +72,29 @@ def fake_precision(monkeypatch):
         return seen
 
     return install
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_thread")``), as the
+    subprocess tests run: cheaper on a shared 2-core machine, and runs compared pixel for pixel use the same float
+    reduction order."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def reset_accelerate() -> None:
+    """Forget accelerate's process-wide state, so that the next Accelerator in this process starts afresh."""
+    from accelerate.state import AcceleratorState, GradientState
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate's state reset before and after the test."""
+    reset_accelerate()
+    yield
+    reset_accelerate()

@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import reset_accelerate
 from textssr.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 RES = 32
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", ACCELERATE_USE_CPU="true", PYTHONUNBUFFERED="1")
 
-pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="CPU (gloo) launches; on a GPU machine it is DDP")
+pytestmark = [pytest.mark.skipif(torch.cuda.is_available(), reason="CPU (gloo) launches; on a GPU machine it is DDP"),
+              pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")]
 
 
 def free_port() -> int:
@@ -43,26 +45,6 @@ def launch(script, *args, timeout=300):
 
 def cfg_options(options: dict):
     return ["--cfg-options", *[f"{k}={v}" for k, v in options.items()]]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def reset_accelerate():
-    from accelerate.state import AcceleratorState, GradientState
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    yield
-    reset_accelerate()
 
 
 @pytest.fixture(scope="module")

@@ -18,17 +18,8 @@ from diffusers_textssr import TextSSRUNet2DConditionModel
 from textssr.config import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.usefixtures("one_thread")
 LONG_TEXT = "cycling" * 4  # 28 characters: longer than max_len = 25
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread, as the subprocess tests run: cheaper on a shared 2-core machine, and runs compared
-    pixel for pixel use the same float reduction order."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -123,19 +123,24 @@ def test_screening_rejects_illegible_crops_by_reason(tiny_setup):
     assert set(stats["rejected"]) <= {"no_text", "low_confidence", "text_mismatch"}
 
 
-def test_sigkill_then_resume_gives_the_uninterrupted_set(tiny_setup, baseline):
-    out = tiny_setup / "killed"
-    proc = subprocess.Popen([sys.executable, *cli(tiny_setup, out)], cwd=REPO, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = None
-    while proc.poll() is None:  # kill as soon as some batch, but not the last, is committed
+def signal_mid_run(proc, out, sig) -> None:
+    """Send ``sig`` to the synthesis ``proc`` writing ``out`` as soon as some batch, but not the last, is
+    committed to its LMDB (polled; nothing is sent if it ends first)."""
+    while proc.poll() is None:
         if os.path.isfile(out / "lmdb/data.mdb"):
             with StrLmdbReader(str(out / "lmdb")) as r:
                 state = r.state
             if state and 0 < state["cursor"] and not state["done"]:
-                proc.send_signal(signal.SIGKILL)
-                break
+                proc.send_signal(sig)
+                return
         time.sleep(0.005)
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_set(tiny_setup, baseline):
+    out = tiny_setup / "killed"
+    proc = subprocess.Popen([sys.executable, *cli(tiny_setup, out)], cwd=REPO, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    signal_mid_run(proc, out, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-way"
     resumed = subprocess.run([sys.executable, *cli(tiny_setup, out)], cwd=REPO, env=ENV,
@@ -213,14 +218,7 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tiny_setup, baseline):
     proc = subprocess.Popen([sys.executable, *cli(tiny_setup, out)], cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True,  # SIGINT at its default even where it is ignored:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # see test_interrupts
-    while proc.poll() is None:  # interrupt once some batch, but not the last, is committed
-        if os.path.isfile(out / "lmdb/data.mdb"):
-            with StrLmdbReader(str(out / "lmdb")) as r:
-                state = r.state
-            if state and 0 < state["cursor"] and not state["done"]:
-                proc.send_signal(signal.SIGINT)
-                break
-        time.sleep(0.005)
+    signal_mid_run(proc, out, signal.SIGINT)
     _, err = proc.communicate()
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"

@@ -10,9 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import reset_accelerate
 from textssr.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")
 RES = 32
 TINY = dict(resolution=RES, train_batch_size=2, dataloader_num_workers=0, report_to=None, logging_steps=1,
             mixed_precision="no", checkpoints_total_limit=None, checkpointing_steps=100)
@@ -33,27 +35,6 @@ def corpus(tmp_path_factory):
 def tiny_model(tmp_path_factory):
     from tiny_models import save_tiny_sd21
     return Path(save_tiny_sd21(str(tmp_path_factory.mktemp("accum_sd21"))))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def reset_accelerate():
-    from accelerate.state import AcceleratorState, GradientState
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    reset_accelerate()
-    yield
-    reset_accelerate()
 
 
 def weights(folder):
