@@ -22,9 +22,13 @@ timestep_spacing = None                # None keeps the scheduler config's (SD 2
 num_inference_steps = 20               # denoising steps
 batch_size = 32                        # instances per denoising batch (per process)
 seed = 3407                            # instance i's crop window and initial noise come from (seed, i)
-mixed_precision = "no"                 # "no" (fp32, as the original) | "fp16" (GPU) | "bf16" | "auto": bf16 (else fp16)
+mixed_precision = None                 # None: accelerate's setting (launch flag, config file), else "no" (fp32, as the
+                                       # original) | "no" | "fp16" (GPU) | "bf16" | "auto": bf16 (else fp16)
                                        # on a GPU; on the CPU bf16 only where one sampling step is timed >= 1.1x faster
 device = "auto"                        # "auto": each process's GPU, else the CPU | "cpu": force the CPU
+allow_tf32 = False                     # TF32 matmuls and convolutions on Ampere+ GPUs; False leaves torch's defaults
+ddp_timeout = 7200                     # seconds ranks wait for each other (uneven shares, model loading) before the run
+                                       # stops naming this key
 
 # Conditions. None takes the UNet's training value: from its checkpoint's config.py (written by train_diff.py),
 # and for ttf_size/max_len else from its TTF encoder. A set ttf_size/max_len must match the encoder.

@@ -24,6 +24,8 @@ num_inference_steps = 20
 batch_size = 32                 # items per denoising batch (per process)
 seed = 3407                     # item (region, variant): text, crop window and noise come from (seed, region, variant)
 mixed_precision = "fp16"        # "no" | "fp16" (GPU) | "bf16" | "auto" (as in configs/infer_cfg.py)
+allow_tf32 = False              # TF32 matmuls and convolutions on Ampere+ GPUs; False leaves torch's defaults
+ddp_timeout = 7200              # seconds ranks wait for each other before the run stops naming this key
 # Conditions. None takes the UNet's training value (its checkpoint's config.py; ttf_size/max_len else its encoder).
 resolution = 256
 ttf_size = 64
@@ -48,3 +50,6 @@ jpeg_quality = 95
 keep_shards = False             # keep <output_dir>/shards/ after the merge (multi-process runs)
 contact_sheet_size = 32
 poll_seconds = 5.0              # how often rank 0 checks whether the other ranks' shards are done
+overlap = True                  # build the next batch and screen + encode the previous one in threads while the current
+                                # one denoises (the GPU never waits for the CPU parts); False: one after another.
+                                # The same bytes either way

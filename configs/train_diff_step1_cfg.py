@@ -43,7 +43,9 @@ vae_latents = "sample"
 # latent_cache=True: encode each sample once and keep its latents in memory for the next epochs (needs a crop that
 # does not change: region_placement="center", vae_latents="mode"); ~50 KB per sample at 256 px — small datasets.
 latent_cache = False
-vae_dtype = None                    # the frozen VAE's dtype: None = as mixed_precision; "bf16" = bfloat16 even when
+vae_dtype = None                    # the frozen VAE's dtype: None = as mixed_precision (the original); "fp32" = float32
+                                    # even under fp16 (a fine-tuned VAE that overflows float16: the first batch's
+                                    # latents are checked); "bf16" = bfloat16 even when
                                     # the UNet trains in float32 (a third of the encoding time on CPUs with AVX512-BF16
                                     # or AMX, 30x slower without); "auto" = bf16 only where the first batch's encoding is
                                     # timed >= 1.1x faster (logged)

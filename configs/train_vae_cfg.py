@@ -58,11 +58,17 @@ adam_fused = False                  # torch's fused AdamW (one kernel for all we
 max_grad_norm = 1.0                 # gradient-norm clip; None or 0 = no clipping
 use_ema = False                     # keep an EMA of the weights (saved as <model>_ema/ in every checkpoint)
 ema_decay = 0.9999                  # EMA decay (only with use_ema)
-mixed_precision = "no"              # "no", "fp16" (GPU), "bf16", or "auto": on a GPU bf16 where supported, else fp16;
-                                    # on the CPU bf16 autocast only where a forward + backward of the first batch is
-                                    # timed >= 1.1x faster than float32 (CPUs without AVX512-BF16/AMX: not even tried)
-                                    # — the trainable weights stay float32 in every case
-allow_tf32 = False                  # TF32 matmuls on Ampere+ GPUs
+mixed_precision = None              # None (the original's): accelerate's setting — `accelerate launch --mixed_precision`,
+                                    # the config file it read, else accelerate's default config file, else "no";
+                                    # "no", "fp16" (GPU), "bf16" (a value here wins over accelerate's, with a warning);
+                                    # "auto": on a GPU bf16 where it has native bf16 (Ampere+), else fp16; on the CPU
+                                    # bf16 autocast only where a forward + backward of the first batch is timed >= 1.1x
+                                    # faster than float32 (CPUs without AVX512-BF16/AMX: not even tried) — the
+                                    # trainable weights stay float32 in every case; the log says what is in effect
+allow_tf32 = False                  # TF32 matmuls and convolutions on Ampere+ GPUs; False leaves torch's defaults
+ddp_timeout = 7200                  # seconds a rank waits for the others (rank 0 saving a ~15 GB checkpoint to slow
+                                    # storage, pruning, drawing sample grids) before the run stops naming this key;
+                                    # torch's own default would be 10 minutes under NCCL
 gradient_checkpointing = False      # recompute activations in backward: less memory, ~30 % slower
 find_unused_parameters = False      # DDP flag; only needed for a model with parameters outside the loss graph
 profile = False                     # time each optimizer step's phases (data wait, VAE encode, forward, backward,

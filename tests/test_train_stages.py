@@ -561,16 +561,17 @@ def test_original_options_scale_lr_epochs_tf32_and_unused_parameters(corpus, tmp
     TF32 matmuls on, find_unused_parameters reaches DDP."""
     from accelerate.state import AcceleratorState, GradientState
     from textssr.train.loop import _accelerator
-    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    before = matmul.fp32_precision, conv.fp32_precision
+    matmul.fp32_precision = conv.fp32_precision = "ieee"
     out = tmp_path / "epochs"
     try:
         state = train(tiny_cfg("train_vae_cfg.py", output_dir=str(out), lmdb_path=str(corpus / "step1_lmdb"),
                                max_train_steps=None, num_train_epochs=2, checkpointing_steps=100, scale_lr=True,
                                learning_rate=1e-4, lr_scheduler="constant", allow_tf32=True), "vae")
-        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")  # torch's current TF32 API
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+        matmul.fp32_precision, conv.fp32_precision = before
     assert state["global_step"] == 2 * state["steps_per_epoch"] and state["epoch"] == 1
     lrs = {round(r["lr"], 12) for r in read_log(out) if r["event"] == "step"}
     assert lrs == {round(1e-4 * TINY["train_batch_size"] * TINY["gradient_accumulation_steps"], 12)}
@@ -578,4 +579,6 @@ def test_original_options_scale_lr_epochs_tf32_and_unused_parameters(corpus, tmp
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
         cfg = tiny_cfg("train_vae_cfg.py", output_dir=str(tmp_path / "ddp"), find_unused_parameters=flag)
-        assert _accelerator(cfg, "no").ddp_handler.find_unused_parameters is flag
+        handler = _accelerator(cfg, "no").ddp_handler
+        assert handler.find_unused_parameters is flag
+        assert handler.gradient_as_bucket_view  # no second full copy of the gradients under DDP

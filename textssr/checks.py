@@ -16,6 +16,12 @@ from tqdm import tqdm
 from textssr.config import ConfigError, exit_on_config_error, first_line
 
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT)
+STOPPED = 1  # exit status of a run stopped by RunStopped
+
+
+class RunStopped(Exception):
+    """A run that cannot go on (non-finite numbers, processes that waited past ``ddp_timeout``): the message is one
+    line saying what happened, where, and the fix; run_script prints it and exits 1."""
 
 
 def as_int(value, key: str, minimum: Optional[int] = None, allow_none: bool = False) -> Optional[int]:
@@ -87,6 +93,9 @@ def run_script(main: Callable[[], object], resumable: bool = True) -> object:
         return main()
     except ConfigError as exc:
         exit_on_config_error(exc)
+    except RunStopped as exc:
+        print(f"error: {first_line(exc)}", file=sys.stderr)
+        raise SystemExit(STOPPED)
     except KeyboardInterrupt:
         for bar in list(getattr(tqdm, "_instances", ())):  # close progress bars first: the message is the last line
             bar.close()

@@ -33,11 +33,13 @@ from textssr.data.anyword import PLACEMENTS
 from textssr.data.fonts import resolve_font
 from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS, load_scheduler, load_unet, load_vae, resolve_model_dir
 from textssr.models.loading import scheduler_folder
-from textssr.precision import DTYPES, check_precision, gpu_mixed_precision
+from textssr.precision import (DTYPES, MixedPrecision, check_gpu_bf16, check_precision, configure_backends,
+                               dtype_name, gpu_mixed_precision, resolve_mixed_precision)
 from textssr.run_config import read_run_config
 
 SIZE_KEYS = ("resolution", "ttf_size", "max_len")  # None in a config: the UNet's training value
-FREE_KEYS = ("output_dir", "device", "strict", "keep_shards", "contact_sheet_size", "poll_seconds")  # may change
+FREE_KEYS = ("output_dir", "device", "strict", "keep_shards", "contact_sheet_size", "poll_seconds",
+             "ddp_timeout", "overlap")  # may change
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Run:
     max_len: Optional[int]
     resolved: dict  # checkpoint folders, scheduler folder and sizes as resolved (part of the resume settings)
     precision: Optional[dict] = None  # how mixed_precision="auto" was settled
+    mixed: Optional[MixedPrecision] = None  # the mixed-precision setting and where it came from
 
     def sizes(self) -> Dict[str, Optional[int]]:
         """resolution, ttf_size and max_len, as the dataset keywords and meta.json's conditions name them."""
@@ -72,7 +75,10 @@ def resolve_run(cfg, on_cpu: bool, default_placement: str, required: Sequence[st
     check_choice(cfg.scheduler, "scheduler", sorted(SCHEDULERS))
     check_choice(cfg.get("timestep_spacing"), "timestep_spacing", TIMESTEP_SPACINGS)
     check_choice(cfg.get("region_placement", default_placement), "region_placement", PLACEMENTS)
-    precision = check_precision(cfg.get("mixed_precision", "no"), "mixed_precision", on_cpu)
+    mixed = resolve_mixed_precision(cfg.get("mixed_precision"))  # None: accelerate's setting
+    precision = check_precision(mixed.name, "mixed_precision", on_cpu, source=mixed.source)
+    if not isinstance(cfg.get("allow_tf32", False), bool):
+        raise ConfigError(f"allow_tf32={cfg.allow_tf32!r}: must be True or False")
     vae_dir = resolve_checkpoint(str(cfg.pretrained_vae), "pretrained_vae", "vae")
     unet_dir = resolve_checkpoint(str(cfg.pretrained_unet), "pretrained_unet", "unet")
     scheduler_dir = resolve_scheduler_dir(cfg.get("scheduler_path"), unet_dir)
@@ -80,7 +86,9 @@ def resolve_run(cfg, on_cpu: bool, default_placement: str, required: Sequence[st
     resolve_font(cfg.font_path)  # a file that is not a font fails here, before any model loads
     resolved = dict(sizes, pretrained_vae=os.path.abspath(vae_dir), pretrained_unet=os.path.abspath(unet_dir),
                     scheduler_path=os.path.abspath(scheduler_dir) if scheduler_dir else None)
-    return Run(vae_dir, unet_dir, scheduler_dir, DTYPES.get(precision), resolved=resolved, **sizes)
+    if cfg.get("mixed_precision") is None:
+        resolved["mixed_precision"] = precision  # what accelerate's setting said: part of the resume rule
+    return Run(vae_dir, unet_dir, scheduler_dir, DTYPES.get(precision), resolved=resolved, mixed=mixed, **sizes)
 
 
 def resolve_checkpoint(path: str, key: str, subfolder: str) -> str:
@@ -167,6 +175,8 @@ def load_pipeline(run: Run, cfg, device: torch.device):
     """TextSSRPipeline on ``device`` in ``run.dtype`` (mixed_precision="auto": settled here, see
     :func:`settle_precision`), with the sampler ``cfg.scheduler`` and its ``timestep_spacing``; ttf_size / max_len
     are fitted to the UNet's TTF encoder and the resolution checked against the VAE."""
+    check_gpu_bf16(device, mixed_precision=run.mixed.name if run.mixed else None)
+    configure_backends(device, bool(cfg.get("allow_tf32", False)))
     vae, unet = load_vae(run.vae_dir).to(device).eval(), load_unet(run.unet_dir).to(device).eval()
     scheduler = load_scheduler(run.scheduler_dir, cfg.scheduler, timestep_spacing=cfg.get("timestep_spacing"))
     pipe = TextSSRPipeline(vae=vae, unet=unet, scheduler=scheduler)
@@ -176,6 +186,8 @@ def load_pipeline(run: Run, cfg, device: torch.device):
                           f"{pipe.vae_scale_factor}")
     if run.dtype is None:
         settle_precision(pipe, run, device, int(cfg.batch_size))
+    elif run.mixed is not None:
+        print(f"{run.mixed.describe()}: {dtype_name(run.dtype)}")
     if run.dtype != torch.float32:
         pipe.vae.to(dtype=run.dtype)
         pipe.unet.to(dtype=run.dtype)
@@ -187,7 +199,7 @@ def settle_precision(pipe, run: Run, device: torch.device, batch_size: int):
     (encode, UNet, decode) is measurably faster than in float32 (textssr.precision). Sets ``run.dtype`` and
     ``run.precision`` and prints the choice."""
     if device.type == "cuda":
-        choice = gpu_mixed_precision()
+        choice = gpu_mixed_precision(device)
     else:
         fast = TextSSRPipeline(vae=copy.deepcopy(pipe.vae).to(dtype=torch.bfloat16),
                                unet=copy.deepcopy(pipe.unet).to(dtype=torch.bfloat16), scheduler=pipe.scheduler)
@@ -200,7 +212,7 @@ def settle_precision(pipe, run: Run, device: torch.device, batch_size: int):
         choice = precision.choose(device, sampler(pipe), sampler(fast))
     run.dtype = choice.dtype
     run.precision = choice.as_record("mixed_precision")
-    print(choice.describe("mixed_precision"))
+    print(choice.describe("mixed_precision") + (f" (from {run.mixed.source})" if run.mixed else ""))
     return choice
 
 

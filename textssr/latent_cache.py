@@ -23,16 +23,22 @@ def check_latent_cache(cfg) -> None:
 
 
 class LatentCache(dict):
-    """{dataset index: (3, C, h, w) latents of image, masked_image and glyph}."""
+    """{dataset index: (3, C, h, w) latents of image, masked_image and glyph}, kept in CPU memory (pinned when
+    ``pin``: the training device is a GPU, so that copies back are asynchronous) — a GPU's memory is for the
+    model. ``batch["index"]`` stays on the CPU (:func:`textssr.train.data.to_device`): reading it costs no device
+    sync."""
+
+    pin = False
 
     def latents(self, batch: dict, encode: Callable[[torch.Tensor], torch.Tensor]) -> Tuple[torch.Tensor, ...]:
-        """The (image, masked_image, glyph) latents of ``batch``; the indices not cached yet are encoded together
-        in one ``encode`` call (of their inputs concatenated in that order)."""
+        """The (image, masked_image, glyph) latents of ``batch``, on its device; the indices not cached yet are
+        encoded together in one ``encode`` call (of their inputs concatenated in that order)."""
         keys = batch["index"].tolist()
         new = [i for i, key in enumerate(keys) if key not in self and key not in keys[:i]]
         if new:
-            z = encode(torch.cat([batch[k][new] for k in INPUTS]))
+            z = encode(torch.cat([batch[k][new] for k in INPUTS])).cpu()
             for j, per_input in enumerate(zip(*z.chunk(3))):
-                self[keys[new[j]]] = torch.stack(per_input)
-        stacked = torch.stack([self[key] for key in keys])  # (B, 3, C, h, w)
-        return stacked.unbind(1)
+                stored = torch.stack(per_input)
+                self[keys[new[j]]] = stored.pin_memory() if self.pin else stored
+        stacked = torch.stack([self[key] for key in keys])  # (B, 3, C, h, w), CPU
+        return stacked.to(batch["image"].device, non_blocking=True).unbind(1)

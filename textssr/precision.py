@@ -7,13 +7,20 @@ when torch reports native bf16 support *and* timing the real workload in both dt
 ``"auto"`` mixed precision means bf16 where the GPU supports it, else fp16. Every choice is returned with the
 reason and the timings, so callers can log it.
 
-Explicit values (``"no"``, ``"bf16"``, ``"fp16"``) are never second-guessed.
+Explicit values (``"no"``, ``"bf16"``, ``"fp16"``) are never second-guessed. ``None`` means accelerate's
+setting, as in the original's configs (:func:`resolve_mixed_precision`).
+
+The GPU switches every stage shares live here too: :func:`gpu_native_bf16` (the hardware's own bf16 arithmetic,
+on the rank's own device) and :func:`configure_backends` (TF32 through torch's current API, cuDNN autotuning).
 """
 from __future__ import annotations
 
+import json
+import os
 import time
+import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -21,6 +28,8 @@ from textssr.config import ConfigError
 
 AUTO = "auto"
 PRECISIONS = ("no", "fp16", "bf16")  # mixed_precision names, as accelerate spells them
+ACCELERATE_ENV = "ACCELERATE_MIXED_PRECISION"  # what `accelerate launch` passes its ranks (flag or config file)
+BF16_CAPABILITY = (8, 0)  # bf16 tensor-core arithmetic from Ampere on; V100 / T4 only emulate it (slowly)
 DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_GAIN = 1.1  # bf16 must be at least this much faster to be worth its rounding
 TIMED_RUNS = 3  # per candidate, alternated, after one warm-up run each; the fastest counts
@@ -89,7 +98,7 @@ def choose(device: torch.device, run_fp32: Callable[[], object], run_bf16: Calla
     when the hardware has no bf16 arithmetic. ``timer`` is injectable for tests.
     """
     if native_bf16 is None:
-        native_bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_native_bf16()
+        native_bf16 = gpu_native_bf16(device) if device.type == "cuda" else cpu_native_bf16()
     if not native_bf16:
         where = "this GPU" if device.type == "cuda" else "this CPU (torch reports neither AVX512-BF16 nor AMX)"
         return Choice("no", f"no native bfloat16 on {where}: not timed")
@@ -100,19 +109,98 @@ def choose(device: torch.device, run_fp32: Callable[[], object], run_bf16: Calla
     return Choice("no", f"bfloat16 not >= {MIN_GAIN}x faster", timings)
 
 
-def gpu_mixed_precision() -> Choice:
-    """``"auto"`` mixed precision on a CUDA device: bf16 where supported (no loss scaling), else fp16."""
-    if torch.cuda.is_bf16_supported():
-        return Choice("bf16", "the GPU supports bfloat16")
-    return Choice("fp16", "the GPU lacks bfloat16")
+def gpu_native_bf16(device: torch.device) -> bool:
+    """Whether the GPU ``device`` (the rank's own: never the current default, which is GPU 0 before accelerate
+    has set each rank's) does bfloat16 arithmetic in hardware. ``torch.cuda.is_bf16_supported()`` also says yes
+    where bf16 is only emulated (V100, T4), much slower than fp16 there."""
+    return tuple(torch.cuda.get_device_capability(device)) >= BF16_CAPABILITY
 
 
-def check_precision(value, key: str, on_cpu: bool, allow_auto: bool = True) -> str:
-    """Validate a mixed-precision config value; a ConfigError line names the key and the choices."""
+def gpu_mixed_precision(device: torch.device) -> Choice:
+    """``"auto"`` mixed precision on the CUDA ``device``: bf16 where the hardware has it (no loss scaling), else
+    fp16."""
+    name = torch.cuda.get_device_name(device)
+    if gpu_native_bf16(device):
+        return Choice("bf16", f"{name} has native bfloat16")
+    return Choice("fp16", f"{name} has no native bfloat16 (compute capability < {BF16_CAPABILITY[0]}.0)")
+
+
+@dataclass(frozen=True)
+class MixedPrecision:
+    """A run's mixed-precision setting: ``name`` (one of PRECISIONS or "auto") and where it came from."""
+    name: str
+    source: str
+
+    def describe(self, key: str = "mixed_precision") -> str:
+        return f"{key}: {self.name} (from {self.source})"
+
+
+def accelerate_config_file_precision() -> Tuple[Optional[str], Optional[str]]:
+    """(mixed_precision, path) of accelerate's default config file (``accelerate config``), read as data; (None,
+    None) where there is none or it names none. Only consulted outside ``accelerate launch``, which passes the
+    file's value to its ranks itself."""
+    from accelerate.commands.config import default_config_file  # accelerate's own location rule
+    if not os.path.isfile(default_config_file):
+        return None, None
+    with open(default_config_file, encoding="utf-8") as f:
+        if default_config_file.endswith(".json"):
+            data = json.load(f)
+        else:
+            import yaml
+            data = yaml.safe_load(f)
+    value = (data or {}).get("mixed_precision")
+    return (str(value), default_config_file) if value else (None, None)
+
+
+def resolve_mixed_precision(value, key: str = "mixed_precision") -> MixedPrecision:
+    """The mixed precision in effect. ``None`` (the original's configs) = accelerate's setting: the
+    ``accelerate launch --mixed_precision`` flag or the config file it read (``ACCELERATE_MIXED_PRECISION``), else
+    accelerate's default config file, else "no". An explicit config value wins over a launch setting that differs
+    (warned, naming both; accelerate's default "no" is no setting)."""
+    launched = os.environ.get(ACCELERATE_ENV)
+    launched = launched.lower() if launched else None
+    if value is None:
+        if launched:
+            return MixedPrecision(launched, f"accelerate launch: {ACCELERATE_ENV}={launched}")
+        from_file, path = accelerate_config_file_precision()
+        if from_file:
+            return MixedPrecision(from_file.lower(), f"accelerate's config file {path}")
+        return MixedPrecision("no", "accelerate's default: neither a launch flag nor a config file sets one")
+    if launched not in (None, "no") and launched != value:
+        warnings.warn(f"{key}={value!r} in the config overrides accelerate's {launched!r} ({ACCELERATE_ENV}, from "
+                      f"`accelerate launch --mixed_precision` or its config file); set {key}=None to follow "
+                      "accelerate", stacklevel=2)
+    return MixedPrecision(value, "the config")
+
+
+def check_precision(value, key: str, on_cpu: bool, allow_auto: bool = True, source: Optional[str] = None) -> str:
+    """Validate a mixed-precision value; a ConfigError line names the key, the choices and (``source``) where a
+    value that the config did not give came from."""
     choices = PRECISIONS + ((AUTO,) if allow_auto else ())
+    origin = f" (from {source})" if source and source != "the config" else ""
     if value not in choices:
-        raise ConfigError(f"{key}={value!r}; choose one of {choices}")
+        raise ConfigError(f"{key}={value!r}{origin}; choose one of {choices}")
     if on_cpu and value == "fp16":
-        raise ConfigError(f"{key}=fp16 needs a GPU; on the CPU use \"no\", \"bf16\" (fast only with AVX512-BF16/AMX) "
-                          "or \"auto\" (bf16 where measured faster)")
+        raise ConfigError(f"{key}=fp16{origin} needs a GPU; on the CPU use \"no\", \"bf16\" (fast only with "
+                          "AVX512-BF16/AMX) or \"auto\" (bf16 where measured faster)")
     return value
+
+
+def check_gpu_bf16(device: torch.device, **values) -> None:
+    """Refuse bf16 for any of ``values`` (key=value) on a GPU without native bf16 (emulated: slower than fp32)."""
+    if device.type != "cuda" or gpu_native_bf16(device):
+        return
+    for key, value in values.items():
+        if value == "bf16":
+            raise ConfigError(f"{key}=bf16 on {torch.cuda.get_device_name(device)}, which has no native bfloat16 "
+                              f"(compute capability < {BF16_CAPABILITY[0]}.0): use \"fp16\" or \"auto\"")
+
+
+def configure_backends(device: torch.device, allow_tf32: bool, fixed_shapes: bool = True) -> None:
+    """GPU switches: TF32 matmuls and convolutions where ``allow_tf32`` (torch's ``fp32_precision`` API; False
+    leaves torch's defaults), and cuDNN autotuning for work whose shapes never change (``fixed_shapes``)."""
+    if allow_tf32:
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    if device.type == "cuda" and fixed_shapes:
+        torch.backends.cudnn.benchmark = True

@@ -120,15 +120,21 @@ def probe_vae_dtype(vae, pixels: torch.Tensor, device: torch.device,
 
 
 class TrainPrecision:
-    """The precisions of a training run. ``mixed_precision="auto"``: on a GPU bf16 (else fp16) through accelerate
-    (:attr:`accelerate_name`); on the CPU float32 until :meth:`settle` has timed the first batch both ways, then
-    bf16 autocast (:attr:`use_autocast`) where measurably faster. ``records``: how each "auto" was settled."""
+    """The precisions of a training run, from the resolved ``mixed`` (textssr.precision.MixedPrecision): its name
+    goes to accelerate (:attr:`accelerate_name`). ``"auto"``: on a GPU bf16 where ``device`` (the rank's own, once
+    accelerate has set it) has native bf16, else fp16; on the CPU float32 until :meth:`settle` has timed the first
+    batch both ways, then bf16 autocast (:attr:`use_autocast`) where measurably faster. ``records``: the setting in
+    effect and how each "auto" was settled."""
 
-    def __init__(self, mixed_precision: str):
-        self.auto = mixed_precision == precision.AUTO
-        self.gpu_choice = precision.gpu_mixed_precision() if self.auto and torch.cuda.is_available() else None
-        self.accelerate_name = self.gpu_choice.name if self.gpu_choice else "no" if self.auto else mixed_precision
-        self.records = {"mixed_precision": self.gpu_choice.as_record("mixed_precision")} if self.gpu_choice else {}
+    def __init__(self, mixed: "precision.MixedPrecision", device: torch.device):
+        self.auto = mixed.name == precision.AUTO
+        self.gpu_choice = precision.gpu_mixed_precision(device) if self.auto and device.type == "cuda" else None
+        self.accelerate_name = self.gpu_choice.name if self.gpu_choice else "no" if self.auto else mixed.name
+        in_effect = f"{self.gpu_choice.name} (auto: {self.gpu_choice.reason})" if self.gpu_choice else (
+            "auto: settled on the first batch" if self.auto else self.accelerate_name)
+        self.in_effect = f"mixed precision {in_effect} (from {mixed.source})"
+        self.records = {"mixed_precision": dict(setting=mixed.name, source=mixed.source, in_effect=in_effect,
+                                                dtype=precision.dtype_name(precision.DTYPES[self.accelerate_name]))}
         self.use_autocast = False
 
     def settle(self, stage, model, batch: dict, generator: torch.Generator, device: torch.device, agree: Callable,
@@ -141,8 +147,9 @@ class TrainPrecision:
         if self.auto and self.gpu_choice is None:
             choice = agree(probe_mixed_precision(stage.loss, model, batch, generator, device))
             self.use_autocast = choice.name == "bf16"
-            self.records["mixed_precision"] = choice.as_record("mixed_precision", message=True)
+            self.records["mixed_precision"] = dict(self.records["mixed_precision"],
+                                                   **choice.as_record("mixed_precision", message=True))
         for key, record in self.records.items():
-            record = dict(record)
-            log(f"[{stage.name}] {record.pop('message', None) or key + ': ' + record['dtype']}", event="precision",
-                **record)
+            if "message" in record:
+                record = dict(record)
+                log(f"[{stage.name}] {record.pop('message')}", event="precision", **record)

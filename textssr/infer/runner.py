@@ -27,10 +27,10 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
-from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm import tqdm
 
+from textssr import distributed
 from textssr.config import ConfigError, check_choice, require_path, write_json
 from textssr.data import SkipSample, mask_bbox
 from textssr.data.factory import BENCH_FILE, anyword_json, dataset_options, open_dataset
@@ -227,7 +227,13 @@ def run_inference(cfg) -> Optional[dict]:
     instance when ``strict``, and NothingGenerated when no item at all could be written.
     """
     started = time.perf_counter()
-    state = PartialState(cpu=cfg.get("device", "auto") == "cpu")
+    timeout = distributed.check_timeout(cfg.get("ddp_timeout", distributed.DEFAULT_TIMEOUT_S))
+    state = distributed.process_state(cpu=cfg.get("device", "auto") == "cpu", timeout_s=timeout)
+    with distributed.waiting(state, timeout, "ranks load the models and finish their shares unevenly"):
+        return _run(cfg, state, started)
+
+
+def _run(cfg, state, started: float) -> Optional[dict]:
     rank, world, device = state.process_index, state.num_processes, state.device
     run, bench_json = validate(cfg, on_cpu=device.type == "cpu")
     previous = outputs.read_meta(cfg.output_dir)

@@ -38,10 +38,10 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
-from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 from tqdm import tqdm
 
+from textssr import distributed
 from textssr.checks import as_float, as_int, config_errors
 from textssr.config import ConfigError, check_choice, read_json, require_path, write_json
 from textssr.data import SkipSample, mask_bbox
@@ -260,7 +260,9 @@ def synthesize(cfg) -> Optional[dict]:
     """Run (or resume) the synthesis described by ``cfg``. Returns the stats on rank 0, None elsewhere."""
     # CPU ranks need cpu=True to join a gloo group (accelerate's --cpu launcher starts one process
     # unless MPI is set up; on CPU launch with ACCELERATE_USE_CPU=true accelerate launch --multi_gpu).
-    dist = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+    timeout = distributed.check_timeout(cfg.get("ddp_timeout", distributed.DEFAULT_TIMEOUT_S))
+    dist = distributed.process_state(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available(),
+                                     timeout_s=timeout)
     rank, world = dist.process_index, dist.num_processes
     run, rule = validate(cfg, on_cpu=dist.device.type == "cpu")
     now = settings(cfg, run)

@@ -44,6 +44,10 @@ def _lower_priority(nice: int, worker_id: int) -> None:
         os.nice(nice)
 
 
+CPU_KEYS = ("index",)  # bookkeeping read on the host (the latent cache's keys): moving it would cost a sync
+
+
 def to_device(batch: dict, device: torch.device) -> dict:
-    """Move the tensors of a collated batch to ``device`` (strings and dicts stay)."""
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    """Move the tensors of a collated batch to ``device`` (strings, dicts and ``CPU_KEYS`` stay)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) and k not in CPU_KEYS else v
+            for k, v in batch.items()}

@@ -24,8 +24,10 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
+from textssr import distributed
+from textssr.checks import RunStopped
 from textssr.config import ConfigError
-from textssr.precision import DTYPES
+from textssr.precision import DTYPES, check_gpu_bf16, configure_backends, resolve_mixed_precision
 from textssr.profiling import StepProfiler, TrainPrecision, autocast
 from textssr.run_config import dump_run_config
 from textssr.skip_accounting import SkipCounter
@@ -54,9 +56,12 @@ class RankZeroLog:
 
 
 def _accelerator(cfg, mixed_precision: str):
+    """The run's Accelerator; the process state (group, timeout, device) already exists (:func:`train`)."""
     report_to = None if cfg.get("report_to") in (None, "none") else cfg.report_to
-    # cpu=True on a machine without CUDA: processes started by torchrun / `accelerate launch --multi_gpu` then form
-    # a gloo group (accelerate treats them as independent single processes otherwise).
+    # gradient_as_bucket_view: DDP's gradients are views into its all-reduce buckets, not a second full copy
+    # (~3.5 GB per GPU for SD 2.1's UNet in float32)
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=bool(cfg.find_unused_parameters),
+                                        gradient_as_bucket_view=True)
     return Accelerator(
         cpu=not torch.cuda.is_available(),
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -64,7 +69,7 @@ def _accelerator(cfg, mixed_precision: str):
         log_with=report_to,
         project_config=ProjectConfiguration(project_dir=cfg.output_dir,
                                             logging_dir=os.path.join(cfg.output_dir, cfg.logging_dir)),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=bool(cfg.find_unused_parameters))],
+        kwargs_handlers=[ddp, distributed.group_kwargs(cfg.ddp_timeout)],
     )
 
 
@@ -85,17 +90,28 @@ def _optimizer(cfg, params, num_processes: int):
 def train(cfg, stage_name: str) -> dict:
     """Run one training stage (``"vae"`` or ``"cdm"``) as ``cfg`` says; return the final trainer state."""
     stage = STAGES[stage_name]()
-    validate_config(cfg, stage)
-    precision = TrainPrecision(cfg.mixed_precision)  # "auto" settled on the first batch
+    mixed = resolve_mixed_precision(cfg.mixed_precision)  # None: accelerate's setting (launch flag, config file)
+    validate_config(cfg, stage, mixed)
+    # cpu=True on a machine without CUDA: processes started by torchrun / `accelerate launch --multi_gpu` then form
+    # a gloo group (accelerate treats them as independent single processes otherwise). The state sets each rank's
+    # device before anything looks at a GPU.
+    state = distributed.process_state(cpu=not torch.cuda.is_available(), timeout_s=cfg.ddp_timeout)
+    check_gpu_bf16(state.device, mixed_precision=mixed.name, vae_dtype=cfg.get("vae_dtype"))
+    precision = TrainPrecision(mixed, state.device)  # "auto": on a GPU from its hardware, on a CPU the first batch
     accelerator = _accelerator(cfg, precision.accelerate_name)
+    with distributed.waiting(state, cfg.ddp_timeout, "rank 0 writes checkpoints, prunes old ones and draws the "
+                                                    "sample grids alone meanwhile"):
+        return _train(cfg, stage, precision, accelerator)
+
+
+def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
     log = RankZeroLog(accelerator, cfg.output_dir)
     if accelerator.is_main_process:
         os.makedirs(cfg.output_dir, exist_ok=True)
         ckpt.remove_partial(cfg.output_dir)
         dump_run_config(cfg, cfg.output_dir)  # the resolved config of the run (config.py + train_config.json)
-    if cfg.allow_tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    log(f"[{stage.name}] {precision.in_effect}", event="precision_setting", **precision.records["mixed_precision"])
+    configure_backends(accelerator.device, bool(cfg.allow_tf32))  # every stage trains at one fixed crop size
 
     # Data first: it is cheap and its size decides the step arithmetic.
     dataset = build_dataset(cfg, vae_mode=stage.vae_mode)
@@ -119,8 +135,8 @@ def train(cfg, stage_name: str) -> dict:
     lr_scheduler = get_scheduler(cfg.lr_scheduler, optimizer=optimizer,
                                  num_warmup_steps=cfg.lr_warmup_steps * accelerator.num_processes,
                                  num_training_steps=max_steps * accelerator.num_processes)
-    ema = EMAModel(model.parameters(), decay=cfg.ema_decay, model_cls=type(model),
-                   model_config=model.config) if cfg.use_ema else None
+    ema = EMAModel(model.parameters(), decay=cfg.ema_decay, model_cls=type(model), model_config=model.config,
+                   foreach=True) if cfg.use_ema else None  # foreach: one fused update for all weights
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     if ema is not None:
         ema.to(accelerator.device)
@@ -188,12 +204,15 @@ def train(cfg, stage_name: str) -> dict:
             if not settled:
                 precision.settle(stage, accelerator.unwrap_model(model), batch, generator, accelerator.device, agree,
                                  log)
-                settled = True
+            
             profiler.lap("data")
             stage.observe(batch)
             with accelerator.accumulate(model):
                 with autocast(accelerator.device, precision.use_autocast):
                     loss = stage.loss(model, batch, generator)
+                if not settled:  # the first batch: latents (stage.loss) and loss must be finite
+                    _check_first_loss(loss, stage, cfg, precision)
+                    settled = True
                 accelerator.backward(loss)
                 profiler.lap("backward")
                 if accelerator.sync_gradients and cfg.max_grad_norm:
@@ -208,7 +227,13 @@ def train(cfg, stage_name: str) -> dict:
             global_step += 1
             if ema is not None:
                 ema.step(model.parameters())
-            step_loss = accelerator.reduce(loss_sum, reduction="mean").item()
+            step_loss = accelerator.reduce(loss_sum, reduction="mean").item()  # the same on every rank
+            if not math.isfinite(step_loss):
+                raise RunStopped(f"[{stage.name}] the loss is {step_loss} at step {global_step}: training diverged; "
+                                 f"nothing of it was saved — the last good checkpoint is "
+                                 f"{ckpt.latest_checkpoint(cfg.output_dir) or 'none'}; resume from it with a lower "
+                                 "learning_rate, max_grad_norm set, or mixed_precision=\"bf16\"/\"no\" instead of "
+                                 "fp16")
             loss_sum.zero_()
             lr = lr_scheduler.get_last_lr()[0]
             progress.update(1)
@@ -250,6 +275,13 @@ def train(cfg, stage_name: str) -> dict:
         skipped=final["skipped"], skipped_at_index=index_skips, seconds=round(time.time() - start, 2))
     accelerator.end_training()
     return final
+
+
+def _check_first_loss(loss: torch.Tensor, stage, cfg, precision: TrainPrecision) -> None:
+    """Stop at once, with the fix, when the first batch's loss is not finite (e.g. a VAE that overflows float16)."""
+    if not torch.isfinite(loss.detach()).all():
+        raise RunStopped(f"[{stage.name}] the first batch's loss is {loss.item()} ({precision.in_effect}): the "
+                         "model overflows in reduced precision; set mixed_precision=\"bf16\" or \"no\"")
 
 
 def _log_images(accelerator, stage, model, batch: dict, cfg, step: int) -> None:

@@ -22,13 +22,14 @@ import torch.nn.functional as F
 from diffusers.training_utils import compute_snr
 from diffusers_textssr import TextSSRPipeline
 
-from textssr.checks import config_errors
+from textssr.checks import RunStopped, config_errors
 from textssr.config import read_json, write_json
 from textssr.latent_cache import LatentCache
 from textssr.models import load_scheduler, load_unet, load_vae, scheduler_class
 from textssr.profiling import probe_vae_dtype
 
 TIMESTEP_BIAS_STRATEGIES = ("none", "later", "earlier", "range")
+VAE_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}  # vae_dtype values that fix the frozen VAE's dtype
 
 
 def model_source(cfg, key: str, subfolder: str) -> Optional[str]:
@@ -163,6 +164,7 @@ class CDMStage(Stage):
         self.noise_scheduler = None
         self.timestep_probs = None  # None: uniform timesteps
         self.latent_cache = None  # a LatentCache with latent_cache=True
+        self.latents_checked = False  # the first batch's latents are checked for overflow
 
     def build(self, cfg):
         self.cfg = cfg
@@ -179,10 +181,12 @@ class CDMStage(Stage):
                          conv_in_init=cfg.conv_in_init)
 
     def setup(self, accelerator, weight_dtype: torch.dtype) -> None:
-        # the frozen VAE in the mixed-precision dtype, or alone in bfloat16 (vae_dtype="bf16"); "auto" starts in
-        # the mixed-precision dtype and is settled on the first batch (first_batch)
-        vae_dtype = torch.bfloat16 if self.cfg.get("vae_dtype") == "bf16" else weight_dtype
+        # the frozen VAE in the mixed-precision dtype (as the original), or in its own: bfloat16 / float32
+        # (vae_dtype="bf16" / "fp32"); "auto" starts in the mixed-precision dtype and is settled on the first batch
+        vae_dtype = VAE_DTYPES.get(self.cfg.get("vae_dtype"), weight_dtype)
         self.vae.to(accelerator.device, dtype=vae_dtype)
+        if self.latent_cache is not None:
+            self.latent_cache.pin = accelerator.device.type == "cuda"
 
     def first_batch(self, batch: dict, device: torch.device, agree=lambda choice: choice) -> Optional[dict]:
         """vae_dtype="auto": keep the VAE in the dtype (its own or bfloat16) that encodes this real batch faster
@@ -205,7 +209,19 @@ class CDMStage(Stage):
         else:
             latents, masked_latents, glyph_latents = self._encode(self._pixels(batch), generator).chunk(3)
         mask = F.interpolate(batch["mask"].float(), size=latents.shape[-2:], mode="nearest")
+        if not self.latents_checked:
+            self._check_finite(latents, masked_latents, glyph_latents)
         return latents, masked_latents, glyph_latents, mask
+
+    def _check_finite(self, *latents: torch.Tensor) -> None:
+        """A VAE whose activations overflow its dtype (a fine-tuned VAE in float16) gives inf/NaN latents, and the
+        UNet would train on them silently: stop at the first batch with the fix."""
+        if not all(torch.isfinite(z).all() for z in latents):
+            dtype = str(self.vae.dtype).replace("torch.", "")
+            raise RunStopped(f"the frozen VAE's latents of the first batch are not finite in {dtype} (vae_dtype="
+                             f"{self.cfg.get('vae_dtype')!r}): its activations overflow {dtype}; set "
+                             "vae_dtype=\"fp32\" (or \"bf16\", whose range is float32's)")
+        self.latents_checked = True
 
     def _encode(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         pixels = pixels.to(self.vae.dtype)

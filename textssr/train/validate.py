@@ -3,12 +3,14 @@ the fix — raised before any dataset or model is built."""
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import torch
 from diffusers import AutoencoderKL
 from diffusers.optimization import SchedulerType
 from diffusers_textssr import CONV_IN_INITS
 
+from textssr import distributed
 from textssr.checks import as_float, as_int, check_output_dir, check_seed, config_errors
 from textssr.config import ConfigError, check_choice, require_keys, require_path
 from textssr.data import resolve_font
@@ -17,13 +19,13 @@ from textssr.latent_cache import check_latent_cache
 from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS, resolve_model_dir
 from textssr.models.loading import vae_scale_factor
 from textssr.precision import check_precision
-from textssr.train.checkpoint import resolve_resume
+from textssr.train import checkpoint as ckpt
 from textssr.train.data import lmdb_paths
 from textssr.train.stages import TIMESTEP_BIAS_STRATEGIES, model_source
 
 REQUIRED = ("lmdb_path", "output_dir", "seed", "resolution", "ttf_size", "max_len", "train_batch_size",
             "gradient_accumulation_steps", "learning_rate", "lr_scheduler", "checkpointing_steps")
-VAE_DTYPES = (None, "bf16", "auto")
+VAE_DTYPES = (None, "fp32", "bf16", "auto")
 PREDICTION_TYPES = (None, "epsilon", "v_prediction", "sample")
 VAE_LATENTS = ("sample", "mode")
 REPORTERS = (None, "none", "tensorboard")
@@ -37,11 +39,12 @@ STAGE_HINTS = {"pretrained_vae": "train it with `train_vae.py --config configs/t
                                   "output_dir) or point pretrained_unet at a diffusers `unet/` folder"}
 
 
-def validate_config(cfg, stage) -> None:
-    """Raise ConfigError for the first thing in ``cfg`` that cannot work for ``stage`` (a VAEStage/CDMStage)."""
+def validate_config(cfg, stage, mixed) -> None:
+    """Raise ConfigError for the first thing in ``cfg`` that cannot work for ``stage`` (a VAEStage/CDMStage);
+    ``mixed``: the resolved mixed precision (textssr.precision.MixedPrecision)."""
     require_keys(cfg, REQUIRED, where=f"{stage.name} training config")
     _check_numbers(cfg)
-    _check_choices(cfg)
+    _check_choices(cfg, mixed)
     for path in lmdb_paths(cfg.lmdb_path):
         with config_errors(ConfigError, prefix="lmdb_path: ",
                            suffix=" (the tiny corpus: `python -m textssr.tiny_data --out data/tiny`)"):
@@ -57,6 +60,7 @@ def validate_config(cfg, stage) -> None:
     if cfg.get("use_8bit_adam") and importlib.util.find_spec("bitsandbytes") is None:
         raise ConfigError("use_8bit_adam=True needs bitsandbytes: `pip install bitsandbytes` (CUDA only), "
                           "or set use_8bit_adam=False")
+    _check_combinations(cfg, stage)
 
 
 def _check_numbers(cfg) -> None:
@@ -82,6 +86,24 @@ def _check_numbers(cfg) -> None:
     if (cfg.get("timestep_bias_strategy") or "none") != "none":
         _check_timestep_bias(cfg)
     as_int(cfg.get("checkpoints_total_limit"), "checkpoints_total_limit", minimum=1, allow_none=True)
+    distributed.check_timeout(cfg.get("ddp_timeout"))
+
+
+def _check_combinations(cfg, stage) -> None:
+    """Options that are fine alone but crash together once the models are built."""
+    if cfg.lr_scheduler == "piecewise_constant":
+        raise ConfigError("lr_scheduler=\"piecewise_constant\" needs step rules, which these configs cannot give; "
+                          "choose another schedule (constant, constant_with_warmup, cosine, linear, ...)")
+    resume = ckpt.resolve_resume(cfg.get("resume_from_checkpoint"), str(cfg.output_dir))
+    if resume and cfg.get("use_ema") and not os.path.isdir(os.path.join(resume, f"{stage.subfolder}_ema")):
+        raise ConfigError(f"use_ema=True but {resume} was written without EMA ({stage.subfolder}_ema/ is missing): "
+                          "resume with use_ema=False, or from a checkpoint that has it, or start a new output_dir")
+    if cfg.get("use_8bit_adam") and cfg.get("adam_fused"):
+        raise ConfigError("use_8bit_adam=True with adam_fused=True: bitsandbytes' AdamW8bit has no fused kernel "
+                          "(it takes no `fused`); set one of them to False")
+    if cfg.get("use_8bit_adam") and not torch.cuda.is_available():
+        raise ConfigError("use_8bit_adam=True needs a GPU (bitsandbytes' 8-bit optimizer states live on CUDA) and "
+                          "this machine has none; set use_8bit_adam=False")
 
 
 def _check_timestep_bias(cfg) -> None:
@@ -96,16 +118,17 @@ def _check_timestep_bias(cfg) -> None:
                           "need 0 <= begin < end")
 
 
-def _check_choices(cfg) -> None:
+def _check_choices(cfg, mixed) -> None:
     check_choice(cfg.lr_scheduler, "lr_scheduler", [s.value for s in SchedulerType])
-    check_precision(cfg.mixed_precision, "mixed_precision", on_cpu=not torch.cuda.is_available())
+    check_precision(mixed.name, "mixed_precision", on_cpu=not torch.cuda.is_available(), source=mixed.source)
     check_choice(cfg.get("prediction_type"), "prediction_type", PREDICTION_TYPES,
                  "(None = the scheduler's own, v_prediction for SD 2.1)")
     if cfg.get("image_log_scheduler") is not None:
         check_choice(cfg.image_log_scheduler, "image_log_scheduler", sorted(SCHEDULERS))
     check_choice(cfg.get("image_log_timestep_spacing"), "image_log_timestep_spacing", TIMESTEP_SPACINGS)
     check_choice(cfg.get("vae_dtype"), "vae_dtype", VAE_DTYPES,
-                 "(None: as mixed_precision; \"auto\": bf16 where timed faster on this machine)")
+                 "(None: as mixed_precision; \"fp32\": float32 whatever mixed_precision says; \"auto\": bf16 where "
+                 "timed faster on this machine)")
     check_choice(cfg.get("vae_latents", "sample"), "vae_latents", VAE_LATENTS)
     check_latent_cache(cfg)
     factor = cfg.get("scaling_factor")
@@ -115,7 +138,7 @@ def _check_choices(cfg) -> None:
     check_choice(cfg.get("report_to"), "report_to", REPORTERS)
     resume = cfg.get("resume_from_checkpoint")
     if resume and resume != "latest":
-        resolve_resume(resume, str(cfg.output_dir))
+        ckpt.resolve_resume(resume, str(cfg.output_dir))
 
 
 def _check_resolution(cfg) -> None:

@@ -73,7 +73,7 @@ class TextSSRPipeline(DiffusionPipeline):
         conditions = self.vae.encode(pixels).latent_dist.mode() * scaling
         masked_latents, glyph_latents = conditions.to(unet_dtype).chunk(2)
         mask = F.interpolate(masks.to(device, unet_dtype), size=conditions.shape[-2:], mode="nearest")
-        ttf = ttf_images.to(device, unet_dtype)
+        ttf_context = self.unet.encode_ttf(ttf_images.to(device, unet_dtype))  # once: it is the same every step
 
         shape = (batch, self.vae.config.latent_channels) + tuple(conditions.shape[-2:])
         step_generator = generator
@@ -94,16 +94,29 @@ class TextSSRPipeline(DiffusionPipeline):
         for t in (self.progress_bar(timesteps) if show_progress else timesteps):
             model_input = torch.cat([self.scheduler.scale_model_input(latents, t), masked_latents, glyph_latents,
                                      mask], dim=1)
-            prediction = self.unet(model_input, t, encoder_hidden_states=ttf).sample
+            prediction = self.unet(model_input, t, ttf_context=ttf_context).sample
             latents = self.scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
 
         if output_type == "latent":
             images = latents
         else:
-            decoded = self.vae.decode(latents.to(vae_dtype) / scaling).sample
+            decoded = self._decode(latents / scaling)
             images = self.image_processor.postprocess(decoded, output_type=output_type)
         self.maybe_free_model_hooks()
         return TextSSRPipelineOutput(images=images) if return_dict else (images,)
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """VAE decode; a float16 VAE whose config says ``force_upcast`` (SD 2.1's: its decoder overflows float16)
+        decodes in float32, as diffusers' Stable Diffusion pipelines do."""
+        vae = self.vae
+        if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+            decoder_dtype = torch.float32
+            vae.to(dtype=decoder_dtype)
+            try:
+                return vae.decode(latents.to(decoder_dtype)).sample
+            finally:
+                vae.to(dtype=torch.float16)
+        return vae.decode(latents.to(vae.dtype)).sample
 
     def _check_inputs(self, ttf_images, glyph_images, masked_images, masks, output_type: str):
         """(B, R) of a valid call; a one-line ValueError naming the bad argument otherwise."""

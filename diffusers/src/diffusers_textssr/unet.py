@@ -81,15 +81,25 @@ class TextSSRUNet2DConditionModel(UNet2DConditionModel):
                                   embed_dim=ttf_embed_dim, depth=ttf_depth, num_heads=ttf_num_heads)
 
     def forward(self, sample: torch.Tensor, timestep: Union[torch.Tensor, float, int],
-                encoder_hidden_states: torch.Tensor, **kwargs):
+                encoder_hidden_states: Optional[torch.Tensor] = None, ttf_context: Optional[torch.Tensor] = None,
+                **kwargs):
         """``encoder_hidden_states`` is the raw TTF stack (B, ttf_in_chans, ttf_img_size, ttf_img_size), as in the
-        original; every other argument is UNet2DConditionModel's."""
+        original; or ``ttf_context``, what :meth:`encode_ttf` made of it (a sampler encodes it once, not at every
+        step). Every other argument is UNet2DConditionModel's."""
+        if ttf_context is None:
+            if encoder_hidden_states is None:
+                raise ValueError("give encoder_hidden_states (the TTF stack) or ttf_context (encode_ttf's tokens)")
+            ttf_context = self.encode_ttf(encoder_hidden_states)
+        return super().forward(sample, timestep, ttf_context, **kwargs)
+
+    def encode_ttf(self, ttf_images: torch.Tensor) -> torch.Tensor:
+        """The TTF stack (B, ttf_in_chans, ttf_img_size, ttf_img_size) in [0, 1] → the cross-attention context
+        (B, 1 + (ttf_img_size / ttf_patch_size)², ttf_embed_dim)."""
         expected = (self.config.ttf_in_chans, self.config.ttf_img_size, self.config.ttf_img_size)
-        if encoder_hidden_states.ndim != 4 or tuple(encoder_hidden_states.shape[1:]) != expected:
+        if ttf_images.ndim != 4 or tuple(ttf_images.shape[1:]) != expected:
             raise ValueError(f"encoder_hidden_states must be the TTF stack (B, {', '.join(map(str, expected))}) "
-                             f"(max_len, ttf_size, ttf_size); got {tuple(encoder_hidden_states.shape)}")
-        context = self.ttf_net(encoder_hidden_states.to(self.dtype))
-        return super().forward(sample, timestep, context, **kwargs)
+                             f"(max_len, ttf_size, ttf_size); got {tuple(ttf_images.shape)}")
+        return self.ttf_net(ttf_images.to(self.dtype))
 
     # ------------------------------------------------------------------------------------------------ loading
 

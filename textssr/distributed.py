@@ -1,0 +1,57 @@
+"""The process group every script forms, with the one timeout that bounds how long ranks wait for each other.
+
+Rank 0 works alone while the others wait in a collective: it writes each checkpoint (SD 2.1's UNet, its optimizer
+state and EMA: ~15 GB), prunes old ones, draws the TensorBoard sample grid; infer.py's ranks finish their loops
+unevenly before they gather. torch's default group timeout (10 minutes for NCCL) kills such a run on slow shared
+storage, so every script forms its group with ``ddp_timeout`` seconds (default :data:`DEFAULT_TIMEOUT_S`), and a
+wait that still runs out stops the run with one line naming the key (:func:`waiting`). Under NCCL the watchdog
+aborts the process instead of raising; its log names the timeout in milliseconds.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+
+from accelerate import PartialState
+from accelerate.utils import InitProcessGroupKwargs
+
+from textssr.checks import RunStopped, as_float
+
+KEY = "ddp_timeout"
+DEFAULT_TIMEOUT_S = 7200  # 2 h: a 15 GB checkpoint written at ~2 MB/s still fits
+
+
+def check_timeout(value) -> float:
+    """``ddp_timeout`` in seconds (> 0), else a ConfigError naming the key."""
+    return as_float(value, KEY, minimum=0, exclusive=True)
+
+
+def group_kwargs(timeout_s: float) -> InitProcessGroupKwargs:
+    """The handler that gives an ``Accelerator`` the group timeout (for its own bookkeeping; the group itself is
+    formed by :func:`process_state`)."""
+    return InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=float(timeout_s)))
+
+
+def process_state(cpu: bool, timeout_s: float) -> PartialState:
+    """accelerate's process state, its group (gloo on CPUs, NCCL on GPUs) formed with ``timeout_s``; it sets each
+    rank's device. An ``Accelerator`` made afterwards shares it."""
+    return PartialState(cpu=cpu, **group_kwargs(timeout_s).to_kwargs())
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "timed out" in text or "timeout" in text
+
+
+@contextlib.contextmanager
+def waiting(state, timeout_s: float, what: str):
+    """Turn a collective that ran past the group timeout inside the block into one :class:`RunStopped` line
+    naming ``ddp_timeout``; ``what`` says what the others were doing meanwhile."""
+    try:
+        yield
+    except RuntimeError as exc:  # gloo raises RuntimeError, NCCL DistBackendError (a RuntimeError)
+        if state.num_processes == 1 or not _is_timeout(exc):
+            raise
+        raise RunStopped(f"rank {state.process_index} waited more than {KEY}={float(timeout_s):g} s for the other "
+                         f"processes ({what}); raise {KEY} (seconds), e.g. --cfg-options {KEY}="
+                         f"{max(4 * float(timeout_s), DEFAULT_TIMEOUT_S):g}") from exc
