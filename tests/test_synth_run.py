@@ -123,6 +123,37 @@ def test_screening_rejects_illegible_crops_by_reason(tiny_setup):
     assert set(stats["rejected"]) <= {"no_text", "low_confidence", "text_mismatch"}
 
 
+def test_overlapped_batches_write_the_bytes_of_sequential_ones(tiny_setup):
+    """overlap=True (the next batch built and the previous one screened and encoded in threads while one
+    denoises) and overlap=False write the same records and counts, screened or not; the phases are timed."""
+    counts = ("items", "generated", "kept", "rejected", "skipped", "skipped_items", "texts")
+    for screening in (None, dict(match="exact", min_confidence=0.5)):
+        runs = {}
+        for overlap in (True, False):
+            out = tiny_setup / f"overlap_{overlap}_{screening is None}"
+            cfg = config(tiny_setup, out, overlap=overlap)
+            cfg.screening = screening
+            runs[overlap] = stats = synthesize(cfg)
+            assert all(stats[k] >= 0 for k in ("build_s", "wait_s", "generation_s", "screening_s", "encode_s"))
+            runs[overlap]["records"] = records(str(out / "lmdb"))
+        assert {k: runs[True][k] for k in counts + ("records",)} == {k: runs[False][k] for k in counts + ("records",)}
+        if screening is None:
+            assert runs[True]["kept"] == len(runs[True]["records"]) > 0
+        else:  # the tiny random model draws nothing legible: every crop read and rejected
+            assert sum(runs[True]["rejected"].values()) == runs[True]["generated"] > 0
+
+
+def test_ocr_threads_share_the_cores_among_local_ranks(monkeypatch):
+    from textssr.synth.runner import ocr_threads
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert ocr_threads() == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert ocr_threads() == 1
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert ocr_threads() == 16
+
+
 def signal_mid_run(proc, out, sig) -> None:
     """Send ``sig`` to the synthesis ``proc`` writing ``out`` as soon as some batch, but not the last, is
     committed to its LMDB (polled; nothing is sent if it ends first)."""

@@ -115,7 +115,7 @@ def test_8bit_adam_without_bitsandbytes(capsys, lmdb_dir):
     import importlib.util
     if importlib.util.find_spec("bitsandbytes") is not None:
         pytest.skip("bitsandbytes is installed")
-    err = error_line(train_vae.main, capsys, f"lmdb_path={lmdb_dir}", "use_8bit_adam=True")
+    err = error_line(train_vae.main, capsys, f"lmdb_path={lmdb_dir}", "use_8bit_adam=True", "adam_fused=False")
     assert "pip install bitsandbytes" in err
 
 

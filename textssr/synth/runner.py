@@ -32,9 +32,10 @@ import shutil
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from itertools import islice
-from typing import List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -52,6 +53,7 @@ from textssr.identity import source_fingerprint
 from textssr.profiling import Laps
 from textssr.generation import Run, check_resume, crop_box, denoise, load_pipeline, resolve_run, settings
 from textssr.synth.anagram import TextSource, build_text_source, variant_rng
+from textssr.eval.ocr import Recognizer
 from textssr.synth.screening import Screener, ScreeningRule, screening_rule
 from textssr.synth.str_lmdb import (IMAGE_FORMATS, StrLmdbReader, StrLmdbWriter, StrRecord, decode_image,
                                     encode_crop, merge_str_lmdbs)
@@ -59,7 +61,7 @@ from textssr.synth.str_lmdb import (IMAGE_FORMATS, StrLmdbReader, StrLmdbWriter,
 REQUIRED_KEYS = ("source", "output_dir", "pretrained_vae", "pretrained_unet", "scheduler", "variants_per_region",
                  "batch_size", "seed", "num_inference_steps", "font_path")
 COUNTER_KEYS = ("items", "regions_read", "generated", "kept", "skipped_items")
-TIMER_KEYS = ("generation_s", "screening_s", "elapsed_s")
+TIMER_KEYS = ("build_s", "wait_s", "generation_s", "screening_s", "encode_s", "elapsed_s")
 TALLIES = ("counters", "timers", "rejected", "skipped", "text_how")  # a shard state's counts, summed by merge_stats
 LATENT_STREAM = 1  # extra SeedSequence word: the noise stream of an item, apart from its variant_rng
 
@@ -94,6 +96,8 @@ def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
     as_int(cfg.get("max_regions"), "max_regions", minimum=1, allow_none=True)
     as_int(cfg.get("jpeg_quality", 95), "jpeg_quality", minimum=1)
     as_float(cfg.get("poll_seconds", 5.0), "poll_seconds", minimum=0, exclusive=True)
+    if not isinstance(cfg.get("overlap", True), bool):
+        raise ConfigError(f"overlap={cfg.overlap!r}: must be True or False")
     check_choice(cfg.get("image_format", "png"), "image_format", IMAGE_FORMATS)
     with config_errors():
         rule = screening_rule(cfg.get("screening"))
@@ -147,25 +151,41 @@ def _check_resume(state: Optional[dict], now: dict, world: int, where: str) -> N
     check_resume(state["settings"], now, where)
 
 
+def ocr_threads() -> int:
+    """The OCR's CPU threads: this machine's cores shared among the ranks it runs (``LOCAL_WORLD_SIZE``, set by
+    torchrun / accelerate launch), so that 8 ranks' screening does not run 8 × all-cores threads."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
 def shard_dir(output_dir: str, rank: int, world: int) -> str:
     if world == 1:
         return os.path.join(output_dir, "lmdb")
     return os.path.join(output_dir, "shards", f"rank{rank}-of-{world}")
 
 
-def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state: dict, show_progress: bool) -> dict:
-    """Generate this rank's items from ``state['cursor']`` to the end, one committed batch at a time."""
-    tally = {name: Counter(state[name]) for name in TALLIES}
-    counters, timers, rejected, skipped = tally["counters"], tally["timers"], tally["rejected"], tally["skipped"]
-    bad_regions = dict(state.get("bad_regions", {}))  # region → reason: counted once, its variants not rebuilt
-    strict, fmt, quality = cfg.get("strict", False), cfg.get("image_format", "png"), cfg.get("jpeg_quality", 95)
-    k = state["cursor"]
-    bar = tqdm(total=plan.num_items, initial=k, unit="item", disable=not show_progress, dynamic_ncols=True,
-               desc=f"TextSSR-F rank {plan.rank}/{plan.world}")
+@dataclass
+class ShardBatch:
+    """The next ``batch_size`` buildable items of a rank and what building them counted; ``end``: the cursor after
+    them. ``crops`` and the timings are filled in as the batch moves on."""
+    end: int = 0
+    samples: List[dict] = field(default_factory=list)
+    items: List[Tuple[int, int]] = field(default_factory=list)
+    metas: List[dict] = field(default_factory=list)
+    counts: Dict[str, Counter] = field(default_factory=lambda: {name: Counter() for name in TALLIES})
+    bad_regions: Dict[str, str] = field(default_factory=dict)  # found while building this batch
+    crops: Optional[List[np.ndarray]] = None
+
+
+def build_batches(cfg, plan: Plan, synth: Synthesizer, start: int, bad_regions: Dict[str, str]
+                  ) -> Iterator[ShardBatch]:
+    """This rank's batches from item ``start`` on. A region whose sample cannot be built is counted once (raised
+    when ``strict``) and its other variants are passed over (``bad_regions``, updated here)."""
+    k, strict = start, cfg.get("strict", False)
     while k < plan.num_items:
-        started = time.perf_counter()
-        samples, items, metas = [], [], []
-        while len(samples) < cfg.batch_size and k < plan.num_items:
+        started, batch = time.perf_counter(), ShardBatch()
+        counters, skipped = batch.counts["counters"], batch.counts["skipped"]
+        while len(batch.samples) < cfg.batch_size and k < plan.num_items:
             region, variant = plan.item(k)
             k += 1
             counters["items"] += 1
@@ -177,43 +197,104 @@ def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state:
             try:
                 info = synth.dataset.instance_info(region)
                 text, how = synth.text_source.text_for(info["text"], rng)
-                samples.append(synth.dataset.build(region, rng=rng, text=text))
+                batch.samples.append(synth.dataset.build(region, rng=rng, text=text))
             except SkipSample as exc:
                 if strict:
                     raise
-                bad_regions[str(region)] = exc.reason
+                bad_regions[str(region)] = batch.bad_regions[str(region)] = exc.reason
                 skipped[exc.reason] += 1
                 counters["skipped_items"] += 1
                 continue
-            tally["text_how"][how] += 1
-            items.append((region, variant))
-            metas.append(dict(region=region, variant=variant, img_name=info["img_name"],
-                              ann_index=info["ann_index"], source_text=info["text"], how=how,
-                              language=info.get("language")))
+            batch.counts["text_how"][how] += 1
+            batch.items.append((region, variant))
+            batch.metas.append(dict(region=region, variant=variant, img_name=info["img_name"],
+                                    ann_index=info["ann_index"], source_text=info["text"], how=how,
+                                    language=info.get("language")))
+        batch.end = k
+        batch.counts["timers"]["build_s"] += time.perf_counter() - started
+        yield batch
+
+
+class ShardCommitter:
+    """Screens, encodes and commits a rank's batches in order: each commit holds the batch's kept crops and the
+    shard state up to it (cursor, every counter), so a kill leaves a state that a rerun continues exactly."""
+
+    def __init__(self, cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state: dict, bar):
+        self.cfg, self.plan, self.synth, self.writer, self.state, self.bar = cfg, plan, synth, writer, state, bar
+        self.tally = {name: Counter(state[name]) for name in TALLIES}
+        self.bad_regions = dict(state.get("bad_regions", {}))
+        self.mark = time.perf_counter()
+
+    def __call__(self, batch: ShardBatch) -> None:
+        tally, fmt = self.tally, self.cfg.get("image_format", "png")
+        for name, counts in batch.counts.items():
+            tally[name].update(counts)
+        self.bad_regions.update(batch.bad_regions)
         records = []
-        if samples:
-            lap = Laps(timers)
-            crops = synth.generate(samples, items)
-            lap("generation_s")
-            targets = [s["text"] for s in samples]
-            reads = synth.screener.screen(crops, targets) if synth.screener else [(None, None, None)] * len(crops)
+        if batch.crops is not None:
+            lap = Laps(tally["timers"])
+            targets = [s["text"] for s in batch.samples]
+            screener = self.synth.screener
+            reads = screener.screen(batch.crops, targets) if screener else [(None, None, None)] * len(batch.crops)
             lap("screening_s")
-            counters["generated"] += len(crops)
-            for crop, target, meta, (reason, read, conf) in zip(crops, targets, metas, reads):
+            tally["counters"]["generated"] += len(batch.crops)
+            for crop, target, meta, (reason, read, conf) in zip(batch.crops, targets, batch.metas, reads):
                 if reason is not None:
-                    rejected[reason] += 1
+                    tally["rejected"][reason] += 1
                     continue
                 meta.update(ocr_text=read, ocr_confidence=conf)
-                records.append(StrRecord(encode_crop(crop, fmt, quality), target, (crop.shape[1], crop.shape[0]),
-                                         meta))
-            counters["kept"] += len(records)
-        timers["elapsed_s"] += time.perf_counter() - started
-        state = dict(state, cursor=k, done=k >= plan.num_items, bad_regions=bad_regions,
-                     **{name: dict(counts) for name, counts in tally.items()})
-        writer.commit(records, state)
-        bar.update(k - bar.n)
-        bar.set_postfix(kept=counters["kept"], gen=counters["generated"])
+                records.append(StrRecord(encode_crop(crop, fmt, self.cfg.get("jpeg_quality", 95)), target,
+                                         (crop.shape[1], crop.shape[0]), meta))
+            lap("encode_s")
+            tally["counters"]["kept"] += len(records)
+        now = time.perf_counter()
+        tally["timers"]["elapsed_s"] += now - self.mark
+        self.mark = now
+        self.state = dict(self.state, cursor=batch.end, done=batch.end >= self.plan.num_items,
+                          bad_regions=dict(self.bad_regions), **{name: dict(c) for name, c in tally.items()})
+        self.writer.commit(records, self.state)
+        self.bar.update(batch.end - self.bar.n)
+        self.bar.set_postfix(kept=tally["counters"]["kept"], gen=tally["counters"]["generated"])
+
+
+def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state: dict, show_progress: bool) -> dict:
+    """Generate this rank's items from ``state['cursor']`` to the end, one committed batch at a time. With
+    ``overlap`` the next batch is built and the previous one screened, encoded and committed in helper threads
+    while the current one denoises (``wait_s``: the time denoising waited for a built batch); the batches, and so
+    the bytes written, are the same either way."""
+    bar = tqdm(total=plan.num_items, initial=state["cursor"], unit="item", disable=not show_progress,
+               dynamic_ncols=True, desc=f"TextSSR-F rank {plan.rank}/{plan.world}")
+    commit = ShardCommitter(cfg, plan, synth, writer, state, bar)
+    batches = build_batches(cfg, plan, synth, state["cursor"], dict(commit.bad_regions))
+
+    def generate(batch: ShardBatch) -> ShardBatch:
+        if batch.samples:
+            started = time.perf_counter()
+            batch.crops = synth.generate(batch.samples, batch.items)
+            batch.counts["timers"]["generation_s"] += time.perf_counter() - started
+        return batch
+
+    if cfg.get("overlap", True):
+        with ThreadPoolExecutor(1) as builder, ThreadPoolExecutor(1) as committer:
+            upcoming, committed = builder.submit(next, batches, None), None
+            while True:
+                started = time.perf_counter()
+                batch = upcoming.result()
+                if batch is None:
+                    break
+                batch.counts["timers"]["wait_s"] += time.perf_counter() - started
+                upcoming = builder.submit(next, batches, None)
+                generate(batch)
+                if committed is not None:
+                    committed.result()  # surface its error; at most one batch waits to be committed
+                committed = committer.submit(commit, batch)
+            if committed is not None:
+                committed.result()
+    else:
+        for batch in batches:
+            commit(generate(batch))
     bar.close()
+    state = commit.state
     if not state["done"]:  # nothing left to do (e.g. an empty shard): mark it
         state = dict(state, done=True)
         writer.commit([], state)
@@ -237,7 +318,7 @@ def merge_stats(states: List[dict]) -> dict:
                 rejected=dict(total["rejected"]), skipped=dict(total["skipped"]), skipped_items=c["skipped_items"],
                 skipped_at_index=first.get("index_skips", {}), lexicon_dropped=first.get("lexicon_dropped", 0),
                 texts=dict(total["text_how"]),
-                generation_s=round(t["generation_s"], 3), screening_s=round(t["screening_s"], 3),
+                **{key: round(t[key], 3) for key in TIMER_KEYS if key != "elapsed_s"},
                 wall_s=round(wall, 3), crops_per_s=round(c["generated"] / wall, 3) if wall else None,
                 kept_per_s=round(c["kept"] / wall, 3) if wall else None, processes=len(states))
 
@@ -290,7 +371,8 @@ def synthesize(cfg) -> Optional[dict]:
         _check_resume(writer.state, now, world, path)
         state = writer.state
         if state is None or not state["done"]:
-            synth = Synthesizer(cfg, run, Screener(rule) if rule else None, dist.device)
+            screener = Screener(rule, Recognizer(num_threads=ocr_threads())) if rule else None
+            synth = Synthesizer(cfg, run, screener, dist.device)
             num_regions = len(synth.dataset)
             if cfg.get("max_regions") is not None:
                 num_regions = min(num_regions, int(cfg.max_regions))

@@ -57,6 +57,9 @@ def validate_config(cfg, stage, mixed) -> None:
         if scheduler is not None:
             require_path(scheduler, "scheduler_path", SD21_HINT)
     resolve_font(cfg.font_path)  # the configured font, else the registry fallback with a warning
+    if cfg.get("use_8bit_adam") and cfg.get("adam_fused"):
+        raise ConfigError("use_8bit_adam=True with adam_fused=True: bitsandbytes' AdamW8bit has no fused kernel "
+                          "(it takes no `fused`); set one of them to False")
     if cfg.get("use_8bit_adam") and importlib.util.find_spec("bitsandbytes") is None:
         raise ConfigError("use_8bit_adam=True needs bitsandbytes: `pip install bitsandbytes` (CUDA only), "
                           "or set use_8bit_adam=False")
@@ -98,9 +101,6 @@ def _check_combinations(cfg, stage) -> None:
     if resume and cfg.get("use_ema") and not os.path.isdir(os.path.join(resume, f"{stage.subfolder}_ema")):
         raise ConfigError(f"use_ema=True but {resume} was written without EMA ({stage.subfolder}_ema/ is missing): "
                           "resume with use_ema=False, or from a checkpoint that has it, or start a new output_dir")
-    if cfg.get("use_8bit_adam") and cfg.get("adam_fused"):
-        raise ConfigError("use_8bit_adam=True with adam_fused=True: bitsandbytes' AdamW8bit has no fused kernel "
-                          "(it takes no `fused`); set one of them to False")
     if cfg.get("use_8bit_adam") and not torch.cuda.is_available():
         raise ConfigError("use_8bit_adam=True needs a GPU (bitsandbytes' 8-bit optimizer states live on CUDA) and "
                           "this machine has none; set use_8bit_adam=False")
