@@ -1,6 +1,7 @@
 """GPU check of the full-size stages, ready before a GPU is: one command, one table (< 8 minutes on one modern GPU).
 
     python benchmarks/bench_gpu.py [--out results.json] [--tiny]
+    python benchmarks/bench_gpu.py --estimate      # no GPU needed: parameter counts, FLOPs, saved activations
 
 On a CUDA machine: SD 2.1's VAE and the 13-channel TextSSR UNet built from their architecture dicts (random
 weights, nothing downloaded) at 256 px. For the CDM step (batch 4: VAE encode of image/masked_image/glyph, UNet
@@ -202,6 +203,53 @@ def script_runs(size: dict, cuda: bool, root: str) -> dict:
     return out
 
 
+def estimate() -> None:
+    """What the full-size models need per sample at 256 px, computed on the meta device (nothing allocated):
+    parameters, forward FLOPs (torch.utils.flop_counter) and the bytes autograd saves for backward (each tensor
+    once; math attention, so flash attention saves less)."""
+    from diffusers import AutoencoderKL
+    from torch.utils.flop_counter import FlopCounterMode
+    from diffusers_textssr import TextSSRUNet2DConditionModel
+    from textssr.models.arch import SD21_VAE_ARCH
+
+    def saved_gb(fn) -> float:
+        seen, total = set(), [0]
+
+        def pack(t):
+            base = t._base if t._base is not None else t
+            if id(base) not in seen:
+                seen.add(id(base))
+                total[0] += base.numel() * base.element_size()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn()
+        return total[0] / 1e9
+
+    def tflop(fn) -> float:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        return counter.get_total_flops() / 1e12
+
+    with torch.device("meta"):
+        unet, vae = TextSSRUNet2DConditionModel(), AutoencoderKL(**SD21_VAE_ARCH)
+        x, ttf = torch.randn(1, 13, 32, 32), torch.rand(1, 25, 64, 64)
+        t, image = torch.zeros(1, dtype=torch.long), torch.randn(1, 3, 256, 256)
+    count = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
+    print(f"UNet {count(unet):.0f} M parameters (TTF encoder {count(unet.ttf_net):.0f} M), VAE {count(vae):.0f} M")
+    with torch.no_grad():
+        encode = tflop(lambda: vae.encode(torch.cat([image] * 3)))
+    print(f"per sample at 256 px: UNet forward {tflop(lambda: unet(x, t, encoder_hidden_states=ttf)):.3f} TFLOP, "
+          f"VAE encode of image + masked image + glyph {encode:.3f} TFLOP, VAE forward {tflop(lambda: vae(image)):.3f} "
+          "TFLOP (backward ~2x forward)")
+    fp32 = saved_gb(lambda: unet(x, t, encoder_hidden_states=ttf))
+    half = unet.to(torch.bfloat16)
+    bf16 = saved_gb(lambda: half(x.bfloat16(), t, encoder_hidden_states=ttf.bfloat16()))
+    half.enable_gradient_checkpointing()
+    ckpt = saved_gb(lambda: half(x.bfloat16(), t, encoder_hidden_states=ttf.bfloat16()))
+    print(f"saved activations per sample: UNet fp32 {fp32:.2f} GB, bf16 {bf16:.2f} GB, bf16 + checkpointing "
+          f"{ckpt:.2f} GB; VAE fp32 {saved_gb(lambda: vae(image)):.2f} GB")
+
+
 def table(rows: list) -> str:
     lines = ["| model | precision | ms / micro-batch | VAE encode share | peak GPU memory | loss finite | every "
              "parameter has a gradient |", "|---|---|---|---|---|---|---|"]
@@ -217,7 +265,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="also write the figures as JSON here")
     parser.add_argument("--tiny", action="store_true", help="tiny models even on a GPU (what the CI test runs)")
+    parser.add_argument("--estimate", action="store_true", help="only the full-size models' parameters, FLOPs and "
+                        "activation bytes, computed on the meta device (seconds, no GPU)")
     args = parser.parse_args()
+    if args.estimate:
+        return estimate()
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     size = sizes(args.tiny or not cuda)
