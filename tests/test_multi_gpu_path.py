@@ -379,7 +379,7 @@ def test_ema_updates_with_foreach(corpus, tmp_path, monkeypatch):
     assert made == [True]
 
 
-def test_latent_cache_lives_in_host_memory_pinned_for_a_gpu(monkeypatch):
+def test_latent_cache_lives_in_host_memory_and_batches_are_pinned_for_a_gpu(monkeypatch):
     from textssr.latent_cache import LatentCache
     from textssr.train.data import to_device
     batch = {"index": torch.tensor([3, 4]), "image": torch.zeros(2, 3, 8, 8), "masked_image": torch.zeros(2, 3, 8, 8),
@@ -391,7 +391,7 @@ def test_latent_cache_lives_in_host_memory_pinned_for_a_gpu(monkeypatch):
     cache = LatentCache()
     cache.pin = True
     latents = cache.latents(batch, lambda x: torch.ones(x.shape[0], 4, 2, 2))
-    assert len(pinned) == 2 and all(v.device.type == "cpu" for v in cache.values())
+    assert pinned == [torch.Size([2, 3, 4, 2, 2])] and all(v.device.type == "cpu" for v in cache.values())
     assert [z.shape for z in latents] == [torch.Size([2, 4, 2, 2])] * 3
 
 

@@ -23,10 +23,10 @@ def check_latent_cache(cfg) -> None:
 
 
 class LatentCache(dict):
-    """{dataset index: (3, C, h, w) latents of image, masked_image and glyph}, kept in CPU memory (pinned when
-    ``pin``: the training device is a GPU, so that copies back are asynchronous) — a GPU's memory is for the
-    model. ``batch["index"]`` stays on the CPU (:func:`textssr.train.data.to_device`): reading it costs no device
-    sync."""
+    """{dataset index: (3, C, h, w) latents of image, masked_image and glyph}, kept in host memory — a GPU's memory
+    is for the model. With ``pin`` (the training device is a GPU) each batch is gathered into pinned memory, so that
+    its copy to the GPU is asynchronous. ``batch["index"]`` stays on the host
+    (:func:`textssr.train.data.to_device`): reading it costs no device sync."""
 
     pin = False
 
@@ -38,7 +38,8 @@ class LatentCache(dict):
         if new:
             z = encode(torch.cat([batch[k][new] for k in INPUTS])).cpu()
             for j, per_input in enumerate(zip(*z.chunk(3))):
-                stored = torch.stack(per_input)
-                self[keys[new[j]]] = stored.pin_memory() if self.pin else stored
-        stacked = torch.stack([self[key] for key in keys])  # (B, 3, C, h, w), CPU
+                self[keys[new[j]]] = torch.stack(per_input)
+        stacked = torch.stack([self[key] for key in keys])  # (B, 3, C, h, w), host memory
+        if self.pin:
+            stacked = stacked.pin_memory()
         return stacked.to(batch["image"].device, non_blocking=True).unbind(1)
