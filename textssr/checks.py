@@ -16,6 +16,12 @@ from tqdm import tqdm
 from textssr.config import ConfigError, exit_on_config_error, first_line
 
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT)
+NOTHING_DONE = 1  # exit status of a run that had or produced nothing
+
+
+class NothingToDo(RuntimeError):
+    """A run whose inputs leave nothing to do (every instance filtered or skipped), or that produced nothing: one
+    line naming the counts, exit status 1 (:func:`run_script`). Raised before the models load where that is known."""
 
 
 def as_int(value, key: str, minimum: Optional[int] = None, allow_none: bool = False) -> Optional[int]:
@@ -81,12 +87,15 @@ def check_output_dir(path, key: str = "output_dir") -> str:
 
 
 def run_script(main: Callable[[], object], resumable: bool = True) -> object:
-    """Run a script's body: a ConfigError is one line and exit status 2; Ctrl-C one line ("rerun to resume") and
-    exit status 130, no traceback."""
+    """Run a script's body: a ConfigError is one line and exit status 2; NothingToDo one line and exit status 1;
+    Ctrl-C one line ("rerun to resume") and exit status 130, no traceback."""
     try:
         return main()
     except ConfigError as exc:
         exit_on_config_error(exc)
+    except NothingToDo as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(NOTHING_DONE)
     except KeyboardInterrupt:
         for bar in list(getattr(tqdm, "_instances", ())):  # close progress bars first: the message is the last line
             bar.close()
