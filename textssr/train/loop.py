@@ -25,6 +25,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from textssr.config import ConfigError
+from textssr.data.skips import brief
 from textssr.precision import DTYPES
 from textssr.profiling import StepProfiler, TrainPrecision, autocast
 from textssr.run_config import dump_run_config
@@ -100,6 +101,7 @@ def train(cfg, stage_name: str) -> dict:
     # Data first: it is cheap and its size decides the step arithmetic.
     dataset = build_dataset(cfg, vae_mode=stage.vae_mode)
     index_skips = dict(sorted(dataset.skip_counts.items()))  # filtered while indexing: the same on every rank
+    filtered = dict(sorted(dataset.filtered.items()))  # what the language option removed
     loader = build_loader(dataset, cfg, accelerator.num_processes, accelerator.process_index)
     accum = cfg.gradient_accumulation_steps
     steps_per_epoch = len(loader) // accum
@@ -156,7 +158,7 @@ def train(cfg, stage_name: str) -> dict:
         return {"global_step": global_step, "epoch": epoch, "max_train_steps": max_steps,
                 "steps_per_epoch": steps_per_epoch, "num_processes": accelerator.num_processes,
                 "skipped": counts, "skipped_instances": {str(k): v for k, v in instances.items()},
-                "skipped_at_index": index_skips, "precision": precision.records}
+                "skipped_at_index": index_skips, "filtered_at_index": filtered, "precision": precision.records}
 
     def agree(choice):
         """Rank 0's choice on every rank (ranks time their own batches and could disagree)."""
@@ -246,8 +248,9 @@ def train(cfg, stage_name: str) -> dict:
     counts = ", ".join(f"{k}: {v}" for k, v in final["skipped"].items()) or "none"
     at_index = ", ".join(f"{k}: {v}" for k, v in index_skips.items()) or "none"
     log(f"[{stage.name}] done at step {global_step} in {time.time() - start:.1f} s; skipped samples — while "
-        f"training, each once: {counts}; when indexing the data: {at_index}", event="end", step=global_step,
-        skipped=final["skipped"], skipped_at_index=index_skips, seconds=round(time.time() - start, 2))
+        f"training, each once: {counts}; when indexing the data: {at_index}; filtered: {brief(filtered)}",
+        event="end", step=global_step, skipped=final["skipped"], skipped_at_index=index_skips,
+        filtered_at_index=filtered, seconds=round(time.time() - start, 2))
     accelerator.end_training()
     return final
 
