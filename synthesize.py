@@ -12,6 +12,7 @@ import sys
 from textssr.checks import run_script
 from textssr.config import parse_config
 from textssr.data import SkipSample
+from textssr.data.skips import brief
 from textssr.synth.runner import synthesize
 
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "synth_cfg.py")
@@ -28,7 +29,13 @@ def main(argv=None):
         raise SystemExit(1)
     if stats is not None:
         print(f"kept {stats['kept']} of {stats['generated']} crops ({stats['crops_per_s']} crops/s) "
-              f"→ {stats['lmdb']}; stats in {cfg.output_dir}/stats.json")
+              f"→ {stats['lmdb']}; stats in {cfg.output_dir}/stats.json\n"
+              f"rejected: {brief(stats['rejected'])}; skipped: {brief(stats['skipped'])}; "
+              f"filtered: {brief(stats['filtered'])}")
+        if stats["num_samples"] == 0:
+            print(f"error: no crop was kept: {stats['lmdb']} is empty (see {cfg.output_dir}/stats.json)",
+                  file=sys.stderr)
+            raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -39,4 +39,9 @@ font_path = "AlibabaPuHuiTi-3-85-Bold.ttf"  # glyph/ttf font; when absent a bold
 region_placement = "center"            # crop window around the word: "center" (deterministic) or "random"
                                        # (as in training; drawn from (seed, i), so still reproducible)
 
+allow_far_resolution = False           # True: run at a resolution more than 4x from the UNet's training value
+                                       # (refused by default: meaningless output, memory growing with resolution²)
+
 strict = False                         # True: stop at the first bad bench entry instead of skipping and counting it
+allow_images_outside_root = False      # True: read img_names that are absolute or climb out of data_root with ../
+                                       # (default: skipped and counted as image_outside_root)

@@ -32,7 +32,9 @@ ttf_size = 64
 max_len = 25
 font_path = "AlibabaPuHuiTi-3-85-Bold.ttf"  # when absent a bold CJK fallback is used, with a warning
 region_placement = "random"     # crop window around the word: "random" (as in training) or "center"
+allow_far_resolution = False    # True: a resolution more than 4x from the UNet's training value (as in infer)
 strict = False                  # True: raise on the first bad input instead of skipping and counting it
+allow_images_outside_root = False  # True: read img_names that are absolute or climb out of data_root with ../
 
 # Target texts.
 variants_per_region = 8

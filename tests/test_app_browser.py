@@ -2,7 +2,9 @@
 headless Chromium (Debian's `chromium` + `chromium-driver`, driven by selenium) uploads a real ICDAR 2015 photo,
 clicks the 4 corners of a word, types a new word and clicks Generate; the image the page returns is fetched and
 checked: the photo's size, bit-exact outside the edited area, changed inside. Also: a detected line picked from the
-dropdown sets the region, mistakes are messages in the page, and the page fetches nothing from outside 127.0.0.1.
+dropdown sets the region, mistakes are messages in the page, and the page fetches nothing from outside 127.0.0.1
+(tests/browser_network.py: requests over http(s)/ws(s) to a host other than the loopback; the browser's own
+`chrome-untrusted://` pages and such are not the network). Runs with Debian 12's Chromium 150 and later ones.
 
 Where the browser or selenium is missing this module is skipped — and fails under CI=true, where the set-up
 (`.ci/run`: apt-get install chromium chromium-driver; requirements.txt: selenium) must have provided them.
@@ -28,6 +30,7 @@ import pytest
 from textssr.edit import DILATE_PX, edited_area, parse_polygon_arg, read_photo
 from textssr.edit.region import edit_window
 
+from browser_network import outside_requests
 from edit_fixtures import CARPARK, GENAXIS, model_options, models, outside_box, photo_path, text_area  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +39,6 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 START_TIMEOUT, STEP_TIMEOUT = 180, 120  # s: the app's start (imports on a busy 2-core machine), one page action
 WINDOW = (1400, 1650)  # browser viewport: the whole page fits, for the screenshot
 CLICK_TOLERANCE = 4  # px of the photo: one CSS pixel of the scaled-down canvas is ~2.5 photo pixels
-LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "chrome:", "chrome-extension:", "about:")
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a CI proxy must not see 127.0.0.1
 
 
@@ -180,16 +182,6 @@ def fetch_image(src: str) -> np.ndarray:
     return image
 
 
-def outside_requests(browser) -> list:
-    """URLs the page requested that are not on 127.0.0.1 (nor data:/blob:/the browser's own pages)."""
-    urls = []
-    for entry in browser.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
-    return [u for u in urls if not u.startswith(LOCAL)]
-
-
 def polygons_close(a: np.ndarray, b: np.ndarray, tolerance: float) -> bool:
     return a.shape == b.shape and np.abs(a - b).max() <= tolerance
 
@@ -228,7 +220,7 @@ def test_edit_a_photo_in_the_browser(browser, app_url, photo_path):
     if screenshot:
         browser.execute_script("window.scrollTo(0, 0)")
         assert browser.save_screenshot(os.path.abspath(screenshot))
-    assert outside_requests(browser) == []  # works offline: no font, script or telemetry fetched from outside
+    assert outside_requests(browser.get_log("performance")) == []  # works offline: no font, script or telemetry fetched from outside
 
 
 def test_a_detected_line_sets_the_region(browser, app_url, photo_path):
@@ -257,3 +249,30 @@ def test_mistakes_are_messages_in_the_page(browser, app_url, photo_path):
     browser.find_element(By.ID, "generate").click()
     wait_status(browser, "has no '\u1200'")
     assert "Traceback" not in browser.page_source
+
+
+def performance_entry(method: str, **params) -> dict:
+    """One chromedriver performance-log entry, as Chromium writes it."""
+    message = {"message": {"method": method, "params": params}, "webview": "6C1E0F"}
+    return {"level": "INFO", "message": json.dumps(message), "timestamp": 1767225600000}
+
+
+def test_only_network_requests_off_the_loopback_count_as_outside():
+    """The requests of a session with Debian 12's Chromium 150 (its new-tab page's chrome-untrusted:// frame among
+    them), plus the ones the offline check is for. No browser needed."""
+    def request(url):
+        return performance_entry("Network.requestWillBeSent", requestId="1.1", request={"url": url, "method": "GET"})
+
+    inside = ["chrome-untrusted://new-tab-page/one-google-bar?paramsencoded=", "chrome://new-tab-page/",
+              "chrome-extension://mhjfbmdgcfjbbpaeojofohoefgiehjai/index.html", "devtools://devtools/bundled/a.js",
+              "about:blank", "data:image/png;base64,iVBORw0KGgo=", "blob:http://127.0.0.1:7860/0b5c3f52-61c1",
+              "http://127.0.0.1:7860/", "http://127.0.0.1:7860/gradio_api/upload?upload_id=x", "http://localhost:7860/",
+              "http://[::1]:7860/", "http://127.0.0.2/"]
+    outside = ["https://fonts.googleapis.com/css2?family=Source+Sans+Pro", "http://127.0.0.1.example.com/",
+               "wss://telemetry.example.org/socket", "http://10.0.0.7:7860/", "wss://push.example.com/channel"]
+    log = [request(url) for url in inside + outside[:-1]]
+    log += [performance_entry("Network.webSocketCreated", requestId="2", url="ws://127.0.0.1:7860/queue/join"),
+            performance_entry("Network.webSocketCreated", requestId="3", url=outside[-1]),
+            performance_entry("Network.responseReceived", requestId="4", response={"url": "https://x.org/"}),
+            performance_entry("Page.frameNavigated", frame={"url": "chrome-untrusted://new-tab-page/"})]
+    assert outside_requests(log) == outside

@@ -258,6 +258,11 @@ def small_corpus(tmp_path_factory):
     ("synthesize.py", "configs/tiny/synth_cfg.py", "screening.match=fuzzy", "screening.match='fuzzy'; choose one of"),
     ("synthesize.py", "configs/tiny/synth_cfg.py", "seed=-5", "seed=-5: must be >= 0"),
     ("synthesize.py", "configs/tiny/synth_cfg.py", "output_dir=README.md", "output_dir=README.md: is a file"),
+    # these three used to be a traceback after the whole run, and a RecursionError in the option parser
+    ("synthesize.py", "configs/tiny/synth_cfg.py", "contact_sheet_size=abc", "contact_sheet_size='abc': must be"),
+    ("synthesize.py", "configs/tiny/synth_cfg.py", "screening=dict(match='exact',min_ned=2)",
+     "screening.min_ned=2: must be a number in [0, 1]"),
+    ("synthesize.py", "configs/tiny/synth_cfg.py", "language=123", "language=123: must be a language name"),
     ("train_vae.py", "configs/tiny/train_vae_cfg.py", "output_dir=README.md", "output_dir=README.md: is a file"),
     ("train_vae.py", "configs/tiny/train_vae_cfg.py", "train_batch_size=abc", "train_batch_size='abc': must be"),
     ("train_diff.py", "configs/tiny/train_diff_step1_cfg.py", "font_path=README.md", "is not a usable font file"),

@@ -41,3 +41,28 @@ def test_require_path_names_key_and_fix(tmp_path):
     assert require_path(str(tmp_path), "output_dir") == str(tmp_path)
     with pytest.raises(ConfigError, match=r"lmdb_path: path not found: .*missing — build it"):
         require_path(str(tmp_path / "missing"), "lmdb_path", "build it")
+
+
+def test_dict_values_on_the_command_line(tmp_path):
+    """mmengine's DictAction recursed until RecursionError on any key=dict(...); a dict now replaces the value."""
+    path = _write(tmp_path / "c.py", "screening = dict(match='ned', min_ned=0.5, case_sensitive=True)\nwords = None\n")
+    cfg = parse_config(["--config", path, "--cfg-options", "screening=dict(match='exact',min_ned=2)",
+                        "words={'a': dict(b=-1, c=[1, (2, 3)], d=None, e=word)}"])
+    assert cfg.screening == {"match": "exact", "min_ned": 2}
+    assert cfg.words == {"a": {"b": -1, "c": [1, (2, 3)], "d": None, "e": "word"}}
+    cfg = parse_config(["--config", path, "--cfg-options", "screening.min_ned=0.7", "words=a,b"])
+    assert cfg.screening == {"match": "ned", "min_ned": 0.7, "case_sensitive": True} and cfg.words == ["a", "b"]
+
+
+@pytest.mark.parametrize("option, message", [
+    ("screening=dict(a=open('x'))", "open('x') is not a literal"),
+    ("screening=dict(a=", "cannot read it as a dict"),
+    ("screening=f(1,2)", "cannot read the value"),
+    ("screening=[1,2", "cannot read the value"),
+    ("screening", "expected KEY=VALUE"),
+])
+def test_unreadable_option_values_are_one_line(tmp_path, option, message):
+    path = _write(tmp_path / "c.py", "screening = None\n")
+    with pytest.raises(ConfigError) as err:
+        parse_config(["--config", path, "--cfg-options", option])
+    assert message in str(err.value) and "\n" not in str(err.value)

@@ -179,6 +179,28 @@ def test_bad_input_is_one_line_error_before_models_load(capsys, models, photo_pa
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
 
 
+@pytest.mark.parametrize("options, expected", [
+    (dict(resolution=4096), "resolution=4096 is more than 4x from the UNet's training value 64"),
+    (dict(resolution=4096, allow_far_resolution=True), "resolution=4096 with num_variants="),
+])
+def test_sizes_that_cannot_fit_are_refused_before_models_load(capsys, models, photo_path, no_model_loads, options,
+                                                              expected):
+    """4096 px on models trained at 64 used to grow until the kernel killed the process."""
+    code, _, err = edit(capsys, "--image", photo_path, "--polygon", GENAXIS, "--text", "X", "--num-variants", "16",
+                        *model_options(models, **options))
+    lines = [line for line in err.splitlines() if "Warning" not in line and not line.startswith("  ")]
+    assert code == 2 and len(lines) == 1 and expected in lines[0], err
+    assert "GiB" in lines[0] or "allow_far_resolution=True" in lines[0]
+
+
+def test_a_text_longer_than_max_len_is_said_to_be_cut(capsys, models, photo_path, tmp_path):
+    text = "Supercalifragilistic Theatre"  # 28 characters; the tiny UNet encodes 25
+    code, out, err = edit(capsys, "--image", photo_path, "--polygon", GENAXIS, "--text", text,
+                          "--out", str(tmp_path / "long.png"), *model_options(models))
+    assert code == 0, err
+    assert f"note: text {text!r} has 28 characters; the model encodes only the first 25 (max_len)" in out
+
+
 def test_missing_or_unreadable_photo_is_one_line_error(capsys, models, tmp_path, no_model_loads):
     (tmp_path / "notes.jpg").write_text("not a photo")
     for path, expected in ((tmp_path / "missing.jpg", "no such file"), (tmp_path / "notes.jpg", "not a decodable")):

@@ -16,12 +16,17 @@ from tqdm import tqdm
 from textssr.config import ConfigError, exit_on_config_error, first_line
 
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT)
-STOPPED = 1  # exit status of a run stopped by RunStopped
+STOPPED = NOTHING_DONE = 1  # exit status of a run stopped by RunStopped
 
 
-class RunStopped(Exception):
+class RunStopped(RuntimeError):
     """A run that cannot go on (non-finite numbers, processes that waited past ``ddp_timeout``): the message is one
     line saying what happened, where, and the fix; run_script prints it and exits 1."""
+
+
+class NothingToDo(RunStopped):
+    """A run whose inputs leave nothing to do (every instance filtered or skipped), or that produced nothing: one
+    line naming the counts, exit status 1 (:func:`run_script`). Raised before the models load where that is known."""
 
 
 def as_int(value, key: str, minimum: Optional[int] = None, allow_none: bool = False) -> Optional[int]:
@@ -87,13 +92,13 @@ def check_output_dir(path, key: str = "output_dir") -> str:
 
 
 def run_script(main: Callable[[], object], resumable: bool = True) -> object:
-    """Run a script's body: a ConfigError is one line and exit status 2; Ctrl-C one line ("rerun to resume") and
-    exit status 130, no traceback."""
+    """Run a script's body: a ConfigError is one line and exit status 2; NothingToDo one line and exit status 1;
+    Ctrl-C one line ("rerun to resume") and exit status 130, no traceback."""
     try:
         return main()
     except ConfigError as exc:
         exit_on_config_error(exc)
-    except RunStopped as exc:
+    except RunStopped as exc:  # NothingToDo included
         print(f"error: {first_line(exc)}", file=sys.stderr)
         raise SystemExit(STOPPED)
     except KeyboardInterrupt:

@@ -1,10 +1,11 @@
 """Load and validate the Python config files of the three stages, infer, eval and synthesis.
 
 Configs are plain Python files read with mmengine's ``Config`` (``_base_`` inheritance), overridden from the command
-line with ``--cfg-options key=value`` (mmengine's ``DictAction``). A config mistake is a :class:`ConfigError`: the
-scripts print its one line and exit 2, before any model is built. Each script checks its config against a *schema*,
-the shipped config that documents every key it reads (``configs/train_vae_cfg.py``, ...): a key the schema lacks — a
-typo in ``--cfg-options`` or in a user config — is an error naming the closest known key.
+line with ``--cfg-options key=value`` (mmengine's ``DictAction``; ``key=dict(a=1)`` too, :class:`ConfigOptionsAction`).
+A config mistake is a :class:`ConfigError`: the scripts print its one line and exit 2, before any model is built.
+Each script checks its config against a *schema*, the shipped config that documents every key it reads
+(``configs/train_vae_cfg.py``, ...): a key the schema lacks — a typo in ``--cfg-options`` or in a user config — is an
+error naming the closest known key.
 
 Only a ``--config`` the user names is Python that runs (what a checkpoint carries is read as data:
 :mod:`textssr.run_config`). The one-line-error and JSON-file helpers every module shares live here too.
@@ -12,6 +13,7 @@ Only a ``--config`` the user names is Python that runs (what a checkpoint carrie
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import functools
 import json
@@ -42,7 +44,8 @@ def unknown_key_error(key: str, known: Iterable[str], where: str) -> ConfigError
 def load_config(path: str, cfg_options: Optional[dict] = None, schema: Optional[str] = None) -> Config:
     """Read ``path`` and apply ``cfg_options``; a missing or broken file is a ConfigError. With ``schema`` (a
     reference config) every top-level key of the file and of ``cfg_options`` must be one of the schema's, without it
-    ``cfg_options`` may only override keys the file has; keys starting with ``_`` are mmengine's and never checked."""
+    ``cfg_options`` may only override keys the file has; keys starting with ``_`` are mmengine's and never checked.
+    A dict value in ``cfg_options`` replaces the key's value whole; ``key.sub`` changes one entry of it."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path} (see configs/ for the shipped ones)")
     try:
@@ -61,8 +64,10 @@ def load_config(path: str, cfg_options: Optional[dict] = None, schema: Optional[
                 raise unknown_key_error(top, known, "--cfg-options")
             if "." in key and cfg.get(top, "") is None:  # screening.match=ned where screening = None: a new dict
                 cfg[top] = {}
+        # a dict value (key=dict(a=1)) replaces the key's value whole; key.a=1 changes one entry
+        replacing = {k: dict(v, _delete_=True) if isinstance(v, dict) else v for k, v in cfg_options.items()}
         try:
-            cfg.merge_from_dict(cfg_options)
+            cfg.merge_from_dict(replacing)
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise ConfigError(f"--cfg-options {' '.join(f'{k}={v!r}' for k, v in cfg_options.items())}: "
                               f"{first_line(exc)}") from exc
@@ -105,18 +110,77 @@ def write_json(obj, path: str, indent: Optional[int] = 1, **options) -> None:
 
 
 def read_json(path: str):
-    with open(path, encoding="utf-8-sig") as f:  # a UTF-8 BOM (Windows editors) is allowed
-        return json.load(f)
+    """The JSON in ``path`` (a UTF-8 BOM, as Windows editors write, is allowed). Undecodable bytes, bad syntax and
+    nesting deeper than Python's parser recurses (a RecursionError otherwise) are all a ValueError."""
+    with open(path, encoding="utf-8-sig") as f:
+        try:
+            return json.load(f)
+        except RecursionError:
+            raise ValueError("nested too deeply to read (thousands of levels of brackets)") from None
 
 
 # ------------------------------------------------------------------------------------------- scripts
+
+
+class ConfigOptionsAction(DictAction):
+    """mmengine's ``DictAction`` (``key=1``, ``key=a,b``, ``key=[1,(2,3)]``, ``key=None``), plus dict values:
+    ``key=dict(a=1,b='x')`` or ``key={'a':1}``, nested and with Python literals only (a bare word is a string, as
+    DictAction reads it). DictAction alone recurses forever on ``dict(a=1,b=2)`` (a comma inside brackets that do
+    not enclose the whole value); anything it cannot read is a ConfigError, never a traceback."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for item in values or ():
+            key, sep, text = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"--cfg-options {item!r}: expected KEY=VALUE, e.g. batch_size=4")
+            options[key] = option_value(key, text)
+        setattr(namespace, self.dest, options)
+
+
+def option_value(key: str, text: str):
+    """The value of ``key=text`` on the command line (see :class:`ConfigOptionsAction`)."""
+    stripped = text.strip()
+    if stripped.startswith(("dict(", "{")):
+        try:
+            return _literal(ast.parse(stripped, mode="eval").body)
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            raise ConfigError(f"--cfg-options {key}={text}: cannot read it as a dict ({first_line(exc)}); write "
+                              f"e.g. {key}=dict(a=1,b='x') with literal values") from None
+    try:
+        return DictAction._parse_iterable(text)
+    except (AssertionError, RecursionError):
+        raise ConfigError(f"--cfg-options {key}={text}: cannot read the value (unbalanced or stray brackets); "
+                          "quote a string, write a list as [a,b] and a dict as dict(a=1)") from None
+
+
+def _literal(node):
+    """A Python literal from an ``ast`` node: constants, lists, tuples, dicts, ``dict(k=v, ...)`` calls, negative
+    numbers; a bare name is its own string. Anything else (other calls, attributes, operators) is a ValueError."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _literal(node.operand)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_literal(e) for e in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args
+            and all(kw.arg is not None for kw in node.keywords)):
+        return {kw.arg: _literal(kw.value) for kw in node.keywords}
+    raise ValueError(f"{ast.unparse(node)[:60]} is not a literal")
 
 
 def add_config_args(parser: argparse.ArgumentParser, default_config: Optional[str] = None) -> argparse.ArgumentParser:
     """Add the ``--config`` and ``--cfg-options`` flags every entry point shares (edit.py and app.py add theirs)."""
     parser.add_argument("--config", default=default_config, required=default_config is None,
                         help="Python config file (mmengine format, `_base_` inheritance allowed)")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default=None, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=ConfigOptionsAction, default=None, metavar="KEY=VALUE",
                         help="override config values, e.g. --cfg-options learning_rate=5e-5 max_train_steps=10")
     return parser
 

@@ -16,6 +16,7 @@ run.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
 import warnings
@@ -24,7 +25,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from diffusers_textssr import TextSSRPipeline
+from diffusers_textssr import TextSSRPipeline, TextSSRUNet2DConditionModel, unet_layout
+from diffusers_textssr.unet import checkpoint_shapes, ttf_geometry_from_weights
 
 from textssr import precision
 from textssr.checks import as_int, check_output_dir, check_seed, config_errors
@@ -32,14 +34,22 @@ from textssr.config import ConfigError, check_choice, require_path
 from textssr.data.anyword import PLACEMENTS
 from textssr.data.fonts import resolve_font
 from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS, load_scheduler, load_unet, load_vae, resolve_model_dir
-from textssr.models.loading import scheduler_folder
+from textssr.models.loading import scheduler_folder, vae_scale_factor
 from textssr.precision import (DTYPES, MixedPrecision, check_gpu_bf16, check_precision, configure_backends,
                                dtype_name, gpu_mixed_precision, resolve_mixed_precision)
 from textssr.run_config import read_run_config
 
 SIZE_KEYS = ("resolution", "ttf_size", "max_len")  # None in a config: the UNet's training value
 FREE_KEYS = ("output_dir", "device", "strict", "keep_shards", "contact_sheet_size", "poll_seconds",
-             "ddp_timeout", "overlap")  # may change
+             "ddp_timeout", "overlap", "allow_far_resolution")  # may change
+FAR_RESOLUTION = 4  # a resolution more than this factor from the UNet's training value needs allow_far_resolution
+# Activation memory of one sample, in elements per output pixel per channel of the VAE decoder's widest full-size
+# stage: tensors alive at once in its last up block (input, GroupNorm, SiLU, conv, upsampled skip, residual). The
+# tiny models' peak RSS over their loaded weights (one CPU thread, fp32, one sampling step) measured 7-11 such elements
+# at R = 128-512 (112 MiB at R=256, 292 at R=512, 60 more per extra sample at R=256); rounded up. The UNet, at 1/64 of
+# the pixels, and attention (SDPA: memory linear in tokens) stay within that.
+ACTIVATION_FACTOR = 12
+MEMORY_MARGIN = 0.8  # use at most this share of the memory the device has free
 
 
 @dataclass
@@ -83,12 +93,115 @@ def resolve_run(cfg, on_cpu: bool, default_placement: str, required: Sequence[st
     unet_dir = resolve_checkpoint(str(cfg.pretrained_unet), "pretrained_unet", "unet")
     scheduler_dir = resolve_scheduler_dir(cfg.get("scheduler_path"), unet_dir)
     sizes = condition_sizes(cfg, unet_dir)
+    check_far_resolution(sizes["resolution"], trained_resolution(unet_dir, vae_dir), cfg)
     resolve_font(cfg.font_path)  # a file that is not a font fails here, before any model loads
     resolved = dict(sizes, pretrained_vae=os.path.abspath(vae_dir), pretrained_unet=os.path.abspath(unet_dir),
                     scheduler_path=os.path.abspath(scheduler_dir) if scheduler_dir else None)
     if cfg.get("mixed_precision") is None:
         resolved["mixed_precision"] = precision  # what accelerate's setting said: part of the resume rule
-    return Run(vae_dir, unet_dir, scheduler_dir, DTYPES.get(precision), resolved=resolved, mixed=mixed, **sizes)
+    run = Run(vae_dir, unet_dir, scheduler_dir, DTYPES.get(precision), resolved=resolved, mixed=mixed, **sizes)
+    # ttf_size / max_len the UNet's TTF encoder fixes, known before it loads (data is read before the models)
+    encoder = encoder_geometry(unet_dir)
+    run.ttf_size = encoder["ttf_img_size"] if run.ttf_size is None else run.ttf_size
+    run.max_len = encoder["ttf_in_chans"] if run.max_len is None else run.max_len
+    return run
+
+
+def encoder_geometry(unet_dir: str) -> Dict[str, int]:
+    """ttf_img_size and ttf_in_chans of the TTF encoder the UNet folder loads as, read without loading it: its
+    config (our layout), its ttf_net weights' shapes (the original's), else the encoder's defaults (SD 2.1's unet,
+    which gets a new encoder)."""
+    defaults = {k: p.default for k, p in inspect.signature(TextSSRUNet2DConditionModel.__init__).parameters.items()
+                if k.startswith("ttf_")}
+    with config_errors(OSError, ValueError, KeyError, prefix=f"pretrained_unet: {unet_dir}: ", brief=True):
+        layout = unet_layout(unet_dir)
+        if layout == "textssr":
+            with open(os.path.join(unet_dir, "config.json"), encoding="utf-8") as f:
+                found = json.load(f)
+        elif layout == "original":
+            found = ttf_geometry_from_weights(checkpoint_shapes(unet_dir))
+        else:
+            found = {}
+    return {k: int(found.get(k, defaults[k])) for k in ("ttf_img_size", "ttf_in_chans")}
+
+
+def model_config(folder: str) -> dict:
+    with config_errors(OSError, ValueError, prefix=f"{folder}: cannot read config.json: ", brief=True):
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            return json.load(f)
+
+
+def trained_resolution(unet_dir: str, vae_dir: str) -> Optional[int]:
+    """The resolution the UNet was trained at: its training config's, else its latent ``sample_size`` times the
+    VAE's downsampling factor (what diffusers models record); None when neither is known."""
+    trained = read_run_config(os.path.dirname(os.path.abspath(unet_dir))).get("resolution")
+    if trained is not None:
+        return int(trained)
+    sample_size = model_config(unet_dir).get("sample_size")
+    if isinstance(sample_size, int):
+        return sample_size * vae_scale_factor(model_config(vae_dir))
+    return None
+
+
+def check_far_resolution(resolution: int, trained: Optional[int], cfg) -> None:
+    """Refuse a resolution more than FAR_RESOLUTION times larger or smaller than the UNet's training value unless
+    ``allow_far_resolution`` (nearer ones are warned about in :func:`condition_sizes`)."""
+    allow = cfg.get("allow_far_resolution", False)
+    if not isinstance(allow, bool):
+        raise ConfigError(f"allow_far_resolution={allow!r}: must be True or False")
+    if trained and not allow and not trained / FAR_RESOLUTION <= resolution <= trained * FAR_RESOLUTION:
+        raise ConfigError(f"resolution={resolution} is more than {FAR_RESOLUTION}x from the UNet's training value "
+                          f"{trained}: its output would be meaningless and its memory grows with resolution²; use "
+                          f"resolution={trained} (or None), or set allow_far_resolution=True")
+
+
+def estimate_memory(run: Run, batch_size: int) -> int:
+    """Bytes a denoising batch of ``batch_size`` at ``run.resolution`` needs: the weights (their files' size,
+    halved in fp16/bf16) plus batch × ACTIVATION_FACTOR × R² × the channels of the VAE decoder's widest full-size
+    stage × bytes per element. A constant-factor model of activations growing with R²; see ACTIVATION_FACTOR."""
+    half = run.dtype in (torch.float16, torch.bfloat16)
+    weights = sum(os.path.getsize(os.path.join(folder, name)) for folder in (run.vae_dir, run.unet_dir)
+                  for name in os.listdir(folder) if name.startswith("diffusion_pytorch_model"))
+    channels = [int(c) for c in model_config(run.vae_dir).get("block_out_channels", (128, 256))]
+    widest = max(channels[:2])  # the last up block (channels[0]) and the upsampled input it gets (channels[1])
+    element = 2 if half else 4
+    return (weights // 2 if half else weights) + batch_size * ACTIVATION_FACTOR * run.resolution ** 2 * widest * element
+
+
+def available_memory(device: torch.device) -> Optional[int]:
+    """Free bytes on ``device``: the GPU's (torch.cuda.mem_get_info); on the CPU the RAM the kernel can give
+    (MemAvailable), within a cgroup's limit; None when unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    free = None
+    try:
+        with open("/proc/meminfo") as f:
+            free = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    try:  # a container's memory limit (cgroup v2)
+        with open("/sys/fs/cgroup/memory.max") as f, open("/sys/fs/cgroup/memory.current") as g:
+            limit = f.read().strip()
+            if limit != "max":
+                left = int(limit) - int(g.read())
+                free = left if free is None else min(free, left)
+    except (OSError, ValueError):
+        pass
+    return free
+
+
+def check_memory(run: Run, batch_size: int, device: torch.device, key: str = "batch_size") -> int:
+    """Refuse, before any model loads, a batch that cannot fit: :func:`estimate_memory` against MEMORY_MARGIN of
+    :func:`available_memory`. ``key``: the config key (or flag) that sets the batch. Returns the estimate."""
+    need, free = estimate_memory(run, batch_size), available_memory(device)
+    if free is not None and need > MEMORY_MARGIN * free:
+        fits = int((MEMORY_MARGIN * free - estimate_memory(run, 0)) // max(1, estimate_memory(run, 1)
+                                                                          - estimate_memory(run, 0)))
+        hint = f"{key}={fits}" if fits >= 1 else "a smaller resolution"
+        raise ConfigError(f"resolution={run.resolution} with {key}={batch_size} needs about {need / 2**30:.1f} GiB "
+                          f"but {device.type} has {free / 2**30:.1f} GiB free; use {hint} (estimate: weights + "
+                          f"activations growing with resolution²)")
+    return need
 
 
 def resolve_checkpoint(path: str, key: str, subfolder: str) -> str:

@@ -69,3 +69,7 @@ class IndexedConcat(ConcatDataset):
     @property
     def skip_counts(self) -> Counter:
         return sum((Counter(part.skip_counts) for part in self.datasets), Counter())
+
+    @property
+    def filtered(self) -> Counter:
+        return sum((Counter(part.filtered) for part in self.datasets), Counter())

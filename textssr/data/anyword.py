@@ -26,7 +26,7 @@ from textssr.data.skips import SkipSample
 PLACEMENTS = ("random", "center")
 MAX_SUBSTITUTIONS = 64  # __getitem__ gives up after this many bad instances in a row
 ROOT_PROBES = 8  # image names checked when choosing among data_root candidates
-OTHER_LANGUAGE = "other_language"  # filtered by the `language` option: not a skip
+OTHER_LANGUAGE = skips.OTHER_LANGUAGE  # filtered by the `language` option: not a skip, counted in ``filtered``
 
 
 def screen_entry(entry) -> Tuple[Optional[str], str, object, list]:
@@ -41,6 +41,12 @@ def screen_entry(entry) -> Tuple[Optional[str], str, object, list]:
     if not isinstance(name, str) or not name:
         return skips.IMAGE_NAME_INVALID, f"img_name is {name!r}", name, annotations
     return None, "", name, annotations
+
+
+def outside_root(img_name: str) -> bool:
+    """Whether ``img_name`` names a file outside its data_root: an absolute path, or one climbing out with ``../``
+    (decided on the name; symbolic links inside data_root are followed, their owner made them)."""
+    return os.path.isabs(img_name) or os.path.normpath(img_name).split(os.sep)[0] == os.pardir
 
 
 def screen_annotation(ann, language: Optional[str] = None):
@@ -72,16 +78,22 @@ class AnyWordBase(Dataset):
 
     def __init__(self, seed: int = 3407, resolution: int = 256, ttf_size: int = 64, max_len: int = 25,
                  language: Optional[str] = None, font_path: str = DEFAULT_FONT, vae_mode: bool = False,
-                 strict: bool = False, region_placement: str = "random"):
+                 strict: bool = False, region_placement: str = "random", allow_images_outside_root: bool = False):
         for key, value in (("resolution", resolution), ("ttf_size", ttf_size), ("max_len", max_len)):
             if int(value) < 1:
                 raise ConfigError(f"{key}={value}; must be >= 1")
         self.region_placement = check_choice(region_placement, "region_placement", PLACEMENTS)
         self.seed, self.resolution, self.ttf_size, self.max_len = int(seed), int(resolution), int(ttf_size), int(max_len)
+        if language is not None and not isinstance(language, str):
+            raise ConfigError(f"language={language!r}: must be a language name such as 'Latin' or 'Chinese', or None")
+        if not isinstance(allow_images_outside_root, bool):
+            raise ConfigError(f"allow_images_outside_root={allow_images_outside_root!r}: must be True or False")
         self.language, self.vae_mode, self.strict = language, bool(vae_mode), bool(strict)
+        self.allow_images_outside_root = allow_images_outside_root
         self.font_path = None if self.vae_mode else resolve_font(font_path)
         self.epoch = 0
         self.skip_counts: Counter = Counter()  # each bad instance once: index-time filtering + found while building
+        self.filtered: Counter = Counter()  # good instances a filter the user asked for removed (skips.FILTER_HELP)
         self.bad: Dict[int, str] = {}  # index → reason of instances found bad while building (never rebuilt)
         self.images = ImageReader(self._image_bytes, self._image_key, self.__len__, self._stored_extent,
                                   self._learn_extent)
@@ -115,6 +127,7 @@ class AnyWordBase(Dataset):
         only another language). Strict mode raises at the first bad one."""
         reason, text, language, polygon = screen_annotation(ann, self.language)
         if reason == OTHER_LANGUAGE:
+            self.filtered[OTHER_LANGUAGE] += 1
             return None
         if reason is not None:
             return self._reject(reason, img_name, ann_index, skips.REASON_HELP[reason])
@@ -231,7 +244,7 @@ def root_candidates(data_root: str, json_path: str) -> List[str]:
 
 def resolve_data_root(data_root: str, json_path: str, img_names: Sequence[str]) -> str:
     """The first candidate folder holding one of the first images; ConfigError naming every place tried."""
-    probes = [n for n in img_names[:ROOT_PROBES] if isinstance(n, str)]
+    probes = [n for n in img_names if isinstance(n, str) and n and not outside_root(n)][:ROOT_PROBES]
     tried = []
     for candidate in root_candidates(data_root or ".", json_path):
         if os.path.isdir(candidate) and (not probes or any(os.path.isfile(os.path.join(candidate, n)) for n in probes)):
@@ -279,8 +292,11 @@ class AnyWordDataset(AnyWordBase):
             reason, detail, name, annotations = screen_entry(entry)
             first = self._next_number
             self._next_number += len(annotations)
+            if reason is None and not self.allow_images_outside_root and outside_root(name):
+                reason, detail = skips.IMAGE_OUTSIDE_ROOT, f"img_name {name!r} is outside data_root {root}"
             if reason is not None:  # a bad img_name: each of its annotations counted
-                for ann_index in range(len(annotations)) if reason == skips.IMAGE_NAME_INVALID else (-1,):
+                per_annotation = reason in (skips.IMAGE_NAME_INVALID, skips.IMAGE_OUTSIDE_ROOT)
+                for ann_index in range(len(annotations)) if per_annotation else (-1,):
                     self._reject(reason, f"{json_path} data_list[{position}]", ann_index, detail)
                 continue
             image_key = len(self.image_paths)
@@ -313,7 +329,7 @@ class AnyWordDataset(AnyWordBase):
         try:
             with open(self.image_paths[key], "rb") as f:
                 return f.read()
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL in the name
             return None
 
 

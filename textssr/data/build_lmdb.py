@@ -26,7 +26,8 @@ from tqdm import tqdm
 from textssr.checks import check_output_dir
 from textssr.config import ConfigError, read_json, write_json
 from textssr.data import geometry, skips
-from textssr.data.anyword import OTHER_LANGUAGE, load_anyword_json, resolve_data_root, screen_annotation, screen_entry
+from textssr.data.anyword import (load_anyword_json, outside_root, resolve_data_root, screen_annotation,
+                                   screen_entry)
 from textssr.data.lmdb_store import (ANNOTATIONS_PREFIX, IMAGE_PREFIX, INDEX_KEY, INDEX_VERSION, IndexTable,
                                      release_reader, shared_reader)
 from textssr.data.image_io import decode_image, image_extent
@@ -38,9 +39,11 @@ COMMIT_EVERY = 1000  # images per write transaction
 MAP_SIZE = 1 << 40  # 1 TiB of address space; the file only grows as data is written
 
 
-def list_images(json_paths: Sequence[str], counts: Optional[Counter] = None) -> List[Tuple[str, str, list]]:
-    """(image path, img_name, annotations) of every usable entry of the JSONs, in order; malformed entries are
-    counted in ``counts`` by reason (as :class:`~textssr.data.AnyWordDataset` counts them)."""
+def list_images(json_paths: Sequence[str], counts: Optional[Counter] = None,
+                allow_outside_root: bool = False) -> List[Tuple[str, str, list]]:
+    """(image path, img_name, annotations) of every usable entry of the JSONs, in order; malformed entries and
+    (unless ``allow_outside_root``) img_names outside data_root are counted in ``counts`` by reason (as
+    :class:`~textssr.data.AnyWordDataset` counts them)."""
     counts = Counter() if counts is None else counts
     images = []
     for json_path in json_paths:
@@ -48,10 +51,13 @@ def list_images(json_paths: Sequence[str], counts: Optional[Counter] = None) -> 
         entries = []
         for entry in content["data_list"]:
             reason, _, name, annotations = screen_entry(entry)
+            if reason is None and not allow_outside_root and outside_root(name):
+                reason = skips.IMAGE_OUTSIDE_ROOT
             if reason is None:
                 entries.append((name, annotations))
             else:
-                counts[reason] += len(annotations) if reason == skips.IMAGE_NAME_INVALID else 1
+                per_annotation = reason in (skips.IMAGE_NAME_INVALID, skips.IMAGE_OUTSIDE_ROOT)
+                counts[reason] += len(annotations) if per_annotation else 1
         root = resolve_data_root(str(content.get("data_root") or "."), json_path, [name for name, _ in entries])
         images += [(os.path.join(root, name), name, annotations) for name, annotations in entries]
     return images
@@ -87,9 +93,7 @@ def store_image(image_path: str, img_name: str, annotations: list, language: Opt
     kept = []
     for ann_index, ann in enumerate(annotations):
         reason, text, lang, polygon = screen_annotation(ann, language)
-        if reason == OTHER_LANGUAGE:
-            continue
-        if reason is not None:
+        if reason is not None:  # OTHER_LANGUAGE too: stored with the skips, reported apart (skips.split_filtered)
             counts[reason] += 1
         else:
             kept.append((ann_index, text, lang, polygon))
@@ -98,7 +102,7 @@ def store_image(image_path: str, img_name: str, annotations: list, language: Opt
     try:
         with open(image_path, "rb") as f:
             data = f.read()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name
         counts[skips.IMAGE_MISSING] += len(kept)
         return None
     try:
@@ -151,10 +155,11 @@ def write_shard(path: str, images: Sequence[Tuple[str, str, list]], first_id: in
 
 
 def build_lmdb(json_paths: Sequence[str], out_dir: str, shard_size: int = 100000, language: Optional[str] = None,
-               progress: bool = True) -> dict:
+               progress: bool = True, allow_outside_root: bool = False) -> dict:
     """Build (or resume building) AnyWord-lmdb at ``out_dir`` from AnyWord JSON files; returns a summary (out,
-    shards, resumed_shards, rebuilt_shards, images, samples, skipped {reason: count}, seconds). Raises ConfigError
-    for missing inputs or a resume with other arguments."""
+    shards, resumed_shards, rebuilt_shards, images, samples, skipped {reason: count}, filtered {reason: count}: what
+    ``language`` removed, seconds). Raises ConfigError for missing inputs or a resume with other arguments.
+    ``allow_outside_root``: read img_names that are absolute or climb out of data_root (else skipped, counted)."""
     started = time.perf_counter()
     if isinstance(json_paths, (str, os.PathLike)):
         json_paths = [json_paths]
@@ -164,7 +169,7 @@ def build_lmdb(json_paths: Sequence[str], out_dir: str, shard_size: int = 100000
         raise ConfigError(f"--shard-size {shard_size}; must be an integer >= 1")
     check_output_dir(out_dir, "--out")
     malformed: Counter = Counter()
-    images = list_images([str(p) for p in json_paths], malformed)
+    images = list_images([str(p) for p in json_paths], malformed, allow_outside_root)
     info = dict(json=[os.path.abspath(str(p)) for p in json_paths], images=len(images), shard_size=int(shard_size),
                 language=language, index_version=INDEX_VERSION)
     check_build_info(out_dir, info)
@@ -188,8 +193,9 @@ def build_lmdb(json_paths: Sequence[str], out_dir: str, shard_size: int = 100000
             skipped.update(table.skipped)
             samples += len(table.ann_image)
             stored += len(table.image_ids)
+    skipped, filtered = skips.split_filtered(skipped)
     return dict(out=out_dir, shards=num_shards, resumed_shards=resumed, rebuilt_shards=rebuilt, images=stored,
-                samples=samples, skipped=dict(skipped), seconds=round(time.perf_counter() - started, 3))
+                samples=samples, skipped=skipped, filtered=filtered, seconds=round(time.perf_counter() - started, 3))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -199,9 +205,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--shard-size", type=int, default=100000, help="images per leaf environment")
     parser.add_argument("--language", default=None, help="keep only annotations of this language (e.g. Latin)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--allow-images-outside-root", action="store_true",
+                        help="read img_names that are absolute or climb out of data_root with ../ (default: skip and "
+                             "count them as image_outside_root)")
     args = parser.parse_args(argv)
     try:
-        summary = build_lmdb(args.json, args.out, args.shard_size, args.language, progress=not args.no_progress)
+        summary = build_lmdb(args.json, args.out, args.shard_size, args.language, progress=not args.no_progress,
+                             allow_outside_root=args.allow_images_outside_root)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -209,6 +219,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"finished, {summary['rebuilt_shards']} rebuilt because their inputs changed), {summary['images']} images, "
           f"{summary['samples']} samples, {summary['seconds']} s")
     print("skipped:\n" + skips.report(summary["skipped"]))
+    print(f"filtered: {skips.brief(summary['filtered'])}")
+    if summary["samples"] == 0:
+        print(f"error: {summary['out']} holds no sample: the inputs left nothing to store (filtered: "
+              f"{skips.brief(summary['filtered'])}; skipped: {skips.brief(summary['skipped'])})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -24,7 +24,8 @@ def dataset_options(cfg, vae_mode: bool = False, placement: str = "random", **si
     """The dataset keywords of a config (``placement``: the region placement when it names none), with ``sizes``
     (resolution, ttf_size, max_len) as the caller resolved them, else the config's."""
     options = dict(seed=int(cfg.seed), language=cfg.get("language"), font_path=cfg.font_path, vae_mode=vae_mode,
-                   strict=bool(cfg.get("strict", False)), region_placement=cfg.get("region_placement") or placement)
+                   strict=bool(cfg.get("strict", False)), region_placement=cfg.get("region_placement") or placement,
+                   allow_images_outside_root=cfg.get("allow_images_outside_root", False))
     for key in ("resolution", "ttf_size", "max_len"):
         options[key] = sizes[key] if key in sizes else cfg[key]
     return options

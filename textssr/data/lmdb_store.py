@@ -207,12 +207,15 @@ class AnyWordLmdbDataset(AnyWordBase):
 
     def _screen(self, table: IndexTable, path: str) -> np.ndarray:
         """Rows of a stored index to keep: the language filter, then texts with characters the font lacks."""
-        for reason, n in table.skipped.items():
-            self.skip_counts[reason] += int(n)
+        skipped, filtered = skips.split_filtered(table.skipped)  # filtered: by build_lmdb --language
+        self.skip_counts.update(skipped)
+        self.filtered.update(filtered)
         keep = np.ones(len(table.ann_image), dtype=bool)
         if self.language is not None:  # annotations without a language are kept, as AnyWordDataset keeps them
             code = table.lang_names.index(self.language) if self.language in table.lang_names else -2  # -2: none
             keep &= (table.lang_code == code) | (table.lang_code < 0)
+            if not keep.all():
+                self.filtered[skips.OTHER_LANGUAGE] += int((~keep).sum())
         if not self.vae_mode:
             have = font_charset(self.font_path)
             lacking = [chr(c) for c in table.charset.tolist() if c not in have]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections import Counter
-from typing import Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 # Reasons, one source of truth (what each means is in REASON_HELP).
 ENTRY_MALFORMED = "entry_malformed"
@@ -27,6 +27,10 @@ IMAGE_UNREADABLE = "image_unreadable"
 EMPTY_EXTENT = "empty_extent"
 MASK_EMPTY = "mask_empty"
 TEXT_TRUNCATED = "text_truncated"  # counted, not skipped
+IMAGE_OUTSIDE_ROOT = "image_outside_root"
+# What a filter the user asked for removed: counted apart from the skips (the input was fine).
+OTHER_LANGUAGE = "other_language"
+BEYOND_MAX_REGIONS = "beyond_max_regions"
 
 REASON_HELP = {
     ENTRY_MALFORMED: "data_list entry that is not a JSON object (counted once per entry)",
@@ -45,7 +49,25 @@ REASON_HELP = {
     EMPTY_EXTENT: "image is all white (no content extent)",
     MASK_EMPTY: "text area vanished when the region was resized",
     TEXT_TRUNCATED: "text longer than max_len: ttf_img truncated, sample kept",
+    IMAGE_OUTSIDE_ROOT: "img_name absolute or climbing out of data_root with ../ (allow_images_outside_root=True "
+                        "reads it)",
 }
+
+FILTER_HELP = {
+    OTHER_LANGUAGE: "annotation of another language than the `language` option keeps",
+    BEYOND_MAX_REGIONS: "region after the first `max_regions`",
+}
+
+
+def split_filtered(counts: Mapping[str, int]) -> Tuple[Dict[str, int], Dict[str, int]]:
+    """``counts`` as (skipped, filtered): a stored index keeps both in one dict."""
+    skipped = {k: int(n) for k, n in counts.items() if k not in FILTER_HELP}
+    return skipped, {k: int(n) for k, n in counts.items() if k in FILTER_HELP}
+
+
+def brief(counts: Mapping[str, int]) -> str:
+    """``reason=n, ...`` (or "none"), for one-line summaries."""
+    return ", ".join(f"{k}={n}" for k, n in sorted(counts.items()) if n) or "none"
 
 
 def text_problem(text) -> Optional[str]:

@@ -158,7 +158,8 @@ class Handlers:
         x0, y0, x1, y1 = repaint.window
         status = (f"repainted {edit.text!r} in {polygon_arg(edit.polygon)}: window {x0},{y0},{x1},{y1} "
                   f"({x1 - x0}x{y1 - y0} px) → {repaint.region.shape[1]}x{repaint.region.shape[0]}, {sampler} x "
-                  f"{int(steps)} steps, {len(results)} variant(s) in {time.perf_counter() - started:.1f} s")
+                  f"{int(steps)} steps, {len(results)} variant(s) in {time.perf_counter() - started:.1f} s"
+                  + (f"; note: {repaint.note}" if repaint.note else ""))
         divider = max(0.0, 100.0 * (float(edit.polygon[:, 0].min()) - DIVIDER_MARGIN) / photo.shape[1])
         return ((to_rgb(photo), to_rgb(results[0].photo)), divider, gallery, enlarge(repaint.region),
                 enlarge(views["masked_image"]), enlarge(views["glyph"]), views["ttf_strip"], status)

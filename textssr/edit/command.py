@@ -132,6 +132,8 @@ def main(argv: Optional[Sequence[str]] = None, schema: Optional[str] = None) -> 
     editor = Editor(cfg, output_dir=os.path.dirname(os.path.abspath(out)), dilate=args.dilate)
     for text in args.text:  # before --find runs the OCR
         check_text(text, editor.font_path)
+        if editor.truncation_note(text):
+            print(f"note: {editor.truncation_note(text)}")
     edits = resolve_edits(args.regions or [], args.text, photo, args.image)
     editor.check(photo, edits)
     variants = editor.edit(photo, edits, variants=args.num_variants)

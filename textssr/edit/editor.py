@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import tempfile
 import threading
-import warnings
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
@@ -28,7 +27,7 @@ from textssr.config import ConfigError
 from textssr.data.fonts import resolve_font
 from textssr.data.seeding import item_torch_generator
 from textssr.edit.region import DILATE_PX, build_sample, check_polygon, check_text, composite, polygon_arg
-from textssr.generation import denoise, load_pipeline, resolve_run
+from textssr.generation import check_memory, denoise, load_pipeline, resolve_run
 from textssr.models import SCHEDULERS, load_scheduler
 
 REQUIRED_KEYS = ("pretrained_vae", "pretrained_unet", "scheduler", "num_inference_steps", "batch_size", "seed",
@@ -48,11 +47,13 @@ class Edit:
 @dataclass
 class Repaint:
     """What one edit did to one variant: the ``window`` (x0, y0, x1, y1) in photo pixels, the ``sample`` the model
-    saw (SPEC §3 tensors), and the generated ``region`` uint8 RGB (R, R, 3)."""
+    saw (SPEC §3 tensors), and the generated ``region`` uint8 RGB (R, R, 3); ``note``: what the user should know
+    (a text longer than max_len, of which only the first max_len characters were encoded)."""
     edit: Edit
     window: tuple
     sample: dict
     region: np.ndarray
+    note: str = ""
 
 
 @dataclass
@@ -70,11 +71,13 @@ def choose_device(cfg) -> torch.device:
 
 
 def check_config(cfg, output_dir: Optional[str], device: torch.device):
-    """The generation checks of infer.py on an edit's config (every model, size, sampler and precision key, before
-    anything loads), with ``output_dir`` the folder the edited photo goes to."""
+    """The generation checks of infer.py on an edit's config (every model, size, sampler and precision key, and that
+    one variant fits in memory, before anything loads), with ``output_dir`` the folder the edited photo goes to."""
     checked = copy.deepcopy(cfg)
     checked.output_dir = output_dir or tempfile.gettempdir()
-    return resolve_run(checked, device.type == "cpu", "center", REQUIRED_KEYS, "infer")
+    run = resolve_run(checked, device.type == "cpu", "center", REQUIRED_KEYS, "infer")
+    check_memory(run, 1, device, "num_variants")
+    return run
 
 
 class Editor:
@@ -104,6 +107,14 @@ class Editor:
             build_sample(photo, edit.polygon, edit.text, resolution=self.run.resolution,
                          ttf_size=self.run.ttf_size or PROBE_TTF_SIZE, max_len=self.run.max_len or PROBE_MAX_LEN,
                          font_path=self.font_path)
+
+    def truncation_note(self, text: str) -> str:
+        """What to tell the user about a text longer than the model's max_len ("" when it fits)."""
+        max_len = self.run.max_len
+        if max_len is None or len(text) <= max_len:
+            return ""
+        return (f"text {text!r} has {len(text)} characters; the model encodes only the first {max_len} (max_len) "
+                f"in its character images: {text[:max_len]!r}")
 
     @staticmethod
     def check_sampling(variants: int, seed, steps, scheduler: str) -> None:
@@ -141,6 +152,7 @@ class Editor:
         scheduler = scheduler or self.cfg.scheduler
         self.check_sampling(variants, seed, steps, scheduler)
         self.check(photo, edits)
+        check_memory(self.run, int(variants), self.device, "num_variants")  # the variants denoise as one batch
         self.load()
         results = [Variant(v, photo) for v in range(int(variants))]
         with self._lock:  # one denoising at a time: the pipeline and its scheduler are shared
@@ -151,9 +163,6 @@ class Editor:
 
     def _repaint(self, results: List[Variant], edit: Edit, seed: int, steps: int) -> None:
         run = self.run
-        if len(edit.text) > run.max_len:
-            warnings.warn(f"text {edit.text!r} has {len(edit.text)} characters; the model reads the first "
-                          f"{run.max_len} (max_len)", stacklevel=3)
         built = [build_sample(variant.photo, edit.polygon, edit.text, resolution=run.resolution,
                               ttf_size=run.ttf_size, max_len=run.max_len, font_path=self.font_path)
                  for variant in results]
@@ -161,7 +170,7 @@ class Editor:
         regions = denoise(self.pipe, run, [sample for sample, _ in built], generators, steps, self.device)
         for variant, (sample, window), region in zip(results, built, regions):
             variant.photo = composite(variant.photo, window, region, edit.polygon, self.dilate)
-            variant.repaints.append(Repaint(edit, window, sample, region))
+            variant.repaints.append(Repaint(edit, window, sample, region, self.truncation_note(edit.text)))
 
 
 def describe_repaint(repaint: Repaint) -> str:

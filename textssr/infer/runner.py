@@ -31,12 +31,14 @@ from accelerate.utils import gather_object
 from tqdm import tqdm
 
 from textssr import distributed
+from textssr.checks import NothingToDo
 from textssr.config import ConfigError, check_choice, require_path, write_json
 from textssr.data import SkipSample, mask_bbox
 from textssr.data.factory import BENCH_FILE, anyword_json, dataset_options, open_dataset
 from textssr.data.seeding import item_rng, item_torch_generator
-from textssr.data.skips import TEXT_TRUNCATED
-from textssr.generation import Run, check_resume, denoise, load_pipeline, real_region, resolve_run, settings
+from textssr.data.skips import TEXT_TRUNCATED, brief
+from textssr.generation import (Run, check_memory, check_resume, denoise, load_pipeline, real_region, resolve_run,
+                                settings)
 from textssr.identity import instance_key
 from textssr.infer import outputs
 from textssr.precision import dtype_name
@@ -47,8 +49,9 @@ REQUIRED_KEYS = ("bench", "output_dir", "pretrained_vae", "pretrained_unet", "sc
 FREE = ("batch_size",)  # infer's items do not depend on the batch they are denoised in (within 1 gray level)
 
 
-class NothingGenerated(RuntimeError):
-    """The run ended with no finished item at all (every instance skipped)."""
+class NothingGenerated(NothingToDo):
+    """The bench leaves no instance to generate (every one filtered or skipped), or the run ended with no finished
+    item at all."""
 
 
 def resolve_bench(bench: str) -> str:
@@ -61,12 +64,13 @@ def resolve_bench(bench: str) -> str:
     return path
 
 
-def validate(cfg, on_cpu: bool) -> Tuple[Run, str]:
-    """Check every config value before a model is built (a ConfigError names the key and the fix); returns the
-    resolved run and the bench JSON."""
+def validate(cfg, device: torch.device) -> Tuple[Run, str]:
+    """Check every config value before a model is built (a ConfigError names the key and the fix), and that a batch
+    fits in ``device``'s memory; returns the resolved run and the bench JSON."""
     check_choice(cfg.get("device", "auto"), "device", DEVICES, "(under accelerate, pick GPUs with CUDA_VISIBLE_DEVICES)")
     bench_json = resolve_bench(str(cfg.bench)) if cfg.get("bench") is not None else None  # named first
-    run = resolve_run(cfg, on_cpu, "center", REQUIRED_KEYS, "infer")
+    run = resolve_run(cfg, device.type == "cpu", "center", REQUIRED_KEYS, "infer")
+    check_memory(run, int(cfg.batch_size), device)
     run.resolved["bench"] = os.path.abspath(bench_json)
     return run, bench_json
 
@@ -192,8 +196,8 @@ def library_versions() -> dict:
                                                "opencv-python-headless")})
 
 
-def merge_meta(cfg, run: Run, results: List[RankResult], index_skips: Dict[str, int], num_instances: int,
-               written: int, load_s: float, wall_s: float, device, scheduler) -> dict:
+def merge_meta(cfg, run: Run, results: List[RankResult], index_skips: Dict[str, int], filtered: Dict[str, int],
+               num_instances: int, written: int, load_s: float, wall_s: float, device, scheduler) -> dict:
     skipped = Counter(index_skips)
     truncated = skipped.pop(TEXT_TRUNCATED, 0)  # counted by the dataset, but those instances are generated
     timers = Counter()
@@ -213,8 +217,8 @@ def merge_meta(cfg, run: Run, results: List[RankResult], index_skips: Dict[str, 
         mixed_precision=dict(setting=run.mixed.name, source=run.mixed.source) if run.mixed else None,
         counts=dict(indexed=num_instances, written=written, generated=generated,
                     kept_from_previous=sum(r.finished_before for r in results),
-                    skipped=sum(skipped.values()), text_truncated=truncated),
-        skipped=dict(sorted(skipped.items())),
+                    skipped=sum(skipped.values()), filtered=sum(filtered.values()), text_truncated=truncated),
+        skipped=dict(sorted(skipped.items())), filtered=dict(sorted(filtered.items())),
         timings=dict(load_s=round(load_s, 3), loop_s=round(loop_s, 3), wall_s=round(wall_s, 3),
                      **{k: round(v, 3) for k, v in sorted(timers.items())}),
         crops_per_s=round(generated / loop_s, 3) if loop_s > 0 and generated else None,
@@ -225,7 +229,8 @@ def run_inference(cfg) -> Optional[dict]:
     """Run (or resume) inference as ``cfg`` says. Returns meta.json's dict on rank 0, None on the others.
 
     Raises ConfigError for a config that cannot work (before anything is written), SkipSample on a bad
-    instance when ``strict``, and NothingGenerated when no item at all could be written.
+    instance when ``strict``, and NothingGenerated when the bench leaves no instance (the filters and index-time
+    skips removed all: before the models load) or no item at all could be written.
     """
     started = time.perf_counter()
     timeout = distributed.check_timeout(cfg.get("ddp_timeout", distributed.DEFAULT_TIMEOUT_S))
@@ -236,11 +241,17 @@ def run_inference(cfg) -> Optional[dict]:
 
 def _run(cfg, state, started: float) -> Optional[dict]:
     rank, world, device = state.process_index, state.num_processes, state.device
-    run, bench_json = validate(cfg, on_cpu=device.type == "cpu")
+    run, bench_json = validate(cfg, device)
     previous = outputs.read_meta(cfg.output_dir)
     check_resume(previous and previous.get("settings", {}), settings(cfg, run, FREE), f"output_dir {cfg.output_dir}")
-    pipe = load_pipeline(run, cfg, device)
     dataset = open_dataset(bench_json, **dataset_options(cfg, placement="center", **run.sizes()))
+    filtered = dict(dataset.filtered)
+    if len(dataset) == 0:
+        skipped = {k: v for k, v in dataset.skip_counts.items() if k != TEXT_TRUNCATED}
+        raise NothingGenerated(f"nothing to generate: no instance of {bench_json} is left (filtered: "
+                               f"{brief(filtered)}; skipped: {brief(skipped)})" +
+                               (f"; no annotation has language={cfg.language!r}" if filtered else ""))
+    pipe = load_pipeline(run, cfg, device)
     numbers = list(dataset.numbers)  # instance numbers: annotations counted in JSON order, bad ones included
     state.wait_for_everyone()  # every rank has read the old meta.json before rank 0 replaces it
     meta_path = os.path.join(cfg.output_dir, outputs.META_FILE)
@@ -261,7 +272,7 @@ def _run(cfg, state, started: float) -> Optional[dict]:
     finished = [(number, dataset.instance_info(k)) for k, number in enumerate(numbers)
                 if outputs.is_finished(cfg.output_dir, number)]
     written = outputs.write_index(cfg.output_dir, finished)
-    meta = merge_meta(cfg, run, results, dict(getattr(dataset, "skip_counts", {})), len(dataset), written, load_s,
+    meta = merge_meta(cfg, run, results, dict(dataset.skip_counts), filtered, len(dataset), written, load_s,
                       time.perf_counter() - started, device, pipe.scheduler)
     write_json(meta, meta_path)
     if written == 0:
@@ -273,9 +284,11 @@ def _run(cfg, state, started: float) -> Optional[dict]:
 def summary(meta: dict, out_dir: str) -> str:
     """The one-paragraph report printed at the end of infer.py."""
     c = meta["counts"]
-    skipped = ", ".join(f"{k}={v}" for k, v in meta["skipped"].items()) or "none"
+    skipped = brief(meta["skipped"])
     rate = f"{meta['crops_per_s']} crops/s" if meta["crops_per_s"] else "-"
     return (f"{c['written']} crops in {out_dir} ({c['generated']} generated now, {c['kept_from_previous']} kept from "
             f"a previous run; {rate} on {meta['processes']} process(es), {meta['device']}, {meta['dtype']})\n"
-            f"skipped {c['skipped']}: {skipped}")
+            f"skipped {c['skipped']}: {skipped}; filtered {c['filtered']}: {brief(meta['filtered'])}"
+            + (f"; {c['text_truncated']} text(s) longer than max_len={meta['conditions']['max_len']}: only their "
+               "first max_len characters encoded" if c["text_truncated"] else ""))
 

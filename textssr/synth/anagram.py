@@ -62,8 +62,14 @@ def load_lexicon(lexicon, max_len: int, font_path: Optional[str] = None) -> Tupl
     if isinstance(lexicon, (str, os.PathLike)):
         if not os.path.isfile(lexicon):
             raise ValueError(f"lexicon file not found: {lexicon} (one UTF-8 word per line)")
-        with open(lexicon, encoding="utf-8-sig") as f:
-            raw = f.read().splitlines()
+        try:
+            with open(lexicon, encoding="utf-8-sig") as f:
+                raw = f.read().splitlines()
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"lexicon file {lexicon} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                             f"{exc.start}); save it as UTF-8, one word per line") from None
+        except OSError as exc:
+            raise ValueError(f"lexicon file {lexicon} cannot be read ({exc.strerror})") from None
     else:
         raw = [str(w) for w in lexicon]
     words = tuple(w.strip() for w in raw if w.strip() and len(w.strip()) <= max_len and text_problem(w.strip()) is None

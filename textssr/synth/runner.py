@@ -29,7 +29,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -43,15 +42,16 @@ from accelerate.utils import parse_flag_from_env
 from tqdm import tqdm
 
 from textssr import distributed
-from textssr.checks import as_float, as_int, config_errors
+from textssr.checks import NothingToDo, as_float, as_int, config_errors
 from textssr.config import ConfigError, check_choice, read_json, require_path, write_json
-from textssr.data import SkipSample, mask_bbox
+from textssr.data import SkipSample, mask_bbox, skips
 from textssr.data.factory import dataset_options, open_dataset
 from textssr.data.seeding import item_torch_generator
 from textssr.eval.contact_sheet import SheetItem, default_font_path, render_contact_sheet
 from textssr.identity import source_fingerprint
 from textssr.profiling import Laps
-from textssr.generation import Run, check_resume, crop_box, denoise, load_pipeline, resolve_run, settings
+from textssr.generation import (Run, check_memory, check_resume, crop_box, denoise, load_pipeline, resolve_run,
+                                settings)
 from textssr.synth.anagram import TextSource, build_text_source, variant_rng
 from textssr.eval.ocr import Recognizer
 from textssr.synth.screening import Screener, ScreeningRule, screening_rule
@@ -84,17 +84,20 @@ class Plan:
         return self.rank + self.world * (k // self.variants), k % self.variants
 
 
-def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
-    """Fail fast, with one line, on any config value that cannot work; resolve checkpoints and sizes as infer does.
+def validate(cfg, device: torch.device) -> Tuple[Run, Optional[ScreeningRule]]:
+    """Fail fast, with one line, on any config value that cannot work (a batch too big for ``device``'s memory
+    too); resolve checkpoints and sizes as infer does.
     Returns the run (its ``resolved`` holds the source's content fingerprint: items are regions by index, an edited
     source would shift them) and the screening rule (None: off). Loads no model."""
     if cfg.get("source") is not None:
         require_path(cfg.source, "source", "an AnyWord JSON, a benchmark folder holding test.json, or an "
                      "AnyWord-lmdb folder (build one with `python -m textssr.data.build_lmdb`)")
-    run = resolve_run(cfg, on_cpu, "random", REQUIRED_KEYS, "synth")
+    run = resolve_run(cfg, device.type == "cpu", "random", REQUIRED_KEYS, "synth")
+    check_memory(run, int(cfg.batch_size), device)
     as_int(cfg.variants_per_region, "variants_per_region", minimum=1)
     as_int(cfg.get("max_regions"), "max_regions", minimum=1, allow_none=True)
     as_int(cfg.get("jpeg_quality", 95), "jpeg_quality", minimum=1)
+    as_int(cfg.get("contact_sheet_size", 32), "contact_sheet_size", minimum=0)
     as_float(cfg.get("poll_seconds", 5.0), "poll_seconds", minimum=0, exclusive=True)
     if not isinstance(cfg.get("overlap", True), bool):
         raise ConfigError(f"overlap={cfg.overlap!r}: must be True or False")
@@ -103,7 +106,7 @@ def validate(cfg, on_cpu: bool) -> Tuple[Run, Optional[ScreeningRule]]:
         rule = screening_rule(cfg.get("screening"))
     # A bad text source / lexicon fails here, before any model is loaded (a None max_len is read from the UNet
     # later, so no word is too long yet).
-    text_source_for(cfg, sys.maxsize if run.max_len is None else run.max_len)
+    text_source_for(cfg, run.max_len)
     run.resolved["source_content"] = source_fingerprint(str(cfg.source))
     return run, rule
 
@@ -116,15 +119,37 @@ def text_source_for(cfg, max_len: int, font_path: Optional[str] = None) -> Tuple
                                  cfg.get("unpermutable", "keep"), max_len, font_path)
 
 
-class Synthesizer:
-    """Models + dataset of regions + text source + screener; :meth:`generate` turns built samples into crops."""
+@dataclass
+class Regions:
+    """The source's regions this run uses: the first ``num_regions`` of ``dataset``, what indexing skipped
+    (``index_skips``) and what the ``language`` / ``max_regions`` filters removed (``filtered``), by reason."""
+    dataset: object
+    num_regions: int
+    index_skips: dict
+    filtered: dict
 
-    def __init__(self, cfg, run: Run, screener: Optional[Screener], device):
+
+def open_regions(cfg, run: Run) -> Regions:
+    """Index the source; NothingToDo (before any model loads or output is written) when no region is left."""
+    dataset = open_dataset(str(cfg.source), **dataset_options(cfg, **run.sizes()))
+    num_regions = len(dataset) if cfg.get("max_regions") is None else min(len(dataset), int(cfg.max_regions))
+    filtered = dict(dataset.filtered, **{skips.BEYOND_MAX_REGIONS: len(dataset) - num_regions})
+    regions = Regions(dataset, num_regions, dict(dataset.skip_counts), {k: n for k, n in filtered.items() if n})
+    if num_regions == 0:
+        left = {k: n for k, n in regions.index_skips.items() if k != skips.TEXT_TRUNCATED}
+        raise NothingToDo(f"nothing to synthesize: no region of source={cfg.source} is left (filtered: "
+                          f"{skips.brief(regions.filtered)}; skipped: {skips.brief(left)})")
+    return regions
+
+
+class Synthesizer:
+    """Models + regions + text source + screener; :meth:`generate` turns built samples into crops."""
+
+    def __init__(self, cfg, run: Run, regions: Regions, screener: Optional[Screener], device):
         self.cfg, self.run, self.screener, self.device = cfg, run, screener, device
-        self.pipe = load_pipeline(run, cfg, device)  # fills a None ttf_size / max_len from the UNet
-        self.dataset = open_dataset(str(cfg.source), **dataset_options(cfg, **run.sizes()))
+        self.dataset = regions.dataset
         self.text_source, self.lexicon_dropped = text_source_for(cfg, run.max_len, self.dataset.font_path)
-        self.index_skips = dict(self.dataset.skip_counts)  # annotations dropped while indexing the source
+        self.pipe = load_pipeline(run, cfg, device)
 
     def generate(self, samples: List[dict], items: List[Tuple[int, int]]) -> List[np.ndarray]:
         """Denoise one batch (each item's CPU generator draws its initial latents, then its per-step sampler noise);
@@ -135,10 +160,11 @@ class Synthesizer:
         return [crop_box(image, mask_bbox(sample["mask"])) for image, sample in zip(images, samples)]
 
 
-def _fresh_state(settings: dict, world: int, rank: int, index_skips: dict, lexicon_dropped: int) -> dict:
+def _fresh_state(settings: dict, world: int, rank: int, index_skips: dict, filtered: dict,
+                 lexicon_dropped: int) -> dict:
     return dict(settings=settings, world_size=world, rank=rank, cursor=0, done=False,
-                counters={k: 0 for k in COUNTER_KEYS}, timers={k: 0.0 for k in TIMER_KEYS},
-                rejected={}, skipped={}, text_how={}, index_skips=index_skips, lexicon_dropped=lexicon_dropped)
+                counters={k: 0 for k in COUNTER_KEYS}, timers={k: 0.0 for k in TIMER_KEYS}, rejected={}, skipped={},
+                text_how={}, index_skips=index_skips, filtered=filtered, lexicon_dropped=lexicon_dropped)
 
 
 def _check_resume(state: Optional[dict], now: dict, world: int, where: str) -> None:
@@ -304,8 +330,8 @@ def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state:
 def merge_stats(states: List[dict]) -> dict:
     """Sum shard states into the stats.json payload. ``skipped`` counts the regions whose sample could not be
     built (by reason, each region once: its other variants are not tried, they count in ``skipped_items``);
-    ``skipped_at_index`` the annotations the source dropped while indexing (every rank indexes the whole source,
-    so it is taken once)."""
+    ``skipped_at_index`` the annotations the source dropped while indexing and ``filtered`` what the ``language``
+    and ``max_regions`` options removed (every rank indexes the whole source, so both are taken once)."""
     total = {name: Counter() for name in TALLIES}
     for s in states:
         for name in TALLIES:
@@ -316,7 +342,8 @@ def merge_stats(states: List[dict]) -> dict:
     wall = max((s["timers"]["elapsed_s"] for s in states), default=0.0)
     return dict(regions_read=c["regions_read"], items=c["items"], generated=c["generated"], kept=c["kept"],
                 rejected=dict(total["rejected"]), skipped=dict(total["skipped"]), skipped_items=c["skipped_items"],
-                skipped_at_index=first.get("index_skips", {}), lexicon_dropped=first.get("lexicon_dropped", 0),
+                skipped_at_index=first.get("index_skips", {}), filtered=first.get("filtered", {}),
+                lexicon_dropped=first.get("lexicon_dropped", 0),
                 texts=dict(total["text_how"]),
                 **{key: round(t[key], 3) for key in TIMER_KEYS if key != "elapsed_s"},
                 wall_s=round(wall, 3), crops_per_s=round(c["generated"] / wall, 3) if wall else None,
@@ -345,7 +372,7 @@ def synthesize(cfg) -> Optional[dict]:
     dist = distributed.process_state(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available(),
                                      timeout_s=timeout)
     rank, world = dist.process_index, dist.num_processes
-    run, rule = validate(cfg, on_cpu=dist.device.type == "cpu")
+    run, rule = validate(cfg, dist.device)
     now = settings(cfg, run)
     final_lmdb = os.path.join(cfg.output_dir, "lmdb")
     merged = os.path.isfile(os.path.join(final_lmdb, "data.mdb"))
@@ -354,6 +381,7 @@ def synthesize(cfg) -> Optional[dict]:
         started = shards[0].rsplit("-of-", 1)[-1].split(".")[0]
         raise ConfigError(f"{cfg.output_dir} holds a run started with {started} processes; relaunch with "
                           f"--num_processes {started} or use a new output_dir")
+    regions = open_regions(cfg, run)  # nothing left to do: said before any output is written
     os.makedirs(cfg.output_dir, exist_ok=True)
     if world > 1 and merged:
         with StrLmdbReader(final_lmdb) as reader:
@@ -372,12 +400,10 @@ def synthesize(cfg) -> Optional[dict]:
         state = writer.state
         if state is None or not state["done"]:
             screener = Screener(rule, Recognizer(num_threads=ocr_threads())) if rule else None
-            synth = Synthesizer(cfg, run, screener, dist.device)
-            num_regions = len(synth.dataset)
-            if cfg.get("max_regions") is not None:
-                num_regions = min(num_regions, int(cfg.max_regions))
-            plan = Plan(rank, world, num_regions, int(cfg.variants_per_region))
-            state = state or _fresh_state(now, world, rank, synth.index_skips, synth.lexicon_dropped)
+            synth = Synthesizer(cfg, run, regions, screener, dist.device)
+            plan = Plan(rank, world, regions.num_regions, int(cfg.variants_per_region))
+            state = state or _fresh_state(now, world, rank, regions.index_skips, regions.filtered,
+                                          synth.lexicon_dropped)
             state = run_shard(cfg, plan, synth, writer, state, show_progress=rank == 0)
     if world == 1:
         return finish(cfg, final_lmdb, [state])

@@ -38,8 +38,13 @@ class ScreeningRule:
     def __post_init__(self):
         if self.match not in MATCH_RULES:
             raise ValueError(f"screening.match={self.match!r}; choose one of {MATCH_RULES}")
-        if not 0.0 <= self.min_ned <= 1.0 or not 0.0 <= self.min_confidence <= 1.0:
-            raise ValueError("screening.min_ned and screening.min_confidence must lie in [0, 1]")
+        for key in ("min_ned", "min_confidence"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"screening.{key}={value!r}: must be a number in [0, 1]")
+        for key in ("case_sensitive", "ignore_spaces"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"screening.{key}={getattr(self, key)!r}: must be True or False")
 
     def normalise(self, text: str) -> str:
         text = text.strip()
@@ -83,6 +88,8 @@ def screening_rule(screening: Optional[dict]) -> Optional[ScreeningRule]:
     """The rule of a ``screening`` config value (None: screening off). Unknown keys are a ValueError."""
     if screening is None:
         return None
+    if not isinstance(screening, dict):
+        raise ValueError(f"screening={screening!r}: must be a dict (e.g. dict(match='exact')) or None")
     unknown = set(screening) - set(ScreeningRule.__dataclass_fields__)
     if unknown:
         raise ValueError(f"screening has unknown key(s) {sorted(unknown)}; "

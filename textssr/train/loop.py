@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from textssr import distributed
 from textssr.checks import RunStopped
 from textssr.config import ConfigError
+from textssr.data.skips import brief
 from textssr.precision import DTYPES, check_gpu_bf16, configure_backends, resolve_mixed_precision
 from textssr.profiling import StepProfiler, TrainPrecision, autocast
 from textssr.run_config import dump_run_config
@@ -116,6 +117,7 @@ def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
     # Data first: it is cheap and its size decides the step arithmetic.
     dataset = build_dataset(cfg, vae_mode=stage.vae_mode)
     index_skips = dict(sorted(dataset.skip_counts.items()))  # filtered while indexing: the same on every rank
+    filtered = dict(sorted(dataset.filtered.items()))  # what the language option removed
     loader = build_loader(dataset, cfg, accelerator.num_processes, accelerator.process_index)
     accum = cfg.gradient_accumulation_steps
     steps_per_epoch = len(loader) // accum
@@ -172,7 +174,7 @@ def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
         return {"global_step": global_step, "epoch": epoch, "max_train_steps": max_steps,
                 "steps_per_epoch": steps_per_epoch, "num_processes": accelerator.num_processes,
                 "skipped": counts, "skipped_instances": {str(k): v for k, v in instances.items()},
-                "skipped_at_index": index_skips, "precision": precision.records}
+                "skipped_at_index": index_skips, "filtered_at_index": filtered, "precision": precision.records}
 
     def agree(choice):
         """Rank 0's choice on every rank (ranks time their own batches and could disagree)."""
@@ -271,8 +273,9 @@ def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
     counts = ", ".join(f"{k}: {v}" for k, v in final["skipped"].items()) or "none"
     at_index = ", ".join(f"{k}: {v}" for k, v in index_skips.items()) or "none"
     log(f"[{stage.name}] done at step {global_step} in {time.time() - start:.1f} s; skipped samples — while "
-        f"training, each once: {counts}; when indexing the data: {at_index}", event="end", step=global_step,
-        skipped=final["skipped"], skipped_at_index=index_skips, seconds=round(time.time() - start, 2))
+        f"training, each once: {counts}; when indexing the data: {at_index}; filtered: {brief(filtered)}",
+        event="end", step=global_step, skipped=final["skipped"], skipped_at_index=index_skips,
+        filtered_at_index=filtered, seconds=round(time.time() - start, 2))
     accelerator.end_training()
     return final
 
