@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from textssr.checks import run_script
+from textssr.config.checks import run_script
 from textssr.config import add_config_args, load_config
 
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "infer_cfg.py")

@@ -10,7 +10,7 @@ Writes the whole photo with each region repainted (textssr/edit/); pixels outsid
 import os
 import sys
 
-from textssr.checks import run_script
+from textssr.config.checks import run_script
 from textssr.edit.command import main
 
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "infer_cfg.py")

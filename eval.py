@@ -9,8 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from textssr.checks import check_output_dir, run_script
-from textssr.config import ConfigError, exit_on_config_error
+from textssr.config.checks import check_output_dir, run_script
+from textssr.config import ConfigError
+from textssr.utils.errors import InputError, exit_on_input_error
 from textssr.eval import EvalError, Recognizer, evaluate_results, format_table, open_results, write_contact_sheet, \
     write_metrics
 from textssr.eval.evaluate import METRICS_FILE, SHEET_FILE
@@ -42,8 +43,8 @@ def main(argv=None) -> None:
             raise ConfigError("--batch-size and --sheet-max must be >= 1")
         open_results(args.results)  # fail on a wrong folder before loading the model
         out = check_out(Path(args.out) if args.out else Path(args.results) / METRICS_FILE)
-    except ConfigError as exc:
-        exit_on_config_error(exc)
+    except InputError as exc:
+        exit_on_input_error(exc)
     try:
         metrics = run_script(lambda: evaluate_results(args.results, Recognizer(batch_size=args.batch_size),
                                                       strict=args.strict), resumable=False)

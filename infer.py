@@ -9,7 +9,7 @@ textssr/infer/outputs.py). Re-running the same command resumes: finished items a
 import os
 import sys
 
-from textssr.checks import run_script
+from textssr.config.checks import run_script
 from textssr.config import parse_config
 from textssr.data import SkipSample
 from textssr.infer import run_inference, summary

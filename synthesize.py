@@ -9,7 +9,7 @@ Restart the same command after any crash: it resumes where it stopped. See texts
 import os
 import sys
 
-from textssr.checks import run_script
+from textssr.config.checks import run_script
 from textssr.config import parse_config
 from textssr.data import SkipSample
 from textssr.data.skips import brief

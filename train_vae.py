@@ -4,7 +4,7 @@
 """
 import os
 
-from textssr.checks import run_script
+from textssr.config.checks import run_script
 from textssr.config import parse_config
 from textssr.train import train
 

@@ -81,7 +81,7 @@ class Clock:
 def measure(stage, model, batch: dict, mode: str, device, timed: int) -> dict:
     """``timed`` training micro-batches (after one warm-up) of ``stage`` under ``mode``."""
     dtype, tf32, checkpointing = MODES[mode]
-    from textssr.precision import configure_backends
+    from textssr.runtime.precision import configure_backends
     matmul, conv = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
     torch.backends.cuda.matmul.fp32_precision = torch.backends.cudnn.conv.fp32_precision = "ieee"
     configure_backends(device, tf32)
@@ -155,7 +155,7 @@ def model_steps(size: dict, device) -> list:
 def script_runs(size: dict, cuda: bool, root: str) -> dict:
     """train_diff.py: 3 steps with a checkpoint, then the same command resumed to 8; infer.py on its checkpoint."""
     from diffusers import AutoencoderKL
-    from textssr.tiny_data import generate
+    from textssr.data.tiny_data import generate
     generate(os.path.join(root, "data"), num_images=6, bench_images=1, seed=3)
     vae_dir = os.path.join(root, "vae")
     torch.manual_seed(0)

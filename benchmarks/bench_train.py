@@ -147,7 +147,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, REPO)
-    from textssr.tiny_data import generate
+    from textssr.data.tiny_data import generate
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data")
         generate(data, num_images=args.num_images, bench_images=2, progress=False)

@@ -56,9 +56,9 @@ def jpeg_window() -> None:
 
 @pytest.fixture
 def fake_precision(monkeypatch):
-    """``fake_precision(name)`` makes textssr.precision.choose run both candidates once and return ``name``
+    """``fake_precision(name)`` makes textssr.runtime.precision.choose run both candidates once and return ``name``
     ("bf16" or "no") without timing anything; returns the list of choices made so far."""
-    import textssr.precision as precision
+    import textssr.runtime.precision as precision
     seen = []
 
     def install(name):

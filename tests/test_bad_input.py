@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from textssr.config import ConfigError, load_config
-from textssr.run_config import literal_assignments, read_run_config
+from textssr.config.run_config import literal_assignments, read_run_config
 from textssr.data import AnyWordDataset, SkipSample, collate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,7 +157,7 @@ def test_each_bad_instance_is_counted_once_and_never_built_again(photos):
 def test_workers_report_instances_that_the_training_counter_counts_once(photos):
     """Two DataLoader workers and two epochs: every worker meets the chain, the counter counts it once and tells
     the main process's dataset, so the next epoch's workers do not build it again."""
-    from textssr.skip_accounting import SkipCounter
+    from textssr.train.skip_counter import SkipCounter
     ds = chain_dataset(photos)
     counter = SkipCounter(ds)
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate, shuffle=False)
@@ -247,7 +247,7 @@ def small_corpus(tmp_path_factory):
     """A 4-image tiny corpus (JSON, images and LMDBs) made by the generator the demo uses, and tiny random models in
     ``model/`` (vae/, unet/, scheduler/)."""
     from tiny_models import save_tiny_sd21
-    from textssr.tiny_data import generate
+    from textssr.data.tiny_data import generate
     root = tmp_path_factory.mktemp("small_corpus")
     generate(root, num_images=4, bench_images=2, seed=5, progress=False)
     save_tiny_sd21(str(root / "model"))

@@ -78,7 +78,7 @@ def corrupted_lmdb(tmp_path_factory):
     import lmdb
     import numpy as np
     from textssr.data.lmdb_store import IMAGE_PREFIX, INDEX_KEY, IndexTable
-    from textssr.tiny_data import generate
+    from textssr.data.tiny_data import generate
     root = tmp_path_factory.mktemp("dist_corpus")
     generate(root, num_images=8, bench_images=2, seed=11)
     out = root / "corrupt_lmdb"

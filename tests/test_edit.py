@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from textssr.checks import run_script
+from textssr.config.checks import run_script
 from textssr.edit import DILATE_PX, composite, edited_area, parse_polygon_arg, read_photo
 from textssr.edit.command import main
 from textssr.edit.lines import MIN_NED, TextLine, best_line

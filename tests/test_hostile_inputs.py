@@ -27,7 +27,7 @@ GOOD = [[377, 117], [463, 117], [465, 130], [378, 130]]  # "Genaxis Theatre" in 
 def corpus(tmp_path_factory):
     """A 4-image tiny corpus (Latin and Chinese words; train.json, bench/test.json) and tiny random models."""
     from tiny_models import save_tiny_sd21
-    from textssr.tiny_data import generate
+    from textssr.data.tiny_data import generate
     root = tmp_path_factory.mktemp("hostile")
     generate(root, num_images=4, bench_images=2, seed=5, progress=False, build_lmdbs=False)
     save_tiny_sd21(str(root / "model"))

@@ -133,7 +133,7 @@ def test_infer_stopped_by_sigint_then_by_sigterm_then_rerun_completes(tiny_model
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from textssr.tiny_data import generate
+    from textssr.data.tiny_data import generate
     out = tmp_path_factory.mktemp("signal_corpus")
     generate(out, num_images=8, bench_images=2, seed=11)
     return out / "AnyWord-lmdb"

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from textssr import distributed, precision
-from textssr.checks import RunStopped
+from textssr.runtime import distributed, precision
+from textssr.config.checks import RunStopped
 from textssr.config import ConfigError, load_config
-from textssr.precision import MixedPrecision, resolve_mixed_precision
+from textssr.runtime.precision import MixedPrecision, resolve_mixed_precision
 from textssr.train import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def fresh_state(fresh_accelerate_state):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from textssr.tiny_data import generate
+    from textssr.data.tiny_data import generate
     out = tmp_path_factory.mktemp("gpu_path_corpus")
     generate(out, num_images=4, bench_images=1, seed=5)
     return out / "AnyWord-lmdb"
@@ -204,7 +204,7 @@ def fake_gpu(monkeypatch):
 
 
 def test_auto_on_a_gpu_without_native_bf16_is_fp16_on_the_ranks_own_device(fake_gpu):
-    from textssr.profiling import TrainPrecision
+    from textssr.train.precision import TrainPrecision
     asked = fake_gpu((7, 0))  # V100: torch.cuda.is_bf16_supported() says True (emulated)
     rank3 = torch.device("cuda", 3)
     chosen = TrainPrecision(MixedPrecision("auto", "the config"), rank3)
@@ -215,7 +215,7 @@ def test_auto_on_a_gpu_without_native_bf16_is_fp16_on_the_ranks_own_device(fake_
 
 
 def test_auto_on_a_gpu_with_native_bf16_is_bf16(fake_gpu):
-    from textssr.profiling import TrainPrecision
+    from textssr.train.precision import TrainPrecision
     asked = fake_gpu((9, 0))
     chosen = TrainPrecision(MixedPrecision("auto", "the config"), torch.device("cuda", 5))
     assert chosen.accelerate_name == "bf16" and asked == [torch.device("cuda", 5)]
@@ -380,7 +380,7 @@ def test_ema_updates_with_foreach(corpus, tmp_path, monkeypatch):
 
 
 def test_latent_cache_lives_in_host_memory_and_batches_are_pinned_for_a_gpu(monkeypatch):
-    from textssr.latent_cache import LatentCache
+    from textssr.train.latent_cache import LatentCache
     from textssr.train.data import to_device
     batch = {"index": torch.tensor([3, 4]), "image": torch.zeros(2, 3, 8, 8), "masked_image": torch.zeros(2, 3, 8, 8),
              "glyph": torch.zeros(2, 3, 8, 8), "text": ["a", "b"]}

@@ -1,12 +1,12 @@
-"""Reduced precision by measurement (textssr.precision): bf16 only where the hardware has it and timing says it is
+"""Reduced precision by measurement (textssr.runtime.precision): bf16 only where the hardware has it and timing says it is
 faster; the CDM stage's vae_dtype="auto", training's mixed_precision="auto" and infer's, each with the capability
 and the timings faked both ways."""
 import pytest
 import torch
 
-from textssr import precision
+from textssr.runtime import precision
 from textssr.config import ConfigError
-from textssr.precision import choose
+from textssr.runtime.precision import choose
 
 CPU = torch.device("cpu")
 

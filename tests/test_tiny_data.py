@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from textssr import tiny_data
+from textssr.data import tiny_data
 from textssr.config import ConfigError
-from textssr.tiny_data import (CHINESE, LATIN, FontBank, FontMissingError, FontSource, draw_scene, generate,
-                               load_word_lists, scene_rng, scene_size, split_words)
+from textssr.data.tiny_data import (CHINESE, LATIN, FontBank, FontMissingError, FontSource, draw_scene, generate,
+                                    load_word_lists, scene_rng, scene_size, split_words)
 
 # The data layer warns that the original's glyph font is absent and Noto Sans CJK Bold stands in: expected here.
 FALLBACK_FONT_WARNING = "ignore:font .* not found:UserWarning"

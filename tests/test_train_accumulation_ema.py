@@ -25,7 +25,7 @@ ACCUM = 2
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """The embedded tiny corpus, 8 images (as tests/test_train_stages.py)."""
-    from textssr.tiny_data import generate
+    from textssr.data.tiny_data import generate
     out = tmp_path_factory.mktemp("accum_corpus")
     generate(out, num_images=8, bench_images=2, seed=11)
     return out / "AnyWord-lmdb"

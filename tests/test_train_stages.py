@@ -28,7 +28,7 @@ CDM = dict(vae_dtype=None, latent_cache=False, region_placement="random")
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory):
     """The embedded tiny corpus, 8 images: AnyWord-lmdb/step1_lmdb and step2_lmdb."""
-    from textssr.tiny_data import generate
+    from textssr.data.tiny_data import generate
     out = tmp_path_factory.mktemp("train_corpus")
     generate(out, num_images=8, bench_images=2, seed=11)
     return out / "AnyWord-lmdb"
@@ -476,7 +476,7 @@ def test_resume_reads_generator_states_as_weights_only(corpus, vae_run, tmp_path
 
 @pytest.mark.parametrize("chosen", ["bf16", "no"])
 def test_auto_precisions_follow_the_measurement(corpus, vae_run, tmp_path, fake_precision, chosen):
-    """vae_dtype="auto" and mixed_precision="auto" time the first real batch both ways (textssr.precision.choose,
+    """vae_dtype="auto" and mixed_precision="auto" time the first real batch both ways (textssr.runtime.precision.choose,
     faked here both ways) and train with the choice; the probe leaves the training stream untouched."""
     seen = fake_precision(chosen)
     out = tmp_path / f"auto_{chosen}"

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from textssr.checks import config_errors
-from textssr.config import ConfigError, check_choice, read_json
+from textssr.data.errors import DataError, check_choice, data_errors
+from textssr.utils.jsonio import read_json
 from textssr.data import geometry, skips
 from textssr.data.fonts import DEFAULT_FONT, missing_chars, resolve_font
 from textssr.data.image_io import ImageReader
@@ -81,13 +81,13 @@ class AnyWordBase(Dataset):
                  strict: bool = False, region_placement: str = "random", allow_images_outside_root: bool = False):
         for key, value in (("resolution", resolution), ("ttf_size", ttf_size), ("max_len", max_len)):
             if int(value) < 1:
-                raise ConfigError(f"{key}={value}; must be >= 1")
+                raise DataError(f"{key}={value}; must be >= 1")
         self.region_placement = check_choice(region_placement, "region_placement", PLACEMENTS)
         self.seed, self.resolution, self.ttf_size, self.max_len = int(seed), int(resolution), int(ttf_size), int(max_len)
         if language is not None and not isinstance(language, str):
-            raise ConfigError(f"language={language!r}: must be a language name such as 'Latin' or 'Chinese', or None")
+            raise DataError(f"language={language!r}: must be a language name such as 'Latin' or 'Chinese', or None")
         if not isinstance(allow_images_outside_root, bool):
-            raise ConfigError(f"allow_images_outside_root={allow_images_outside_root!r}: must be True or False")
+            raise DataError(f"allow_images_outside_root={allow_images_outside_root!r}: must be True or False")
         self.language, self.vae_mode, self.strict = language, bool(vae_mode), bool(strict)
         self.allow_images_outside_root = allow_images_outside_root
         self.font_path = None if self.vae_mode else resolve_font(font_path)
@@ -243,24 +243,24 @@ def root_candidates(data_root: str, json_path: str) -> List[str]:
 
 
 def resolve_data_root(data_root: str, json_path: str, img_names: Sequence[str]) -> str:
-    """The first candidate folder holding one of the first images; ConfigError naming every place tried."""
+    """The first candidate folder holding one of the first images; DataError naming every place tried."""
     probes = [n for n in img_names if isinstance(n, str) and n and not outside_root(n)][:ROOT_PROBES]
     tried = []
     for candidate in root_candidates(data_root or ".", json_path):
         if os.path.isdir(candidate) and (not probes or any(os.path.isfile(os.path.join(candidate, n)) for n in probes)):
             return candidate
         tried.append(candidate if os.path.isdir(candidate) else f"{candidate} (no such folder)")
-    raise ConfigError(f"{json_path}: data_root {data_root!r} holds none of its images ({', '.join(probes[:3])}, …); "
+    raise DataError(f"{json_path}: data_root {data_root!r} holds none of its images ({', '.join(probes[:3])}, …); "
                       f"tried {'; '.join(tried)} — run from the folder data_root is relative to, or fix data_root")
 
 
 def load_anyword_json(json_path: str) -> dict:
     if not os.path.isfile(json_path):
-        raise ConfigError(f"AnyWord JSON not found: {json_path}")
-    with config_errors(ValueError, prefix=f"{json_path} is not valid JSON: "):  # UnicodeDecodeError is one
+        raise DataError(f"AnyWord JSON not found: {json_path}")
+    with data_errors(ValueError, prefix=f"{json_path} is not valid JSON: "):  # UnicodeDecodeError is one
         content = read_json(json_path)
     if not isinstance(content, dict) or not isinstance(content.get("data_list"), list):
-        raise ConfigError(f"{json_path} is not AnyWord JSON: it needs a `data_list` list (and a `data_root`)")
+        raise DataError(f"{json_path} is not AnyWord JSON: it needs a `data_list` list (and a `data_root`)")
     return content
 
 
@@ -271,7 +271,7 @@ class AnyWordDataset(AnyWordBase):
         super().__init__(**options)
         paths = [json_path] if isinstance(json_path, (str, os.PathLike)) else list(json_path)
         if not paths:
-            raise ConfigError("json_path is empty: give one AnyWord JSON or a list of them")
+            raise DataError("json_path is empty: give one AnyWord JSON or a list of them")
         self.image_paths: List[str] = []
         self.image_names: List[str] = []
         self.samples: List[Tuple[int, int, str, Optional[str], np.ndarray]] = []

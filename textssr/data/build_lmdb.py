@@ -23,8 +23,9 @@ from typing import List, Optional, Sequence, Tuple
 import lmdb
 from tqdm import tqdm
 
-from textssr.checks import check_output_dir
-from textssr.config import ConfigError, read_json, write_json
+from textssr.data.errors import DataError
+from textssr.utils.paths import check_output_dir
+from textssr.utils.jsonio import read_json, write_json
 from textssr.data import geometry, skips
 from textssr.data.anyword import (load_anyword_json, outside_root, resolve_data_root, screen_annotation,
                                    screen_entry)
@@ -32,7 +33,7 @@ from textssr.data.lmdb_store import (ANNOTATIONS_PREFIX, IMAGE_PREFIX, INDEX_KEY
                                      release_reader, shared_reader)
 from textssr.data.image_io import decode_image, image_extent
 from textssr.data.skips import SkipSample
-from textssr.identity import chunk_fingerprint
+from textssr.data.fingerprint import chunk_fingerprint
 
 BUILD_INFO = "build_info.json"
 COMMIT_EVERY = 1000  # images per write transaction
@@ -70,7 +71,7 @@ def check_build_info(out_dir: str, info: dict) -> None:
         before = read_json(path)
         if before != info:
             changed = sorted(k for k in set(before) | set(info) if before.get(k) != info.get(k))
-            raise ConfigError(f"{out_dir} holds a build made with other arguments ({', '.join(changed)}); "
+            raise DataError(f"{out_dir} holds a build made with other arguments ({', '.join(changed)}); "
                               "use a new --out or delete it")
         return
     os.makedirs(out_dir, exist_ok=True)
@@ -158,16 +159,16 @@ def build_lmdb(json_paths: Sequence[str], out_dir: str, shard_size: int = 100000
                progress: bool = True, allow_outside_root: bool = False) -> dict:
     """Build (or resume building) AnyWord-lmdb at ``out_dir`` from AnyWord JSON files; returns a summary (out,
     shards, resumed_shards, rebuilt_shards, images, samples, skipped {reason: count}, filtered {reason: count}: what
-    ``language`` removed, seconds). Raises ConfigError for missing inputs or a resume with other arguments.
+    ``language`` removed, seconds). Raises DataError for missing inputs or a resume with other arguments.
     ``allow_outside_root``: read img_names that are absolute or climb out of data_root (else skipped, counted)."""
     started = time.perf_counter()
     if isinstance(json_paths, (str, os.PathLike)):
         json_paths = [json_paths]
     if not json_paths:
-        raise ConfigError("build_lmdb needs at least one --json AnyWord JSON")
+        raise DataError("build_lmdb needs at least one --json AnyWord JSON")
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
-        raise ConfigError(f"--shard-size {shard_size}; must be an integer >= 1")
-    check_output_dir(out_dir, "--out")
+        raise DataError(f"--shard-size {shard_size}; must be an integer >= 1")
+    check_output_dir(out_dir, "--out", DataError)
     malformed: Counter = Counter()
     images = list_images([str(p) for p in json_paths], malformed, allow_outside_root)
     info = dict(json=[os.path.abspath(str(p)) for p in json_paths], images=len(images), shard_size=int(shard_size),
@@ -212,7 +213,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         summary = build_lmdb(args.json, args.out, args.shard_size, args.language, progress=not args.no_progress,
                              allow_outside_root=args.allow_images_outside_root)
-    except ConfigError as exc:
+    except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"AnyWord-lmdb at {summary['out']}: {summary['shards']} shard(s) ({summary['resumed_shards']} already "

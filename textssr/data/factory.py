@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Union
 
 from textssr.data.anyword import AnyWordBase, AnyWordDataset
 from textssr.data.lmdb_store import AnyWordLmdbDataset
-from textssr.skip_accounting import IndexedConcat
+from textssr.data.concat import IndexedConcat
 
 BENCH_FILE = "test.json"  # the AnyWord JSON of a benchmark folder (the published TextSSR-benchmark layout)
 

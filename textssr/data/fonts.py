@@ -14,7 +14,8 @@ from typing import FrozenSet, List, Tuple
 from fontTools.ttLib import TTFont
 from PIL import ImageFont
 
-from textssr.config import ConfigError, first_line
+from textssr.data.errors import DataError
+from textssr.utils.errors import first_line
 
 DEFAULT_FONT = "AlibabaPuHuiTi-3-85-Bold.ttf"
 # Fallbacks in order: PyPI `cvttf-notosanscjk-bold`, then Debian's fonts-noto-cjk and fonts-wqy-microhei.
@@ -44,15 +45,15 @@ def fallback_fonts() -> List[str]:
 
 
 def resolve_font(font_path: str = DEFAULT_FONT) -> str:
-    """``font_path`` if it is a file, else the first fallback font (one warning naming both paths); a ConfigError
+    """``font_path`` if it is a file, else the first fallback font (one warning naming both paths); a DataError
     with the install command when neither exists."""
     if font_path and os.path.isfile(str(font_path)):
         return check_font(str(font_path))
     if font_path and os.path.isdir(str(font_path)):
-        raise ConfigError(f"font_path={font_path!r} is a folder; name a .ttf/.otf/.ttc font file")
+        raise DataError(f"font_path={font_path!r} is a folder; name a .ttf/.otf/.ttc font file")
     fallbacks = fallback_fonts()
     if not fallbacks:
-        raise ConfigError(f"font not found: {font_path!r} and no fallback font installed — {INSTALL_HINT}")
+        raise DataError(f"font not found: {font_path!r} and no fallback font installed — {INSTALL_HINT}")
     chosen = fallbacks[0]
     if (font_path, chosen) not in _warned:
         _warned.add((font_path, chosen))
@@ -64,13 +65,13 @@ def resolve_font(font_path: str = DEFAULT_FONT) -> str:
 @functools.lru_cache(maxsize=8)
 def check_font(path: str) -> str:
     """``path`` if FreeType and fontTools can both read it (rendering and the tofu check need them), else a
-    ConfigError naming it: a mistyped ``font_path`` fails at start-up, not at the first sample."""
+    DataError naming it: a mistyped ``font_path`` fails at start-up, not at the first sample."""
     try:
         load_font(path, 16)
         if not font_charset(path):
             raise ValueError("it maps no character")
     except Exception as exc:  # FreeType, fontTools: OSError, TTLibError, struct.error, ... on a non-font file
-        raise ConfigError(f"font_path={path!r} is not a usable font file ({type(exc).__name__}: {first_line(exc)}); "
+        raise DataError(f"font_path={path!r} is not a usable font file ({type(exc).__name__}: {first_line(exc)}); "
                           "name a .ttf/.otf/.ttc font") from None
     return path
 

@@ -15,7 +15,8 @@ import sys
 from collections import Counter
 from typing import List, Optional, Sequence, Tuple
 
-from textssr.config import ConfigError, write_json
+from textssr.data.errors import DataError
+from textssr.utils.jsonio import write_json
 
 GT_PATTERN = re.compile(r"^gt_(.+)\.txt$")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
@@ -77,10 +78,10 @@ def convert_icdar15(gt_dir: str, image_dir: Optional[str], out_json: str, data_r
     image_dir = image_dir or gt_dir
     for key, folder in (("--gt-dir", gt_dir), ("--image-dir", image_dir)):
         if not os.path.isdir(folder):
-            raise ConfigError(f"{key} {folder}: no such folder")
+            raise DataError(f"{key} {folder}: no such folder")
     gt_files = sorted((n for n in os.listdir(gt_dir) if GT_PATTERN.match(n)), key=_natural_key)
     if not gt_files:
-        raise ConfigError(f"--gt-dir {gt_dir} holds no gt_<image>.txt file (ICDAR 2015 annotations)")
+        raise DataError(f"--gt-dir {gt_dir} holds no gt_<image>.txt file (ICDAR 2015 annotations)")
     counts: Counter = Counter()
     data_list = []
     for name in gt_files:
@@ -109,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         summary = convert_icdar15(args.gt_dir, args.image_dir, args.out, args.data_root)
-    except ConfigError as exc:
+    except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     skipped = ", ".join(f"{n} {k}" for k, n in sorted(summary["skipped"].items())) or "none"

@@ -17,7 +17,7 @@ import simplejpeg
 
 from textssr.data import geometry
 from textssr.data.skips import EMPTY_EXTENT, IMAGE_MISSING, IMAGE_UNREADABLE, SkipSample
-from textssr.profiling import Laps
+from textssr.utils.timing import Laps
 
 try:
     from textssr.data._jpeg_window import decode_window as _jpeg_window

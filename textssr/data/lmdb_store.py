@@ -17,8 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import lmdb
 import numpy as np
 
-from textssr.checks import config_errors
-from textssr.config import ConfigError
+from textssr.data.errors import DataError, data_errors
 from textssr.data import geometry, skips
 from textssr.data.anyword import AnyWordBase
 from textssr.data.fonts import font_charset
@@ -98,13 +97,13 @@ class IndexTable:
 
     @classmethod
     def decode(cls, blob: bytes, where: str) -> "IndexTable":
-        with config_errors(ValueError, KeyError, OSError, prefix=f"{where}: unreadable __index__ (",
+        with data_errors(ValueError, KeyError, OSError, prefix=f"{where}: unreadable __index__ (",
                            suffix=f"); rebuild it — {BUILD_HINT}"):
             with np.load(io.BytesIO(blob), allow_pickle=False) as z:
                 a = {k: z[k] for k in z.files}
             header = json.loads(a["header"].tobytes().decode("utf-8"))
         if header.get("version") != INDEX_VERSION:
-            raise ConfigError(f"{where}: __index__ version {header.get('version')} (expected {INDEX_VERSION}); "
+            raise DataError(f"{where}: __index__ version {header.get('version')} (expected {INDEX_VERSION}); "
                               f"rebuild it — {BUILD_HINT}")
         return cls(PackedStrings(a["image_ids"].tobytes(), a["image_id_offsets"]),
                    PackedStrings(a["image_names"].tobytes(), a["image_name_offsets"]), a["extents"],
@@ -116,10 +115,10 @@ class IndexTable:
 def find_environments(lmdb_path: str) -> List[str]:
     """Every folder under ``lmdb_path`` (itself included) holding a ``data.mdb``, sorted."""
     if not os.path.isdir(lmdb_path):
-        raise ConfigError(f"AnyWord-lmdb not found at {lmdb_path} — {BUILD_HINT}")
+        raise DataError(f"AnyWord-lmdb not found at {lmdb_path} — {BUILD_HINT}")
     found = sorted(root for root, _, files in os.walk(lmdb_path, followlinks=True) if "data.mdb" in files)
     if not found:
-        raise ConfigError(f"no LMDB environment (data.mdb) under {lmdb_path} — {BUILD_HINT}")
+        raise DataError(f"no LMDB environment (data.mdb) under {lmdb_path} — {BUILD_HINT}")
     return found
 
 

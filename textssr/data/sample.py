@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from textssr.data import geometry
 from textssr.data.render import render_glyph, render_ttf_img
 from textssr.data.skips import MASK_EMPTY, POLYGON_DEGENERATE, POLYGON_OUTSIDE, SkipSample
-from textssr.profiling import Laps
+from textssr.utils.timing import Laps
 
 
 def resize_chw(x: np.ndarray, resolution: int) -> np.ndarray:

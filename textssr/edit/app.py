@@ -27,6 +27,7 @@ from textssr.edit.editor import Edit, Editor  # noqa: E402
 from textssr.edit.lines import LineFinder  # noqa: E402
 from textssr.edit.region import conditioning_views, parse_polygon_arg, polygon_arg, read_photo, to_rgb  # noqa: E402
 from textssr.models import SCHEDULERS  # noqa: E402
+from textssr.utils.errors import InputError
 
 CORNERS, BOX = "4 corners", "box (2 opposite corners)"
 CLICKS = {CORNERS: 4, BOX: 2}
@@ -90,7 +91,7 @@ class Handlers:
             return None, [], "", [], ""
         try:
             photo = self.photo(path)
-        except ConfigError as exc:
+        except InputError as exc:
             return None, [], "", [], message(str(exc), ok=False)
         height, width = photo.shape[:2]
         return (to_rgb(photo), [], "", [],
@@ -115,7 +116,7 @@ class Handlers:
             return draw_overlay(photo, lines=lines), ""
         try:
             polygon = parse_polygon_arg(polygon_text)
-        except ConfigError as exc:
+        except InputError as exc:
             return draw_overlay(photo, lines=lines), message(str(exc), ok=False)
         return draw_overlay(photo, polygon, lines=lines), ""
 
@@ -172,7 +173,7 @@ def guarded(handler, n_outputs: int):
     def run(*args):
         try:
             return handler(*args)
-        except ConfigError as exc:
+        except InputError as exc:
             text = message(str(exc), ok=False)
         except Exception as exc:  # never a traceback in the page: the message, and the traceback on the console
             traceback.print_exc()

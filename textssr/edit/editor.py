@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from textssr.checks import as_int
+from textssr.config.checks import as_int
 from textssr.config import ConfigError
 from textssr.data.fonts import resolve_font
 from textssr.data.seeding import item_torch_generator

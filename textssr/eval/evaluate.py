@@ -20,9 +20,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from textssr.checks import config_errors
-from textssr.config import ConfigError, read_json, write_json
-from textssr.crop_check import crop_problem
+from textssr.config.checks import config_errors
+from textssr.config import ConfigError
+from textssr.utils.jsonio import read_json, write_json
+from textssr.eval.crop_check import crop_problem
 from textssr.eval.contact_sheet import SheetItem, default_font_path, render_contact_sheet
 from textssr.eval.metrics import SCORE_KEYS, score
 from textssr.eval.ocr import OCR_MODEL, ROTATION_RULE, Recognizer

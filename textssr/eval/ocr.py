@@ -13,7 +13,7 @@ from rapidocr_onnxruntime.ch_ppocr_rec import TextRecognizer
 from rapidocr_onnxruntime.main import DEFAULT_CFG_PATH
 from rapidocr_onnxruntime.utils import read_yaml, update_model_path
 
-from textssr.crop_check import TALL_RATIO, crop_problem
+from textssr.eval.crop_check import TALL_RATIO, crop_problem
 
 OCR_MODEL = "PP-OCRv4 recognition (ch_PP-OCRv4_rec_infer.onnx from rapidocr-onnxruntime)"
 ROTATION_RULE = (f"crops taller than {TALL_RATIO} x their width are rotated 90 degrees counter-clockwise "

@@ -10,7 +10,7 @@
 ``<i>`` is the instance's number in the bench (annotations counted in JSON order): a skipped instance leaves a gap
 and a resumed run writes the same names. An item is finished when its three PNGs exist; each file is written under
 a temporary name and renamed, so a killed run never leaves a half-written image. ``local/<i>.png`` (written last)
-carries the instance's *key* (:func:`textssr.identity.instance_key`) in a PNG text chunk, so a rerun after the bench
+carries the instance's *key* (:func:`textssr.data.fingerprint.instance_key`) in a PNG text chunk, so a rerun after the bench
 changed regenerates exactly the items whose instance changed instead of keeping a crop under another's label.
 """
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Iterable, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from textssr.config import read_json, write_json
+from textssr.utils.jsonio import read_json, write_json
 from textssr.eval.evaluate import GT_DIR, INSTANCES_FILE, LABELS_FILE, REGION_DIR
 from textssr.generation import crop_box
-from textssr.identity import key_chunk, stamped_key
+from textssr.infer.instance_key import key_chunk, stamped_key
 
 LOCAL_DIR, META_FILE = "local", "meta.json"  # the rest of the layout is what eval.py reads: named there
 IMAGE_DIRS = (LOCAL_DIR, REGION_DIR, GT_DIR)

@@ -30,18 +30,19 @@ import torch
 from accelerate.utils import gather_object
 from tqdm import tqdm
 
-from textssr import distributed
-from textssr.checks import NothingToDo
-from textssr.config import ConfigError, check_choice, require_path, write_json
+from textssr.runtime import distributed
+from textssr.config.checks import NothingToDo
+from textssr.config import ConfigError, check_choice, require_path
+from textssr.utils.jsonio import write_json
 from textssr.data import SkipSample, mask_bbox
 from textssr.data.factory import BENCH_FILE, anyword_json, dataset_options, open_dataset
 from textssr.data.seeding import item_rng, item_torch_generator
 from textssr.data.skips import TEXT_TRUNCATED, brief
 from textssr.generation import (Run, check_memory, check_resume, denoise, load_pipeline, real_region, resolve_run,
                                 settings)
-from textssr.identity import instance_key
+from textssr.infer.instance_key import instance_key
 from textssr.infer import outputs
-from textssr.precision import dtype_name
+from textssr.runtime.precision import dtype_name
 
 DEVICES = ("auto", "cpu")
 REQUIRED_KEYS = ("bench", "output_dir", "pretrained_vae", "pretrained_unet", "scheduler", "num_inference_steps",

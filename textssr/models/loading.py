@@ -16,7 +16,7 @@ from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMul
                        EulerDiscreteScheduler, UNet2DConditionModel, UniPCMultistepScheduler)
 from diffusers_textssr import CONV_IN_INITS, TextSSRUNet2DConditionModel
 
-from textssr.checks import config_errors
+from textssr.config.checks import config_errors
 from textssr.config import ConfigError, check_choice
 from textssr.models.arch import SD21_SCHEDULER_CONFIG
 

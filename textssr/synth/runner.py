@@ -41,15 +41,16 @@ import torch
 from accelerate.utils import parse_flag_from_env
 from tqdm import tqdm
 
-from textssr import distributed
-from textssr.checks import NothingToDo, as_float, as_int, config_errors
-from textssr.config import ConfigError, check_choice, read_json, require_path, write_json
+from textssr.runtime import distributed
+from textssr.config.checks import NothingToDo, as_float, as_int, config_errors
+from textssr.config import ConfigError, check_choice, require_path
+from textssr.utils.jsonio import read_json, write_json
 from textssr.data import SkipSample, mask_bbox, skips
 from textssr.data.factory import dataset_options, open_dataset
 from textssr.data.seeding import item_torch_generator
 from textssr.eval.contact_sheet import SheetItem, default_font_path, render_contact_sheet
-from textssr.identity import source_fingerprint
-from textssr.profiling import Laps
+from textssr.data.fingerprint import source_fingerprint
+from textssr.utils.timing import Laps
 from textssr.generation import (Run, check_memory, check_resume, crop_box, denoise, load_pipeline, resolve_run,
                                 settings)
 from textssr.synth.anagram import TextSource, build_text_source, variant_rng

@@ -22,9 +22,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from diffusers.models.model_loading_utils import load_state_dict
 
-from textssr.config import ConfigError, read_json, write_json
+from textssr.config import ConfigError
+from textssr.utils.jsonio import read_json, write_json
 from textssr.models.loading import find_checkpoints
-from textssr.run_config import dump_run_config
+from textssr.config.run_config import dump_run_config
 
 PREFIX = "checkpoint-"
 TMP_PREFIX = ".tmp-" + PREFIX

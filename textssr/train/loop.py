@@ -24,14 +24,15 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from textssr import distributed
-from textssr.checks import RunStopped
+from textssr.runtime import distributed
+from textssr.config.checks import RunStopped
 from textssr.config import ConfigError
 from textssr.data.skips import brief
-from textssr.precision import DTYPES, check_gpu_bf16, configure_backends, resolve_mixed_precision
-from textssr.profiling import StepProfiler, TrainPrecision, autocast
-from textssr.run_config import dump_run_config
-from textssr.skip_accounting import SkipCounter
+from textssr.runtime.precision import DTYPES, check_gpu_bf16, configure_backends, resolve_mixed_precision
+from textssr.runtime.profiling import StepProfiler, autocast
+from textssr.train.precision import TrainPrecision
+from textssr.config.run_config import dump_run_config
+from textssr.train.skip_counter import SkipCounter
 from textssr.train import checkpoint as ckpt
 from textssr.train.data import build_dataset, build_loader, to_device
 from textssr.train.stages import STAGES

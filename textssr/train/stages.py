@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from diffusers.training_utils import compute_snr
 from diffusers_textssr import TextSSRPipeline
 
-from textssr.checks import RunStopped, config_errors
-from textssr.config import read_json, write_json
-from textssr.latent_cache import LatentCache
+from textssr.config.checks import RunStopped, config_errors
+from textssr.utils.jsonio import read_json, write_json
+from textssr.train.latent_cache import LatentCache
 from textssr.models import load_scheduler, load_unet, load_vae, scheduler_class
-from textssr.profiling import probe_vae_dtype
+from textssr.train.precision import probe_vae_dtype
 
 TIMESTEP_BIAS_STRATEGIES = ("none", "later", "earlier", "range")
 VAE_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}  # vae_dtype values that fix the frozen VAE's dtype
@@ -190,7 +190,7 @@ class CDMStage(Stage):
 
     def first_batch(self, batch: dict, device: torch.device, agree=lambda choice: choice) -> Optional[dict]:
         """vae_dtype="auto": keep the VAE in the dtype (its own or bfloat16) that encodes this real batch faster
-        (textssr.profiling); returns the choice's record (None when there was nothing to choose)."""
+        (textssr.runtime.profiling); returns the choice's record (None when there was nothing to choose)."""
         if self.cfg.get("vae_dtype") != "auto" or self.vae.dtype == torch.bfloat16:
             return None
         self.vae, choice = probe_vae_dtype(self.vae, self._pixels(batch), device, agree)
@@ -204,7 +204,7 @@ class CDMStage(Stage):
         """Latents of image, masked_image and glyph in ONE VAE call (sampled as SPEC §4, or the posterior mean with
         vae_latents="mode"; × scaling_factor) and the mask nearest-resized to latent size. The glyph goes in as
         [0, 1] on purpose (SPEC §3.7)."""
-        if self.latent_cache is not None:  # textssr.latent_cache
+        if self.latent_cache is not None:  # textssr.train.latent_cache
             latents, masked_latents, glyph_latents = self.latent_cache.latents(batch, lambda x: self._encode(x, None))
         else:
             latents, masked_latents, glyph_latents = self._encode(self._pixels(batch), generator).chunk(3)

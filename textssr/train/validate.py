@@ -10,18 +10,19 @@ from diffusers import AutoencoderKL
 from diffusers.optimization import SchedulerType
 from diffusers_textssr import CONV_IN_INITS
 
-from textssr import distributed
-from textssr.checks import as_float, as_int, check_output_dir, check_seed, config_errors
+from textssr.runtime import distributed
+from textssr.config.checks import as_float, as_int, check_output_dir, check_seed, config_errors
 from textssr.config import ConfigError, check_choice, require_keys, require_path
 from textssr.data import resolve_font
 from textssr.data.lmdb_store import find_environments
-from textssr.latent_cache import check_latent_cache
+from textssr.train.latent_cache import check_latent_cache
 from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS, resolve_model_dir
 from textssr.models.loading import vae_scale_factor
-from textssr.precision import check_precision
+from textssr.runtime.precision import check_precision
 from textssr.train import checkpoint as ckpt
 from textssr.train.data import lmdb_paths
 from textssr.train.stages import TIMESTEP_BIAS_STRATEGIES, model_source
+from textssr.utils.errors import InputError
 
 REQUIRED = ("lmdb_path", "output_dir", "seed", "resolution", "ttf_size", "max_len", "train_batch_size",
             "gradient_accumulation_steps", "learning_rate", "lr_scheduler", "checkpointing_steps")
@@ -41,13 +42,13 @@ STAGE_HINTS = {"pretrained_vae": "train it with `train_vae.py --config configs/t
 
 def validate_config(cfg, stage, mixed) -> None:
     """Raise ConfigError for the first thing in ``cfg`` that cannot work for ``stage`` (a VAEStage/CDMStage);
-    ``mixed``: the resolved mixed precision (textssr.precision.MixedPrecision)."""
+    ``mixed``: the resolved mixed precision (textssr.runtime.precision.MixedPrecision)."""
     require_keys(cfg, REQUIRED, where=f"{stage.name} training config")
     _check_numbers(cfg)
     _check_choices(cfg, mixed)
     for path in lmdb_paths(cfg.lmdb_path):
-        with config_errors(ConfigError, prefix="lmdb_path: ",
-                           suffix=" (the tiny corpus: `python -m textssr.tiny_data --out data/tiny`)"):
+        with config_errors(InputError, prefix="lmdb_path: ",
+                           suffix=" (the tiny corpus: `python -m textssr.data.tiny_data --out data/tiny`)"):
             find_environments(path)
     _require_model(cfg, "pretrained_vae", "vae", "vae_arch")
     _check_resolution(cfg)

@@ -1,90 +1,16 @@
-"""Where a training step's (and a sample's) time goes, and what precision makes it fastest.
-
-:class:`Laps` accumulates the named stages of building samples (decode, extent, resize, ...) for the data
-benchmark; :class:`StepProfiler` (``profile=True``) splits every optimizer step into data wait, VAE encode, forward,
-backward, optimizer and logging (host syncs, tqdm, TensorBoard, checkpoints); ``benchmarks/bench_train.py
---profile`` prints it. The first real batch settles the "auto" precisions (textssr.precision): on the CPU
-:func:`probe_mixed_precision` times a forward + backward of it in float32 and under bfloat16 autocast,
-:func:`probe_vae_dtype` the frozen VAE's encoding of it in its dtype and in bfloat16.
-"""
+"""The precisions of a training run: the mixed-precision setting in effect (accelerate's or the config's), and the
+"auto" choices settled on the first real batch — on the CPU :func:`probe_mixed_precision` times a forward + backward
+of it in float32 and under bfloat16 autocast, :func:`probe_vae_dtype` the frozen VAE's encoding of it in its dtype
+and in bfloat16 (textssr.runtime.precision)."""
 from __future__ import annotations
 
 import copy
-import time
-from collections import Counter
-from contextlib import nullcontext
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Tuple
 
 import torch
 
-from textssr import precision
-
-PHASES = ("data", "vae_encode", "forward", "backward", "optimizer", "logging", "checkpoint")
-WARMUP_STEPS = 2  # first optimizer steps left out of the profile (allocator and kernel warm-up)
-
-
-class Laps:
-    """Accumulates named durations into ``sink`` (a Counter of seconds); does nothing when ``sink`` is None.
-    ``clock`` is wall time; a benchmark on a busy machine may set it to ``time.process_time`` (CPU time)."""
-
-    clock = staticmethod(time.perf_counter)
-
-    def __init__(self, sink: Optional[Counter]):
-        self.sink, self.t = sink, self.clock() if sink is not None else 0.0
-
-    def __call__(self, name: str) -> None:
-        if self.sink is not None:
-            now = self.clock()
-            self.sink[name] += now - self.t
-            self.t = now
-
-
-class StepProfiler:
-    """Accumulates named phases of each optimizer step; disabled, every call is a no-op. On CUDA each lap waits
-    for the device first (what makes the phases measurable; it costs a little)."""
-
-    def __init__(self, enabled: bool, device: torch.device, warmup: int = WARMUP_STEPS):
-        self.enabled, self.sync, self.warmup = bool(enabled), device.type == "cuda", warmup
-        self.totals: Counter = Counter()
-        self.current: Counter = Counter()
-        self.steps = 0
-        self.t = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        """Charge the time since the previous lap to ``name``."""
-        if not self.enabled:
-            return
-        if self.sync:
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        self.current[name] += now - self.t
-        self.t = now
-
-    def end_step(self) -> None:
-        """Close an optimizer step (what remains since the last lap is logging)."""
-        if not self.enabled:
-            return
-        self.lap("logging")
-        self.steps += 1
-        if self.steps > self.warmup:
-            self.totals.update(self.current)
-        self.current.clear()
-
-    def report(self) -> Dict[str, float]:
-        """Milliseconds per optimizer step for each phase, and their sum as ``step``; {} when nothing counted."""
-        counted = self.steps - self.warmup
-        if not self.enabled or counted < 1:
-            return {}
-        out = {name: round(1000.0 * self.totals[name] / counted, 2) for name in PHASES}
-        out.update({k: round(1000.0 * v / counted, 2) for k, v in self.totals.items() if k not in out})
-        out["step"] = round(sum(v for k, v in out.items()), 2)
-        out["steps_counted"] = counted
-        return out
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bfloat16 autocast on ``device`` when ``enabled``, else a no-op context."""
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
+from textssr.runtime import precision
+from textssr.runtime.profiling import autocast
 
 
 def probe_mixed_precision(loss: Callable, model, batch: dict, generator: torch.Generator,
@@ -120,7 +46,7 @@ def probe_vae_dtype(vae, pixels: torch.Tensor, device: torch.device,
 
 
 class TrainPrecision:
-    """The precisions of a training run, from the resolved ``mixed`` (textssr.precision.MixedPrecision): its name
+    """The precisions of a training run, from the resolved ``mixed`` (textssr.runtime.precision.MixedPrecision): its name
     goes to accelerate (:attr:`accelerate_name`). ``"auto"``: on a GPU bf16 where ``device`` (the rank's own, once
     accelerate has set it) has native bf16, else fp16; on the CPU float32 until :meth:`settle` has timed the first
     batch both ways, then bf16 autocast (:attr:`use_autocast`) where measurably faster. ``records``: the setting in

@@ -8,7 +8,7 @@ Each script checks its config against a *schema*, the shipped config that docume
 error naming the closest known key.
 
 Only a ``--config`` the user names is Python that runs (what a checkpoint carries is read as data:
-:mod:`textssr.run_config`). The one-line-error and JSON-file helpers every module shares live here too.
+:mod:`textssr.config.run_config`).
 """
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from typing import Iterable, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
+from textssr.utils.errors import InputError, first_line
 
-class ConfigError(Exception):
+
+class ConfigError(InputError):
     """A config value that cannot work. The message is one line naming the key, the value and the fix."""
 
 
@@ -93,30 +95,6 @@ def check_choice(value, key: str, choices: Sequence, hint: str = ""):
     if value not in choices:
         raise ConfigError(f"{key}={value!r}; choose one of {choices}" + (f" {hint}" if hint else ""))
     return value
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of ``exc``'s message (its type's name when it has none), for one-line errors."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def write_json(obj, path: str, indent: Optional[int] = 1, **options) -> None:
-    """Write ``obj`` as UTF-8 JSON (CJK kept readable, non-JSON values as ``str``) atomically: a temporary file,
-    then a rename."""
-    with open(f"{path}.tmp", "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=indent, default=str, **options)
-    os.replace(f"{path}.tmp", path)
-
-
-def read_json(path: str):
-    """The JSON in ``path`` (a UTF-8 BOM, as Windows editors write, is allowed). Undecodable bytes, bad syntax and
-    nesting deeper than Python's parser recurses (a RecursionError otherwise) are all a ValueError."""
-    with open(path, encoding="utf-8-sig") as f:
-        try:
-            return json.load(f)
-        except RecursionError:
-            raise ValueError("nested too deeply to read (thousands of levels of brackets)") from None
 
 
 # ------------------------------------------------------------------------------------------- scripts
@@ -191,9 +169,3 @@ def parse_config(argv: Optional[Sequence[str]] = None, description: str = "",
     when given)."""
     args = add_config_args(argparse.ArgumentParser(description=description), default_config).parse_args(argv)
     return load_config(args.config, args.cfg_options, schema=schema)
-
-
-def exit_on_config_error(exc: ConfigError) -> None:
-    """Print the one-line message the user acts on and exit with status 2."""
-    print(f"error: {exc}", file=sys.stderr)
-    raise SystemExit(2)

@@ -1,58 +1,20 @@
-"""What an instance, a source is — as digests — so that a resumed run regenerates or refuses instead of keeping an
-output under another input's label.
+"""What a source is, as digests, so that a resumed run refuses instead of keeping outputs made from another input.
 
-``instance_key``: one bench instance (its number, image name and bytes, annotation index, text, polygon); infer.py
-stamps it into every ``local/<i>.png`` and regenerates exactly the items whose key changed. ``source_fingerprint``:
-a whole source (an AnyWord JSON's bytes and its images' sizes, or an AnyWord-lmdb's indexes); synthesize.py refuses
-to resume over a changed one. ``chunk_fingerprint``: what one shard of ``textssr.data.build_lmdb`` is built from.
+``source_fingerprint``: a whole source (an AnyWord JSON's bytes and its images' sizes, or an AnyWord-lmdb's indexes);
+synthesize.py refuses to resume over a changed one. ``chunk_fingerprint``: what one shard of
+``textssr.data.build_lmdb`` is built from. ``image_digest``: one instance's image bytes (textssr.infer.instance_key).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from typing import Optional, Sequence, Tuple
-
-import numpy as np
-from PIL import Image
-from PIL.PngImagePlugin import PngInfo
+from typing import Sequence, Tuple
 
 from textssr.data import SkipSample
 from textssr.data.anyword import load_anyword_json, resolve_data_root
 from textssr.data.factory import anyword_json
 from textssr.data.lmdb_store import ANNOTATIONS_PREFIX, INDEX_KEY, find_environments, shared_reader
-
-KEY_CHUNK = "textssr-instance"  # the PNG text chunk holding an instance key (infer's local/<i>.png)
-
-
-def instance_key(dataset, index: int, number: int) -> str:
-    """The digest of dataset instance ``index`` (bench number ``number``); any change to it means another crop."""
-    info = dataset.instance_info(index)
-    try:
-        polygon = dataset.polygon(index)
-    except SkipSample:  # unreadable: the instance will be skipped when built
-        polygon = np.zeros((0, 2))
-    record = [int(number), info["img_name"], int(info["ann_index"]), info["text"],
-              np.asarray(polygon, dtype=np.float64).round(6).tolist(), image_digest(dataset, index)]
-    return hashlib.sha256(json.dumps(record, ensure_ascii=False).encode("utf-8")).hexdigest()
-
-
-def key_chunk(key: Optional[str]) -> Optional[PngInfo]:
-    """The PNG text chunk that stamps ``key`` into an image (None without a key)."""
-    if not key:
-        return None
-    info = PngInfo()
-    info.add_text(KEY_CHUNK, key)
-    return info
-
-
-def stamped_key(png_path: str) -> Optional[str]:
-    """The instance key stamped into ``png_path``, None when it has none (or is unreadable)."""
-    try:
-        with Image.open(png_path) as image:
-            return image.text.get(KEY_CHUNK)
-    except (OSError, ValueError):
-        return None
 
 
 def image_digest(dataset, index: int) -> str:

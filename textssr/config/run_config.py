@@ -12,8 +12,8 @@ import os
 
 from mmengine.config import Config
 
-from textssr.checks import config_errors
-from textssr.config import read_json, write_json
+from textssr.config.checks import config_errors
+from textssr.utils.jsonio import read_json, write_json
 
 RUN_CONFIG_PY, RUN_CONFIG_JSON = "config.py", "train_config.json"
 

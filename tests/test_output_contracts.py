@@ -1,6 +1,6 @@
-"""Behaviour a refactor must keep, each pinned against an independent expectation (not against the code under
-test): original-checkpoint configs lacking keys, infer's counts and output boxes, the STR LMDB's size key, and
-synthesis resume counters. Tiny random models, 32-px regions, one denoising step, real photos."""
+"""Output contracts pinned against independent expectations (not against the code under test): original-checkpoint
+configs lacking keys, infer's counts and output boxes, the STR LMDB's size key, and synthesis resume counters. Tiny
+random models, 32-px regions, one denoising step, real photos."""
 import inspect
 import json
 import os

@@ -71,7 +71,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     py = args.python
     rows: List[Tuple[str, float, str]] = []
     started = time.perf_counter()
-    rows.append(("tiny corpus", run([py, "-m", "textssr.tiny_data", "--out", "data/tiny"]), "-"))
+    rows.append(("tiny corpus", run([py, "-m", "textssr.data.tiny_data", "--out", "data/tiny"]), "-"))
     for name, script, config, run_dir in TRAINING:
         since = time.time()
         seconds = run(launch_command(py, script, config))
@@ -94,6 +94,3 @@ def main(argv: Optional[List[str]] = None) -> None:
           f"{ceiling.get('sen_acc', float('nan')):.3f}, ned {ceiling.get('ned', float('nan')):.3f}; "
           f"{metrics['num']} bench words)")
 
-
-if __name__ == "__main__":
-    main()

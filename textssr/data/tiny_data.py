@@ -1,7 +1,7 @@
 """The embedded tiny corpus: a deterministic AnyWord corpus drawn from nothing but shipped word lists and
 fonts from pip packages — no download, no real photograph. It feeds the demo (``make demo``) and the tests.
 
-    python -m textssr.tiny_data [--out data/tiny] [--num-images 600] [--bench-images 40] [--seed 3407]
+    python -m textssr.data.tiny_data [--out data/tiny] [--num-images 600] [--bench-images 40] [--seed 3407]
                                 [--resolution 256 384]
 
 Each image is a procedural scene-like background (gradients, smooth noise, blocks, stripes, shapes, blur)
@@ -40,7 +40,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from textssr.config import ConfigError, exit_on_config_error
+from textssr.data.errors import DataError
+from textssr.utils.errors import exit_on_input_error
 from textssr.data.build_lmdb import build_lmdb
 from textssr.data.fonts import font_charset
 
@@ -107,7 +108,7 @@ FONT_SOURCES = (
 )
 
 
-class FontMissingError(ConfigError):
+class FontMissingError(DataError):
     """A font package of ``FONT_SOURCES`` is not installed (or lacks a character): the message names the fix."""
 
 
@@ -500,10 +501,10 @@ def corpus_arguments(num_images: int, bench_images: int, seed: int, resolution: 
 
 def validate_arguments(num_images: int, bench_images: int, resolution: Tuple[int, int]) -> None:
     if num_images < 1 or bench_images < 1:
-        raise ConfigError(f"--num-images and --bench-images must be >= 1, got {num_images} and {bench_images}")
+        raise DataError(f"--num-images and --bench-images must be >= 1, got {num_images} and {bench_images}")
     low, high = resolution
     if not 128 <= low <= high:
-        raise ConfigError(f"--resolution LOW HIGH needs 128 <= LOW <= HIGH, got {low} {high}")
+        raise DataError(f"--resolution LOW HIGH needs 128 <= LOW <= HIGH, got {low} {high}")
 
 
 def prepare_out_dir(out_dir: Path, arguments: dict) -> bool:
@@ -517,12 +518,12 @@ def prepare_out_dir(out_dir: Path, arguments: dict) -> bool:
         made_with = json.loads(manifest_path.read_text(encoding="utf-8"))["arguments"]
         if made_with == arguments:
             return True
-        raise ConfigError(f"{out_dir} holds a tiny corpus made with {made_with}, not {arguments}: "
+        raise DataError(f"{out_dir} holds a tiny corpus made with {made_with}, not {arguments}: "
                           f"delete it (rm -r {out_dir}) or choose another --out")
     if out_dir.exists():
         foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in OWNED_ENTRIES)
         if foreign:
-            raise ConfigError(f"{out_dir} is not a tiny corpus folder (it holds {foreign[:5]}): "
+            raise DataError(f"{out_dir} is not a tiny corpus folder (it holds {foreign[:5]}): "
                               "choose an empty or new --out")
         for name in OWNED_ENTRIES:  # an unfinished run: start over
             path = out_dir / name
@@ -575,7 +576,7 @@ def generate(out_dir: Path | str = DEFAULT_OUT, num_images: int = DEFAULT_NUM_IM
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m textssr.tiny_data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m textssr.data.tiny_data", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=DEFAULT_OUT, help="output folder (default %(default)s)")
     parser.add_argument("--num-images", type=int, default=DEFAULT_NUM_IMAGES, help="training images")
     parser.add_argument("--bench-images", type=int, default=DEFAULT_BENCH_IMAGES, help="bench images")
@@ -585,8 +586,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         manifest = generate(args.out, args.num_images, args.bench_images, args.seed, tuple(args.resolution))
-    except ConfigError as error:
-        exit_on_config_error(error)
+    except DataError as error:
+        exit_on_input_error(error)
     if manifest.get("reused"):
         print(f"{args.out} already holds the tiny corpus for these arguments: nothing to do")
     else:

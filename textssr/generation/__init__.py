@@ -28,16 +28,16 @@ import torch
 from diffusers_textssr import TextSSRPipeline, TextSSRUNet2DConditionModel, unet_layout
 from diffusers_textssr.unet import checkpoint_shapes, ttf_geometry_from_weights
 
-from textssr import precision
-from textssr.checks import as_int, check_output_dir, check_seed, config_errors
+from textssr.runtime import precision
+from textssr.config.checks import as_int, check_output_dir, check_seed, config_errors
 from textssr.config import ConfigError, check_choice, require_path
 from textssr.data.anyword import PLACEMENTS
 from textssr.data.fonts import resolve_font
 from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS, load_scheduler, load_unet, load_vae, resolve_model_dir
 from textssr.models.loading import scheduler_folder, vae_scale_factor
-from textssr.precision import (DTYPES, MixedPrecision, check_gpu_bf16, check_precision, configure_backends,
-                               dtype_name, gpu_mixed_precision, resolve_mixed_precision)
-from textssr.run_config import read_run_config
+from textssr.runtime.precision import (DTYPES, MixedPrecision, check_gpu_bf16, check_precision, configure_backends,
+                                       dtype_name, gpu_mixed_precision, resolve_mixed_precision)
+from textssr.config.run_config import read_run_config
 
 SIZE_KEYS = ("resolution", "ttf_size", "max_len")  # None in a config: the UNet's training value
 FREE_KEYS = ("output_dir", "device", "strict", "keep_shards", "contact_sheet_size", "poll_seconds",
@@ -309,7 +309,7 @@ def load_pipeline(run: Run, cfg, device: torch.device):
 
 def settle_precision(pipe, run: Run, device: torch.device, batch_size: int):
     """mixed_precision="auto": bf16 (else fp16) on a GPU; on the CPU bf16 only where one sampling step of a batch
-    (encode, UNet, decode) is measurably faster than in float32 (textssr.precision). Sets ``run.dtype`` and
+    (encode, UNet, decode) is measurably faster than in float32 (textssr.runtime.precision). Sets ``run.dtype`` and
     ``run.precision`` and prints the choice."""
     if device.type == "cuda":
         choice = gpu_mixed_precision(device)

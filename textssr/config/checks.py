@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
-import tempfile
 from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from textssr.config import ConfigError, exit_on_config_error, first_line
+from textssr.config import ConfigError
+from textssr.utils import paths
+from textssr.utils.errors import InputError, exit_on_input_error, first_line
 
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT)
 STOPPED = NOTHING_DONE = 1  # exit status of a run stopped by RunStopped
@@ -72,23 +72,8 @@ def config_errors(*types: type, prefix: str = "", suffix: str = "", brief: bool 
 
 
 def check_output_dir(path, key: str = "output_dir") -> str:
-    """``path`` is (or can become) a writable folder: not a file, and its nearest existing ancestor writable."""
-    if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise ConfigError(f"{key}={path!r}: must be a folder path")
-    path = str(path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ConfigError(f"{key}={path}: is a file, not a folder; choose another {key}")
-    existing = os.path.abspath(path)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ConfigError(f"{key}={path}: {existing} is a file, so the folder cannot be created; choose another {key}")
-    try:  # a probe, not os.access: root passes access() on folders where nothing can be created (/proc, ...)
-        os.rmdir(tempfile.mkdtemp(prefix=".textssr-write-probe-", dir=existing))
-    except OSError as exc:
-        raise ConfigError(f"{key}={path}: cannot create anything in {existing} ({exc.strerror}); choose another {key} "
-                          "or fix its permissions") from None
-    return path
+    """``path`` is (or can become) a writable folder, else a ConfigError naming ``key``."""
+    return paths.check_output_dir(path, key, ConfigError)
 
 
 def run_script(main: Callable[[], object], resumable: bool = True) -> object:
@@ -96,8 +81,8 @@ def run_script(main: Callable[[], object], resumable: bool = True) -> object:
     Ctrl-C one line ("rerun to resume") and exit status 130, no traceback."""
     try:
         return main()
-    except ConfigError as exc:
-        exit_on_config_error(exc)
+    except InputError as exc:  # a config value, or an input file the data or model layer could not use
+        exit_on_input_error(exc)
     except RunStopped as exc:  # NothingToDo included
         print(f"error: {first_line(exc)}", file=sys.stderr)
         raise SystemExit(STOPPED)

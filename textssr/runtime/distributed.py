@@ -15,7 +15,7 @@ import datetime
 from accelerate import PartialState
 from accelerate.utils import InitProcessGroupKwargs
 
-from textssr.checks import RunStopped, as_float
+from textssr.config.checks import RunStopped, as_float
 
 KEY = "ddp_timeout"
 DEFAULT_TIMEOUT_S = 7200  # 2 h: a 15 GB checkpoint written at ~2 MB/s still fits
