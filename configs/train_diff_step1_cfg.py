@@ -1,4 +1,4 @@
-# CDM step 1 of TextSSR (SPEC §5): train the 13-channel UNet from SD 2.1's unet on the broad set, VAE frozen.
+# CDM step 1 of TextSSR (method.md §5): train the 13-channel UNet from SD 2.1's unet on the broad set, VAE frozen.
 #   accelerate launch --num_processes 8 train_diff.py --config configs/train_diff_step1_cfg.py
 # Keys shared with the VAE stage (data, optimisation, checkpoints, logging) are documented in train_vae_cfg.py;
 # this file states what differs and the keys only the CDM stages have.
@@ -37,7 +37,7 @@ timestep_bias_multiplier = 1.0
 timestep_bias_portion = 0.25
 timestep_bias_begin = 0
 timestep_bias_end = 1000
-# Training latents of image/masked_image/glyph: "sample" draws from the VAE posterior (the original, SPEC §4);
+# Training latents of image/masked_image/glyph: "sample" draws from the VAE posterior (the original, method.md §4);
 # "mode" takes its mean — for a VAE trained with no KL term from scratch, whose posterior variance never trained.
 vae_latents = "sample"
 # latent_cache=True: encode each sample once and keep its latents in memory for the next epochs (needs a crop that

@@ -1,4 +1,4 @@
-# CDM step 2 of TextSSR (SPEC §5): continue step 1's UNet on the smaller, cleaner step-2 subset.
+# CDM step 2 of TextSSR (method.md §5): continue step 1's UNet on the smaller, cleaner step-2 subset.
 #   accelerate launch --num_processes 8 train_diff.py --config configs/train_diff_step2_cfg.py
 # Every key is documented in train_vae_cfg.py (shared) or train_diff_step1_cfg.py (CDM only).
 _base_ = ["train_diff_step1_cfg.py"]

@@ -1,4 +1,4 @@
-# Stage 1 of TextSSR (SPEC §5): fine-tune SD 2.1's VAE on text-region crops.
+# Stage 1 of TextSSR (method.md §5): fine-tune SD 2.1's VAE on text-region crops.
 #   accelerate launch --num_processes 8 train_vae.py --config configs/train_vae_cfg.py
 # This file is also the base of the CDM configs (train_diff_step1_cfg.py, train_diff_step2_cfg.py): every key
 # shared by the three stages is documented here, once. Override any key on the command line with
@@ -6,14 +6,14 @@
 
 # ---- data ---------------------------------------------------------------------------------------------------
 # AnyWord-lmdb folder tree(s): every leaf folder holding a data.mdb is one LMDB; a list is concatenated.
-# The VAE stage reads both CDM subsets (SPEC §5).
+# The VAE stage reads both CDM subsets (method.md §5).
 lmdb_path = ["model/AnyWord-lmdb/step1_lmdb", "model/AnyWord-lmdb/step2_lmdb"]
 font_path = "AlibabaPuHuiTi-3-85-Bold.ttf"  # glyph/TTF font; absent → registry fallback (Noto Sans CJK Bold), warned
 language = None                     # keep only annotations of this AnyWord language ("Latin", "Chinese"); None = all
 resolution = 256                    # side of the square region crop fed to the models (px)
 ttf_size = 64                       # side of one character image of the TTF stack (px)
 max_len = 25                        # characters in the TTF stack (longer text is truncated and counted)
-region_placement = "random"         # where the square window sits around the text (SPEC §3.2): "random" as the original
+region_placement = "random"         # where the square window sits around the text (method.md §3.2); "random": the original
 strict = False                      # True: the first bad sample raises instead of being skipped and counted
 dataloader_num_workers = 4          # DataLoader worker processes per rank (0 = load in the training process)
 dataloader_worker_nice = 0          # run the workers this many `nice` levels below training (CPU machines with few

@@ -2,7 +2,7 @@
 
     python imgs/draw_figures.py [--data ../shared/data/icdar15_toy] [--word Carpark] [--out imgs/conditioning.png]
 
-One real word of ICDAR 2015 goes through the data layer (``textssr.data.AnyWordDataset``, SPEC §3) and every
+One real word of ICDAR 2015 goes through the data layer (``textssr.data.AnyWordDataset``, method.md §3) and every
 tensor the diffusion model sees is shown as it is: the region ``image``, the ``mask`` (0 = text area to
 generate), the ``masked_image``, the ``glyph`` and some ``ttf_img`` channels; beneath them, how they enter
 the UNet — the 13-channel ``conv_in`` concat [noisy latent 4 | masked latent 4 | glyph latent 4 | mask 1] and
@@ -26,7 +26,7 @@ from PIL import Image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "icdar15_toy"
-RESOLUTION = 256  # the paper's (SPEC §3); the figure shows the tensors at full size
+RESOLUTION = 256  # the paper's (method.md §3); the figure shows the tensors at full size
 TTF_CHANNELS_SHOWN = 5
 CONTEXT_ZOOM = 3.0  # characters shown, then one unused channel
 SEED = 3407
@@ -151,7 +151,7 @@ def draw(photo, polygon, sample, out: Path) -> None:
         panel(ax, ttf[channel].detach().float().cpu().numpy(), f"ttf_img[{channel}]", label)
 
     draw_diagram(figure.add_subplot(grid[2, :]), text, max_len, ttf_size)
-    figure.suptitle("TextSSR's inputs for one text region (SPEC §3–4)", fontsize=14, fontweight="bold", y=0.95)
+    figure.suptitle("TextSSR's inputs for one text region (method.md §3–4)", fontsize=14, fontweight="bold", y=0.95)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(figure)

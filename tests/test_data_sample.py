@@ -1,4 +1,4 @@
-"""SPEC §3 conventions of the samples built from real photos (ICDAR15 toy, TextSSR benchmark mini)."""
+"""method.md §3 conventions of the samples built from real photos (ICDAR15 toy, TextSSR benchmark mini)."""
 import json
 import warnings
 

@@ -245,7 +245,7 @@ def test_bench_is_readable_by_ocr(tmp_path):
 
 
 def read_anyword_lmdb(folder):
-    """{annotation JSON text: image bytes} over every sample of an AnyWord-lmdb folder tree (SPEC §2)."""
+    """{annotation JSON text: image bytes} over every sample of an AnyWord-lmdb folder tree (method.md §2)."""
     samples = {}
     for data_file in sorted(folder.rglob("data.mdb")):
         with lmdb.open(str(data_file.parent), readonly=True, lock=False) as env, env.begin() as txn:

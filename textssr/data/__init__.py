@@ -1,4 +1,4 @@
-"""Read and build TextSSR samples (SPEC §2–3): AnyWord JSON / AnyWord-lmdb datasets, renderers, geometry.
+"""Read and build TextSSR samples (method.md §2–3): AnyWord JSON / AnyWord-lmdb datasets, renderers, geometry.
 
 Nothing here knows about models or training. See docs/architecture.md for the sample dict.
 """

@@ -1,4 +1,4 @@
-"""AnyWord datasets (SPEC §2–3): one sample per (image, annotation), built as SPEC §3 says.
+"""AnyWord datasets (method.md §2–3): one sample per (image, annotation), built as method.md §3 says.
 
 :class:`AnyWordDataset` reads AnyWord JSON + image files, :class:`textssr.data.lmdb_store.AnyWordLmdbDataset`
 AnyWord-lmdb. Both are an :class:`AnyWordBase`: index-time filtering of cheap bad annotations, per-sample random
@@ -165,7 +165,7 @@ class AnyWordBase(Dataset):
         return skips.report(self.skip_counts)
 
     def build(self, index: int, rng: Optional[np.random.Generator] = None, text: Optional[str] = None) -> dict:
-        """Sample ``index`` exactly as SPEC §3 (``text`` replaces the annotation's text; ``rng`` draws the
+        """Sample ``index`` exactly as method.md §3 (``text`` replaces the annotation's text; ``rng`` draws the
         crop window, default :meth:`sample_rng`). Raises SkipSample for a bad instance; does not count it
         (whoever catches it does, as ``__getitem__`` does)."""
         if not 0 <= index < len(self):

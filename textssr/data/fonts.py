@@ -96,6 +96,6 @@ def missing_chars(text: str, path: str) -> List[str]:
 
 
 def text_size(font: ImageFont.FreeTypeFont, text: str) -> Tuple[int, int]:
-    """Pillow ≤ 9.5's ``font.getsize(text)``: ``(bbox[2] − bbox[0], bbox[3])`` of ``getbbox`` (SPEC §3 step 8)."""
+    """Pillow ≤ 9.5's ``font.getsize(text)``: ``(bbox[2] − bbox[0], bbox[3])`` of ``getbbox`` (method.md §3 step 8)."""
     left, _, right, bottom = font.getbbox(text)
     return right - left, bottom

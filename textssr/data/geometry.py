@@ -1,4 +1,4 @@
-"""Region geometry of SPEC §3: content extent, square window, mask, rotated rectangle. Pure functions.
+"""Region geometry of method.md §3: content extent, square window, mask, rotated rectangle. Pure functions.
 
 Coordinates are image pixels, (x, y). Boxes are ``(x0, y0, x1, y1)`` with x1/y1 exclusive.
 """
@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 Box = Tuple[int, int, int, int]
 Rect = Tuple[Tuple[float, float], Tuple[float, float], float]  # OpenCV RotatedRect: (centre, (w, h), angle°)
 
-# SPEC §3 step 7: the glyph turns to run along the long side when size[0] > 1.5 × size[1].
+# method.md §3 step 7: the glyph turns to run along the long side when size[0] > 1.5 × size[1].
 GLYPH_TURN_RATIO = 1.5
 
 
@@ -45,7 +45,7 @@ def true_bbox(flags: np.ndarray) -> Optional[Box]:
 
 
 def content_extent(image: np.ndarray, bgr: bool = True) -> Optional[Box]:
-    """Bounding box of the pixels whose gray value is below 255 (SPEC §3 step 1), None if all white.
+    """Bounding box of the pixels whose gray value is below 255 (method.md §3 step 1), None if all white.
 
     ``image``: uint8 (H, W, 3), BGR when ``bgr`` else RGB. Gray is OpenCV's weighted conversion, as in
     the original. Photos almost always touch all four borders with non-white pixels; that is checked on
@@ -75,7 +75,7 @@ def _axis_window(ext0: int, ext1: int, b0: int, b1: int, side: int, rng: Optiona
 
 
 def square_window(extent: Box, bbox: Box, rng: Optional[np.random.Generator] = None) -> Optional[Box]:
-    """The crop window of SPEC §3 step 2, or None when the clamped bbox is empty (L = 0).
+    """The crop window of method.md §3 step 2, or None when the clamped bbox is empty (L = 0).
 
     The bbox is clamped to the extent; L = max(w, h). Per axis the window start is drawn uniformly from ``rng``
     among the positions keeping the bbox inside the window and the window inside the extent (the original's
@@ -94,7 +94,7 @@ def square_window(extent: Box, bbox: Box, rng: Optional[np.random.Generator] = N
 
 
 def polygon_mask(polygon: np.ndarray, window: Box) -> np.ndarray:
-    """uint8 (h, w) canvas of the window: 255 outside the polygon, 0 inside (SPEC §3 step 4, before resizing).
+    """uint8 (h, w) canvas of the window: 255 outside the polygon, 0 inside (method.md §3 step 4, before resizing).
     The polygon is truncated to integers and drawn with Pillow as the original draws it on the full image;
     drawing on the window with shifted coordinates gives the same pixels, much cheaper."""
     sx0, sy0, sx1, sy1 = window

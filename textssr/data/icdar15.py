@@ -2,7 +2,7 @@
 
 ICDAR 2015 Incidental Scene Text gives, for image ``img_N.jpg``, a file ``gt_img_N.txt`` with one word per line:
 ``x1,y1,x2,y2,x3,y3,x4,y4,transcription`` (the transcription may contain commas, a file may start with a UTF-8 BOM,
-``###`` marks an unreadable word). The output is AnyWord JSON (SPEC §2), ``language`` guessed per word.
+``###`` marks an unreadable word). The output is AnyWord JSON (method.md §2), ``language`` guessed per word.
 
     python -m textssr.data.icdar15 --gt-dir ch4_test_gt --image-dir ch4_test_images --out ic15/test.json
 """

@@ -1,4 +1,4 @@
-"""AnyWord-lmdb (SPEC §2): the stored sample index and :class:`AnyWordLmdbDataset`.
+"""AnyWord-lmdb (method.md §2): the stored sample index and :class:`AnyWordLmdbDataset`.
 
 Layout: a folder tree; every folder holding ``data.mdb`` is one LMDB environment with keys ``image-<id>`` (encoded
 image bytes) and ``annotations-<id>`` (UTF-8 JSON list of AnyWord annotations). Those written by ``python -m

@@ -1,4 +1,4 @@
-"""Text renderers of SPEC §3 steps 7–8: the ``glyph`` image and the ``ttf_img`` character stack. Pure functions.
+"""Text renderers of method.md §3 steps 7–8: the ``glyph`` image and the ``ttf_img`` character stack. Pure functions.
 
 Both reproduce the original's Pillow ≤ 9.5 arithmetic on Pillow ≥ 10 (``getsize`` through ``getbbox``),
 with fonts loaded once and per-character renderings cached per process.
@@ -78,7 +78,7 @@ def _text_line(font_path: str, ttf_size: int, text: str) -> np.ndarray:
 
 
 def render_glyph(text: str, rect: Rect, font_path: str, ttf_size: int = 64, resolution: int = 256) -> np.ndarray:
-    """float32 (3, resolution, resolution) in [0, 1], values only 127/255 (ink) and 1.0 (SPEC §3 step 7):
+    """float32 (3, resolution, resolution) in [0, 1], values only 127/255 (ink) and 1.0 (method.md §3 step 7):
     ``text`` on one line at ``ttf_size`` px, perspective-warped (bilinear) from its own rectangle onto the corners
     of ``rect`` (an OpenCV RotatedRect in the R×R crop's (x, y) pixels, :func:`~textssr.data.geometry.glyph_corners`);
     only pixels warped to exactly 127 are kept."""

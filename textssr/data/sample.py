@@ -1,4 +1,4 @@
-"""Assemble one sample (SPEC §3) from a crop of an image, a polygon and a text: the crop window
+"""Assemble one sample (method.md §3) from a crop of an image, a polygon and a text: the crop window
 (:func:`region_window`, steps 1–2) and the sample dict (:func:`build_crop`, steps 3–8); decoding is in
 :mod:`textssr.data.image_io`. The only randomness is the crop window, drawn from the ``rng`` passed in.
 """
@@ -56,7 +56,7 @@ def to_signed(rgb: np.ndarray) -> np.ndarray:
 
 def region_window(extent: geometry.Box, polygon: np.ndarray, rng: Optional[np.random.Generator],
                   where: str = "") -> geometry.Box:
-    """The crop window (x0, y0, x1, y1) of SPEC §3 steps 1–2 for ``polygon`` in an image whose content extent is
+    """The crop window (x0, y0, x1, y1) of method.md §3 steps 1–2 for ``polygon`` in an image whose content extent is
     ``extent``; ``rng`` draws its start (None = centred on the bbox). Raises SkipSample for a polygon outside
     the extent or a bbox that is empty once clamped to it."""
     bbox = geometry.polygon_bbox(polygon)

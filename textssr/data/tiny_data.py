@@ -14,7 +14,7 @@ Written under ``--out``:
 
     images/, train.json              the training images (AnyWord JSON; data_root "images", relative to the JSON)
     step2.json                       a smaller, cleaner subset of train.json (same images; see ``is_clean``)
-    AnyWord-lmdb/step1_lmdb/         train.json as AnyWord-lmdb: CDM step 1's broad set (SPEC §5)
+    AnyWord-lmdb/step1_lmdb/         train.json as AnyWord-lmdb: CDM step 1's broad set (method.md §5)
     AnyWord-lmdb/step2_lmdb/         step2.json as AnyWord-lmdb: CDM step 2's cleaner subset
     bench/images/, bench/test.json   the tiny bench: its words and its images never occur in training
     manifest.json                    arguments, counts and fonts; written last, so it marks a complete corpus
@@ -75,7 +75,7 @@ CAMERA_BLUR_PROBABILITY, CAMERA_BLUR_SIGMA = 0.5, (0.3, 0.8)  # px, on the finis
 CAMERA_NOISE_MAX = 3 / 255  # std of the Gaussian grain, drawn per image in [0, this]
 JPEG_QUALITY = 95
 
-# Step 2's "smaller, cleaner subset" (SPEC §5): large, nearly level, high-contrast instances.
+# Step 2's "smaller, cleaner subset" (method.md §5): large, nearly level, high-contrast instances.
 STEP2_MIN_INK_HEIGHT = 24  # px
 STEP2_MAX_ANGLE = 5.0  # degrees
 STEP2_MIN_CONTRAST = 4.5

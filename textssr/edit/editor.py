@@ -47,7 +47,7 @@ class Edit:
 @dataclass
 class Repaint:
     """What one edit did to one variant: the ``window`` (x0, y0, x1, y1) in photo pixels, the ``sample`` the model
-    saw (SPEC §3 tensors), and the generated ``region`` uint8 RGB (R, R, 3); ``note``: what the user should know
+    saw (method.md §3 tensors), and the generated ``region`` uint8 RGB (R, R, 3); ``note``: what the user should know
     (a text longer than max_len, of which only the first max_len characters were encoded)."""
     edit: Edit
     window: tuple

@@ -95,7 +95,7 @@ def check_text(text: str, font_path: str) -> None:
 
 
 def edit_window(photo: np.ndarray, polygon: np.ndarray) -> geometry.Box:
-    """The crop window (x0, y0, x1, y1) of ``polygon`` in ``photo``: SPEC §3 steps 1-2 with centre placement,
+    """The crop window (x0, y0, x1, y1) of ``polygon`` in ``photo``: method.md §3 steps 1-2 with centre placement,
     exactly as infer.py builds a bench instance (``region_window(extent, polygon, None)``)."""
     try:
         extent = image_extent(photo, "photo")
@@ -113,7 +113,7 @@ def edit_window(photo: np.ndarray, polygon: np.ndarray) -> geometry.Box:
 
 def build_sample(photo: np.ndarray, polygon: np.ndarray, text: str, *, resolution: int, ttf_size: int,
                  max_len: int, font_path: str) -> Tuple[dict, geometry.Box]:
-    """(sample, window): the SPEC §3 sample of ``text`` in ``polygon`` (see textssr.data.sample.build_crop — image
+    """(sample, window): the method.md §3 sample of ``text`` in ``polygon`` (see textssr.data.sample.build_crop — image
     (3, R, R) in [-1, 1], mask (1, R, R) with 0 = text area, masked_image, glyph (3, R, R) in [0, 1], ttf_img
     (max_len, ttf_size, ttf_size) in [0, 1]) and its window in photo pixels. A text area that vanishes at R×R is
     a one-line ConfigError."""

@@ -1,6 +1,6 @@
 """What differs between the three training stages: the model trained, its loss, its sample grid, its files.
 
-``VAEStage`` fine-tunes the SD 2.1 ``AutoencoderKL`` on text-region crops (SPEC §4: MSE on ``vae(x).sample``,
+``VAEStage`` fine-tunes the SD 2.1 ``AutoencoderKL`` on text-region crops (method.md §4: MSE on ``vae(x).sample``,
 posterior mode, no KL term). ``CDMStage`` trains the 13-channel TextSSR UNet with the VAE frozen (CDM step 1
 and step 2 differ only in their config: data and initial UNet). The loop in ``loop.py`` calls
 
@@ -92,7 +92,7 @@ class Stage:
 
 
 class VAEStage(Stage):
-    """Stage 1 of SPEC §5: fine-tune the VAE on ``image`` crops."""
+    """Stage 1 of method.md §5: fine-tune the VAE on ``image`` crops."""
 
     name = "vae"
     subfolder = "vae"
@@ -152,7 +152,7 @@ class VAEStage(Stage):
 
 
 class CDMStage(Stage):
-    """CDM steps 1 and 2 of SPEC §5: the 13-channel UNet on [noisy latent, masked_image latent, glyph latent,
+    """CDM steps 1 and 2 of method.md §5: the 13-channel UNet on [noisy latent, masked_image latent, glyph latent,
     mask], with the TTF stack as ``encoder_hidden_states``; the VAE is frozen."""
 
     name = "cdm"
@@ -201,9 +201,9 @@ class CDMStage(Stage):
         return torch.cat([batch["image"], batch["masked_image"], batch["glyph"]])
 
     def encode(self, batch: dict, generator: torch.Generator):
-        """Latents of image, masked_image and glyph in ONE VAE call (sampled as SPEC §4, or the posterior mean with
+        """Latents of image, masked_image and glyph in ONE VAE call (sampled as method.md §4, or the posterior mean with
         vae_latents="mode"; × scaling_factor) and the mask nearest-resized to latent size. The glyph goes in as
-        [0, 1] on purpose (SPEC §3.7)."""
+        [0, 1] on purpose (method.md §3.7)."""
         if self.latent_cache is not None:  # textssr.train.latent_cache
             latents, masked_latents, glyph_latents = self.latent_cache.latents(batch, lambda x: self._encode(x, None))
         else:

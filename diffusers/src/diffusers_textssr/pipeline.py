@@ -1,4 +1,4 @@
-"""TextSSRPipeline: repaint the text area of square regions from a VAE, a TextSSR UNet and any scheduler (SPEC §6)."""
+"""TextSSRPipeline: repaint the text area of square regions from a VAE, a TextSSR UNet and a scheduler (method.md §6)."""
 from __future__ import annotations
 
 import hashlib
@@ -35,7 +35,7 @@ class TextSSRPipeline(DiffusionPipeline):
 
     Per step the UNet sees ``[scaled noisy latent, masked_image latent, glyph latent, mask]`` (13 channels) and
     the TTF stack as ``encoder_hidden_states``. Conditions are encoded once, with the VAE posterior's mode
-    (deterministic; SPEC §6 allows it), in one batched VAE call.
+    (deterministic; method.md §6 allows it), in one batched VAE call.
     """
 
     model_cpu_offload_seq = "unet->vae"
@@ -54,7 +54,7 @@ class TextSSRPipeline(DiffusionPipeline):
         """Generate B regions. Inputs are batched exactly as ``textssr.data.collate`` stacks them:
 
         ttf_images     (B, max_len, ttf_size, ttf_size) in [0, 1]
-        glyph_images   (B, 3, R, R) in [0, 1] — fed to the VAE in this range on purpose (SPEC §3.7)
+        glyph_images   (B, 3, R, R) in [0, 1] — fed to the VAE in this range on purpose (method.md §3.7)
         masked_images  (B, 3, R, R) in [-1, 1]
         masks          (B, 1, R, R), 0 = text area to generate, 1 = context
 

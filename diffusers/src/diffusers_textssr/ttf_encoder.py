@@ -1,7 +1,7 @@
-"""The TTF encoder (``ttf_net``): a ViT over the per-character TTF stack (SPEC §4).
+"""The TTF encoder (``ttf_net``): a ViT over the per-character TTF stack (method.md §4).
 
 TextSSR has no text prompt: each character of the target text is drawn into its own 64×64 channel
-(``ttf_img``, SPEC §3.8) and this ViT turns the 25-channel stack into the UNet's cross-attention context.
+(``ttf_img``, method.md §3.8) and this ViT turns the 25-channel stack into the UNet's cross-attention context.
 It *is* timm's ``VisionTransformer`` (not a re-implementation) so that parameter names — and therefore the
 original checkpoints' ``ttf_net.*`` keys — match exactly.
 """

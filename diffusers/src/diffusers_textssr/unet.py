@@ -1,5 +1,5 @@
 """TextSSR's conditional UNet: SD 2.1's ``UNet2DConditionModel`` with a 13-channel ``conv_in`` and the TTF
-encoder inside (SPEC §4).
+encoder inside (method.md §4).
 
 The original project edited diffusers' ``UNet2DConditionModel`` in place; here it is a subclass, and
 :meth:`TextSSRUNet2DConditionModel.from_pretrained` reads three kinds of folder:
@@ -138,7 +138,7 @@ class TextSSRUNet2DConditionModel(UNet2DConditionModel):
     @classmethod
     def from_sd_unet(cls, sd_unet: Union[str, os.PathLike, UNet2DConditionModel], conv_in_init: str = "sd",
                      init_seed: int = 0, **kwargs) -> "TextSSRUNet2DConditionModel":
-        """Initialise from a plain SD UNet (a folder, or a loaded ``UNet2DConditionModel``), SPEC §4.
+        """Initialise from a plain SD UNet (a folder, or a loaded ``UNet2DConditionModel``), method.md §4.
 
         Every SD weight whose shape fits is copied. ``conv_in`` gets 3 × latent + 1 = 13 input channels:
         ``conv_in_init="sd"`` (default) puts SD's weights in input channels 0–3 (the noisy latent), zeros in the
