@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from textssr.infer.settings import InferSettings
 from textssr.config import ConfigError
 from textssr.data import AnyWordDataset, SkipSample
 from textssr.data.build_lmdb import build_lmdb, main as build_lmdb_main
@@ -157,8 +158,8 @@ def test_the_memory_estimate_refuses_what_cannot_fit_and_passes_what_can(corpus,
     from textssr.config import load_config
     options = dict(o.split("=", 1) for o in model_options(corpus))
     options.update(resolution=64, ttf_size=64, max_len=25, output_dir=str(corpus / "o"))
-    cfg = load_config(str(REPO / "configs/tiny/infer_cfg.py"), options)
-    run_ = generation.resolve_run(cfg, True, "center", (), "infer")
+    cfg = InferSettings.load(str(REPO / "configs/tiny/infer_cfg.py"), options)
+    run_ = generation.resolve_run(cfg, True)
     small = generation.estimate_memory(run_, 8)
     assert small < 300 * 2**20  # the tiny models at 64 px: weights + ~6 MiB a sample
     monkeypatch.setattr(generation, "available_memory", lambda device: 16 * 2**30)

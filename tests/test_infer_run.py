@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from textssr.infer.settings import InferSettings
 from textssr.config import ConfigError, load_config
 from textssr.infer import NothingGenerated, run_inference
 
@@ -47,7 +48,7 @@ def options(root, out, **extra):
 
 
 def config(root, out, **extra):
-    return load_config(str(REPO / "configs/tiny/infer_cfg.py"), options(root, out, **extra))
+    return InferSettings.load(str(REPO / "configs/tiny/infer_cfg.py"), options(root, out, **extra))
 
 
 def run_in(cwd, cfg):
