@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from textssr.config import ConfigError
+from textssr.data.errors import DataError
 from textssr.data import AnyWordDataset, SkipSample, resolve_font
 from textssr.data import fonts
 from textssr.data.icdar15 import convert_icdar15, main as icdar15_main
@@ -117,7 +117,7 @@ def test_data_root_relative_to_cwd_first_then_json_ancestors(bench_mini_dir, tmp
     data = json.loads((bench_mini_dir / "benchmark/ic13/test.json").read_text())
     data["data_root"] = "./nowhere/images"
     (tmp_path / "bad.json").write_text(json.dumps(data))
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(DataError) as err:
         AnyWordDataset(str(tmp_path / "bad.json"), vae_mode=True)
     message = str(err.value)
     assert str(tmp_path / "nowhere" / "images") in message and "/nowhere/images (no such folder)" in message
@@ -158,5 +158,5 @@ def test_font_fallback_warns_once_naming_both_paths(tmp_path, monkeypatch):
     assert len(record) == 1 and "absent.ttf" in str(record[0].message) and chosen in str(record[0].message)
     assert os.path.isfile(chosen) and resolve_font(chosen) == chosen
     monkeypatch.setattr(fonts, "fallback_fonts", lambda: [])
-    with pytest.raises(ConfigError, match="pip install cvttf-notosanscjk-bold"):
+    with pytest.raises(DataError, match="pip install cvttf-notosanscjk-bold"):
         resolve_font(str(tmp_path / "absent.ttf"))

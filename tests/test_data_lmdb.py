@@ -8,7 +8,7 @@ import lmdb
 import pytest
 import torch
 
-from textssr.config import ConfigError
+from textssr.data.errors import DataError
 from textssr.data import AnyWordDataset, AnyWordLmdbDataset
 from textssr.data.build_lmdb import build_lmdb, main as build_main
 from textssr.data.icdar15 import convert_icdar15
@@ -72,7 +72,7 @@ def test_build_resumes_at_the_first_unfinished_shard(sources, tmp_path):
     env.close()
     again = build_lmdb(sources, str(out), shard_size=7, progress=False)
     assert again["resumed_shards"] == 3 and again["samples"] == first["samples"]
-    with pytest.raises(ConfigError, match="other arguments"):
+    with pytest.raises(DataError, match="other arguments"):
         build_lmdb(sources[:1], str(out), shard_size=7, progress=False)
 
 
@@ -144,10 +144,10 @@ def test_lmdb_language_filter_and_missing_glyphs_at_open(tmp_path, icdar15_dir):
 
 
 def test_missing_lmdb_is_a_config_error_with_the_fix(tmp_path):
-    with pytest.raises(ConfigError, match="build_lmdb"):
+    with pytest.raises(DataError, match="build_lmdb"):
         AnyWordLmdbDataset(str(tmp_path / "nothing"))
     os.makedirs(tmp_path / "empty")
-    with pytest.raises(ConfigError, match="data.mdb"):
+    with pytest.raises(DataError, match="data.mdb"):
         AnyWordLmdbDataset(str(tmp_path / "empty"))
 
 

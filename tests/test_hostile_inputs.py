@@ -16,6 +16,7 @@ import torch
 
 from textssr.infer.settings import InferSettings
 from textssr.config import ConfigError
+from textssr.data.errors import DataError
 from textssr.data import AnyWordDataset, SkipSample
 from textssr.data.build_lmdb import build_lmdb, main as build_lmdb_main
 
@@ -201,7 +202,7 @@ def test_images_named_outside_data_root_are_skipped_and_counted(tmp_path, icdar1
     allowed = AnyWordDataset(bench, resolution=32, allow_images_outside_root=True)
     assert len(allowed) == 5 and not allowed.skip_counts
     assert allowed.build(1)["image"].shape == (3, 32, 32)  # the layouts that need it still work
-    with pytest.raises(ConfigError, match="allow_images_outside_root='yes': must be True or False"):
+    with pytest.raises(DataError, match="allow_images_outside_root='yes': must be True or False"):
         AnyWordDataset(bench, resolution=32, allow_images_outside_root="yes")
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from textssr.data import tiny_data
-from textssr.config import ConfigError
+from textssr.data.errors import DataError
 from textssr.data.tiny_data import (CHINESE, LATIN, FontBank, FontMissingError, FontSource, draw_scene, generate,
                                     load_word_lists, scene_rng, scene_size, split_words)
 
@@ -187,7 +187,7 @@ def test_cli_rerun_says_there_is_nothing_to_do(corpus, capsys):
 
 
 def test_other_arguments_on_an_existing_corpus_fail(corpus):
-    with pytest.raises(ConfigError, match="delete it"):
+    with pytest.raises(DataError, match="delete it"):
         generate(corpus, **{**SMALL, "seed": 99}, build_lmdbs=True, progress=False)
 
 
@@ -203,7 +203,7 @@ def test_an_unfinished_corpus_is_redrawn(tmp_path):
 
 def test_a_foreign_folder_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not a tiny corpus folder"):
+    with pytest.raises(DataError, match="not a tiny corpus folder"):
         generate(tmp_path, **SMALL, build_lmdbs=False, progress=False)
 
 
