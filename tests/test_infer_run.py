@@ -251,7 +251,7 @@ def test_training_output_folder_gives_checkpoint_sizes_and_scheduler(tiny, bench
         # a checkpoint's config.py is read as data: its code never runs (a downloaded checkpoint could hold any)
         (checkpoint / "config.py").write_text(f"import os\nos.system('touch {tiny}/pwned')\n"
                                               f"resolution = {resolution}\nseed = 1\n")
-    cfg = load_config(str(REPO / "configs/tiny/infer_cfg.py"), dict(
+    cfg = InferSettings.load(str(REPO / "configs/tiny/infer_cfg.py"), dict(
         bench=str(tiny / "bench_root/benchmark/ic13/test.json"), output_dir=str(tiny / "from_run"),
         pretrained_vae=str(tiny / "model"), pretrained_unet=str(run_dir), num_inference_steps=1, device="cpu"))
     assert cfg.resolution is None and cfg.scheduler_path is None and cfg.ttf_size is None

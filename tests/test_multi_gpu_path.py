@@ -249,10 +249,11 @@ def test_non_finite_vae_latents_stop_at_the_first_batch(corpus, tmp_path, monkey
 def test_vae_dtype_fp32_keeps_the_frozen_vae_in_float32():
     from textssr.train.stages import CDMStage
     stage = CDMStage()
-    stage.cfg, stage.vae = {"vae_dtype": "fp32"}, torch.nn.Linear(2, 2)
+    from types import SimpleNamespace
+    stage.cfg, stage.vae = SimpleNamespace(vae_dtype="fp32"), torch.nn.Linear(2, 2)
     stage.setup(type("Acc", (), {"device": torch.device("cpu")})(), torch.bfloat16)
     assert stage.vae.weight.dtype == torch.float32
-    stage.cfg = {"vae_dtype": None}
+    stage.cfg = SimpleNamespace(vae_dtype=None)
     stage.setup(type("Acc", (), {"device": torch.device("cpu")})(), torch.bfloat16)
     assert stage.vae.weight.dtype == torch.bfloat16  # as mixed_precision, the original's
 

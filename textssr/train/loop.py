@@ -100,7 +100,8 @@ def train(cfg, stage_name: str) -> dict:
     # the process group and each rank's device (distributed.use_cpu: the one device rule), before anything looks
     # at a GPU
     state = distributed.process_state("auto", cfg.ddp_timeout)
-    check_gpu_bf16(state.device, mixed_precision=mixed.name, vae_dtype=cfg.vae_dtype)
+    check_gpu_bf16(state.device, mixed_precision=mixed.name,
+                   **({"vae_dtype": cfg.vae_dtype} if stage.name == "cdm" else {}))
     precision = TrainPrecision(mixed, state.device)  # "auto": on a GPU from its hardware, on a CPU the first batch
     accelerator = _accelerator(cfg, precision.accelerate_name)
     with distributed.waiting(state, cfg.ddp_timeout, "rank 0 writes checkpoints, prunes old ones and draws the "
