@@ -2,6 +2,7 @@
 the models load (and every filter's removals are counted), unreadable inputs are one-line start-up errors, sizes
 that cannot fit are refused before anything is allocated, and images named outside data_root are never read.
 Tiny generated corpus, tiny random models (SD 2.1 layout), real scripts as subprocesses."""
+import dataclasses
 import json
 import os
 import shutil
@@ -166,7 +167,7 @@ def test_the_memory_estimate_refuses_what_cannot_fit_and_passes_what_can(corpus,
     monkeypatch.setattr(generation, "available_memory", lambda device: 16 * 2**30)
     assert generation.check_memory(run_, 8, torch.device("cpu")) == small
     weights = generation.estimate_memory(run_, 0)
-    run_.resolution = 4096
+    run_ = dataclasses.replace(run_, resolution=4096)
     assert generation.estimate_memory(run_, 8) - weights == (4096 // 64) ** 2 * (small - weights)  # ~ R²
     with pytest.raises(ConfigError, match=r"resolution=4096 with batch_size=8 needs about \d+\.\d GiB but cpu has "
                                           r"16\.0 GiB free; use a smaller resolution"):

@@ -112,7 +112,8 @@ def test_writes_every_file_with_matching_counts(tiny, baseline):
     assert saved["complete"] and saved["counts"]["written"] == saved["counts"]["generated"] == len(texts)
     assert saved["skipped"] == {} and saved["crops_per_s"] > 0 and saved["seed"] == 3407
     assert saved["checkpoints"]["unet"].endswith("unet") and saved["versions"]["torch"]
-    assert saved["scheduler"]["name"] == "ddim" and saved["config"]["resolution"] == 32  # configs/tiny/infer_cfg.py
+    recorded = json.loads((out / "settings.json").read_text(encoding="utf-8"))  # the run's settings, as data
+    assert saved["scheduler"]["name"] == "ddim" and recorded["resolution"] == 32  # configs/tiny/infer_cfg.py
     assert saved["scheduler"]["config"]["timestep_spacing"] == "trailing"
 
 
