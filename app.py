@@ -6,13 +6,11 @@
 A gradio app (textssr/edit/app.py) on the same pipeline as edit.py; it loads the models once, on the first Generate.
 """
 import argparse
-import os
 import sys
 
 from textssr.config.checks import run_script
-from textssr.config import add_config_args, load_config
-
-SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "infer_cfg.py")
+from textssr.config import add_config_args
+from textssr.infer.settings import InferSettings
 
 
 def main(argv=None):
@@ -20,7 +18,7 @@ def main(argv=None):
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options, schema=SCHEMA)
+    cfg = InferSettings.load(args.config, args.cfg_options)
     from textssr.edit.app import build_app, launch
     from textssr.edit.command import check_demo_models
     from textssr.edit.editor import Editor

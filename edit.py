@@ -7,13 +7,10 @@
 
 Writes the whole photo with each region repainted (textssr/edit/); pixels outside the edited areas are unchanged.
 """
-import os
 import sys
 
 from textssr.config.checks import run_script
 from textssr.edit.command import main
 
-SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "infer_cfg.py")
-
 if __name__ == "__main__":
-    sys.exit(run_script(lambda: main(schema=SCHEMA), resumable=False))
+    sys.exit(run_script(main, resumable=False))

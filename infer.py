@@ -6,20 +6,17 @@
 Writes <output_dir>/{local,region,gt}/<i>.png, labels.json, instances.json and meta.json (see
 textssr/infer/outputs.py). Re-running the same command resumes: finished items are kept.
 """
-import os
 import sys
 
 from textssr.config.checks import run_script
-from textssr.config import parse_config
+from textssr.infer.settings import InferSettings
 from textssr.data import SkipSample
 from textssr.infer import run_inference, summary
 
-SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "infer_cfg.py")
 
 
 def main(argv=None):
-    cfg = run_script(lambda: parse_config(argv, description=__doc__.splitlines()[0],
-                                          default_config="configs/infer_cfg.py", schema=SCHEMA))
+    cfg = run_script(lambda: InferSettings.parse(argv, __doc__.splitlines()[0], "configs/infer_cfg.py"))
     try:  # a bench that leaves nothing to generate: one line, exit status 1 (run_script)
         meta = run_script(lambda: run_inference(cfg))
     except SkipSample as exc:  # strict=True stops at the first bad instance

@@ -6,21 +6,18 @@
 
 Restart the same command after any crash: it resumes where it stopped. See textssr/synth/runner.py.
 """
-import os
 import sys
 
 from textssr.config.checks import run_script
-from textssr.config import parse_config
+from textssr.synth.settings import SynthSettings
 from textssr.data import SkipSample
 from textssr.data.skips import brief
 from textssr.synth.runner import synthesize
 
-SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "synth_cfg.py")
 
 
 def main(argv=None):
-    cfg = run_script(lambda: parse_config(argv, description=__doc__.splitlines()[0],
-                                          default_config="configs/synth_cfg.py", schema=SCHEMA))
+    cfg = run_script(lambda: SynthSettings.parse(argv, __doc__.splitlines()[0], "configs/synth_cfg.py"))
     try:
         stats = run_script(lambda: synthesize(cfg))
     except SkipSample as exc:  # strict=True stops at the first bad region

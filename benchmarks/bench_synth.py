@@ -18,12 +18,11 @@ BENCH = os.path.join(REPO, "..", "shared", "data", "textssr_bench_mini", "benchm
 
 CHILD = r"""
 import json, resource, sys
-from textssr.config import load_config
+from textssr.synth.settings import SynthSettings
 from textssr.synth.runner import synthesize
 opts = json.loads(sys.argv[2])
-screening = opts.pop("screening")  # set after loading: mmengine cannot merge a dict into the tiny config's None
-cfg = load_config(sys.argv[1], opts)
-cfg.screening = screening
+screening = opts.pop("screening")  # replaces the tiny config's None whole
+cfg = SynthSettings.load(sys.argv[1], opts, screening=screening)
 stats = synthesize(cfg)
 stats["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print("STATS" + json.dumps(stats))

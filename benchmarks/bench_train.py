@@ -42,10 +42,10 @@ PHASES = ("data", "vae_encode", "forward", "backward", "optimizer", "logging", "
 def run_stage(stage: str, config: str, options: dict) -> dict:
     """Child process: train one tiny stage and print its figures as one JSON line."""
     sys.path.insert(0, REPO)
-    from textssr.config import load_config
+    from textssr.train.settings import STAGE_SETTINGS
     from textssr.train import train
     from textssr.train.loop import LOG_FILE
-    cfg = load_config(os.path.join(REPO, "configs", "tiny", config), options)
+    cfg = STAGE_SETTINGS[stage].load(os.path.join(REPO, "configs", "tiny", config), options)
     state = train(cfg, stage)
     profile = state.get("profile_ms", {})
     if profile:

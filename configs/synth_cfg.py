@@ -6,35 +6,16 @@
 # output_dir, keep_shards, contact_sheet_size, poll_seconds) on resume is refused, and so is a
 # checkpoint folder that now resolves to another (newer) checkpoint.
 
+_base_ = ["sampling_cfg.py"]
+
 # Regions: an AnyWord JSON, a benchmark folder holding test.json, or an AnyWord-lmdb folder tree.
 source = "AnyWord-lmdb/step1_lmdb"
 max_regions = None              # use only the first N regions of the source (None: all)
-language = None                 # e.g. "Latin" or "Chinese" to keep one language
 output_dir = "output/textssr_f"
 
-# Checkpoints and sampling: the same keys and meanings as infer (configs/infer_cfg.py).
-pretrained_vae = "model/vae_ft"  # a vae/ model folder, or a training output folder (its latest checkpoint-*/vae)
-pretrained_unet = "model/step2"  # likewise for unet/
-scheduler_path = "model/stable-diffusion-v2-1"  # SD 2.1 folder or a scheduler folder; when it has none: the
-                                                # scheduler/ saved with the UNet's checkpoint, else SD 2.1's config
-scheduler = "ddpm"              # sampler by name (textssr.models.SCHEDULERS); the original uses DDPM
-timestep_spacing = None         # None keeps the scheduler config's (SD 2.1: "leading", the original's); "trailing"
-                                # starts at the last training step — better for few steps (Lin et al. 2024)
-num_inference_steps = 20
-batch_size = 32                 # items per denoising batch (per process)
-seed = 3407                     # item (region, variant): text, crop window and noise come from (seed, region, variant)
-mixed_precision = "fp16"        # "no" | "fp16" (GPU) | "bf16" | "auto" (as in configs/infer_cfg.py)
-allow_tf32 = False              # TF32 matmuls and convolutions on Ampere+ GPUs; False leaves torch's defaults
-ddp_timeout = 7200              # seconds ranks wait for each other before the run stops naming this key
-# Conditions. None takes the UNet's training value (its checkpoint's config.py; ttf_size/max_len else its encoder).
-resolution = 256
-ttf_size = 64
-max_len = 25
-font_path = "AlibabaPuHuiTi-3-85-Bold.ttf"  # when absent a bold CJK fallback is used, with a warning
-region_placement = "random"     # crop window around the word: "random" (as in training) or "center"
-allow_far_resolution = False    # True: a resolution more than 4x from the UNet's training value (as in infer)
-strict = False                  # True: raise on the first bad input instead of skipping and counting it
-allow_images_outside_root = False  # True: read img_names that are absolute or climb out of data_root with ../
+# Sampling (the keys of sampling_cfg.py) where TextSSR-F differs from infer.
+mixed_precision = "fp16"        # half precision on the GPUs that synthesize millions of crops
+region_placement = "random"     # crop window around the word as in training (drawn from (seed, region, variant))
 
 # Target texts.
 variants_per_region = 8

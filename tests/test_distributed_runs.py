@@ -14,7 +14,10 @@ import pytest
 import torch
 
 from conftest import reset_accelerate
-from textssr.config import ConfigError, load_config
+from textssr.synth.settings import SynthSettings
+from textssr.infer.settings import InferSettings
+from textssr.train.settings import TrainSettings
+from textssr.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 RES = 32
@@ -125,7 +128,7 @@ def resumed_on_two_ranks(corrupted_lmdb, tmp_path_factory):
     lmdb_path, seed = corrupted_lmdb[:2]
     out = tmp_path_factory.mktemp("dist_train") / "vae"
     reset_accelerate()
-    first = train(load_config(str(REPO / "configs/tiny/train_vae_cfg.py"), vae_options(lmdb_path, seed, out, 1)),
+    first = train(TrainSettings.load(str(REPO / "configs/tiny/train_vae_cfg.py"), vae_options(lmdb_path, seed, out, 1)),
                   "vae")
     reset_accelerate()
     run = launch("train_vae.py", "--config", str(REPO / "configs/tiny/train_vae_cfg.py"),
@@ -189,7 +192,7 @@ def test_two_process_infer_merges_the_skips_of_both_ranks(tiny_model, bench_mini
     opts = dict(bench=str(bench), pretrained_vae=str(tiny_model / "vae"), pretrained_unet=str(tiny_model / "unet"),
                 scheduler_path=str(tiny_model), resolution=RES, ttf_size=64, max_len=25, num_inference_steps=1,
                 batch_size=2, device="cpu", mixed_precision="no")
-    single = run_inference(load_config(str(REPO / "configs/tiny/infer_cfg.py"),
+    single = run_inference(InferSettings.load(str(REPO / "configs/tiny/infer_cfg.py"),
                                        dict(opts, output_dir=str(tmp_path / "single"))))
     assert single["counts"]["skipped"] == 5 and len(single["skipped"]) == 3
     run = launch("infer.py", "--config", "configs/tiny/infer_cfg.py",
@@ -247,7 +250,7 @@ def one_process_set(tiny_model, synth_source):
     their last bits with the batches' make-up)."""
     from textssr.synth.runner import synthesize
     out = synth_source.parent / "uninterrupted"
-    synthesize(load_config(str(REPO / "configs/tiny/synth_cfg.py"), synth_options(tiny_model, synth_source, out)))
+    synthesize(SynthSettings.load(str(REPO / "configs/tiny/synth_cfg.py"), synth_options(tiny_model, synth_source, out)))
     return out
 
 
@@ -319,7 +322,7 @@ def test_synthesis_started_on_two_processes_refuses_a_one_process_resume(tiny_mo
     out = tmp_path / "other_count"
     shutil.copytree(killed_two_process_run, out)
     with pytest.raises(ConfigError, match="--num_processes 2") as err:
-        synthesize(load_config(str(REPO / "configs/tiny/synth_cfg.py"), synth_options(tiny_model, synth_source, out)))
+        synthesize(SynthSettings.load(str(REPO / "configs/tiny/synth_cfg.py"), synth_options(tiny_model, synth_source, out)))
     assert "\n" not in str(err.value)
 
 
@@ -336,7 +339,7 @@ def test_synthesis_started_on_one_process_refuses_a_two_process_resume(tiny_mode
 
     monkeypatch.setattr(StrLmdbWriter, "commit", commit_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        synthesize(load_config(str(REPO / "configs/tiny/synth_cfg.py"), synth_options(tiny_model, synth_source, out)))
+        synthesize(SynthSettings.load(str(REPO / "configs/tiny/synth_cfg.py"), synth_options(tiny_model, synth_source, out)))
     monkeypatch.setattr(StrLmdbWriter, "commit", real_commit)
     assert not shard_state(out / "lmdb")["done"]
     run = launch("synthesize.py", *synth_cli(tiny_model, synth_source, out))

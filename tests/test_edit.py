@@ -19,7 +19,6 @@ from textssr.edit.region import blend_weight, edit_window
 from edit_fixtures import CARPARK, GENAXIS, model_options, models, outside_box, photo_path, text_area  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = str(REPO / "configs/infer_cfg.py")
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO), PYTHONWARNINGS="ignore")
 
 
@@ -27,7 +26,7 @@ def edit(capsys, *argv):
     """edit.py's main in this process, as the script runs it: (exit status, stdout, stderr)."""
     code = 0
     try:
-        code = run_script(lambda: main(list(argv), schema=SCHEMA), resumable=False)
+        code = run_script(lambda: main(list(argv)), resumable=False)
     except SystemExit as exc:
         code = exc.code
     out, err = capsys.readouterr()

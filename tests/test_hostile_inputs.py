@@ -2,6 +2,7 @@
 the models load (and every filter's removals are counted), unreadable inputs are one-line start-up errors, sizes
 that cannot fit are refused before anything is allocated, and images named outside data_root are never read.
 Tiny generated corpus, tiny random models (SD 2.1 layout), real scripts as subprocesses."""
+import dataclasses
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from textssr.infer.settings import InferSettings
 from textssr.config import ConfigError
 from textssr.data.errors import DataError
 from textssr.data import AnyWordDataset, SkipSample
@@ -158,14 +160,14 @@ def test_the_memory_estimate_refuses_what_cannot_fit_and_passes_what_can(corpus,
     from textssr.config import load_config
     options = dict(o.split("=", 1) for o in model_options(corpus))
     options.update(resolution=64, ttf_size=64, max_len=25, output_dir=str(corpus / "o"))
-    cfg = load_config(str(REPO / "configs/tiny/infer_cfg.py"), options)
-    run_ = generation.resolve_run(cfg, True, "center", (), "infer")
+    cfg = InferSettings.load(str(REPO / "configs/tiny/infer_cfg.py"), options)
+    run_ = generation.resolve_run(cfg, True)
     small = generation.estimate_memory(run_, 8)
     assert small < 300 * 2**20  # the tiny models at 64 px: weights + ~6 MiB a sample
     monkeypatch.setattr(generation, "available_memory", lambda device: 16 * 2**30)
     assert generation.check_memory(run_, 8, torch.device("cpu")) == small
     weights = generation.estimate_memory(run_, 0)
-    run_.resolution = 4096
+    run_ = dataclasses.replace(run_, resolution=4096)
     assert generation.estimate_memory(run_, 8) - weights == (4096 // 64) ** 2 * (small - weights)  # ~ R²
     with pytest.raises(ConfigError, match=r"resolution=4096 with batch_size=8 needs about \d+\.\d GiB but cpu has "
                                           r"16\.0 GiB free; use a smaller resolution"):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from textssr.infer.settings import InferSettings
 from textssr.config import load_config
 from textssr.infer import run_inference
 
@@ -33,7 +34,7 @@ def test_two_processes_write_the_single_process_files(tmp_path, bench_mini_dir):
                 pretrained_unet=str(tmp_path / "model/unet"), scheduler_path=str(tmp_path / "model"),
                 resolution=32, ttf_size=64, max_len=25, num_inference_steps=1, batch_size=2, device="cpu")
 
-    single = run_inference(load_config(str(REPO / "configs/tiny/infer_cfg.py"),
+    single = run_inference(InferSettings.load(str(REPO / "configs/tiny/infer_cfg.py"),
                                        dict(opts, output_dir=str(tmp_path / "single"))))
     out = tmp_path / "two"
     run = subprocess.run([*LAUNCH, "infer.py", "--config", "configs/tiny/infer_cfg.py", "--cfg-options",

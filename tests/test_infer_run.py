@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from textssr.infer.settings import InferSettings
 from textssr.config import ConfigError, load_config
 from textssr.infer import NothingGenerated, run_inference
 
@@ -47,7 +48,7 @@ def options(root, out, **extra):
 
 
 def config(root, out, **extra):
-    return load_config(str(REPO / "configs/tiny/infer_cfg.py"), options(root, out, **extra))
+    return InferSettings.load(str(REPO / "configs/tiny/infer_cfg.py"), options(root, out, **extra))
 
 
 def run_in(cwd, cfg):
@@ -111,7 +112,8 @@ def test_writes_every_file_with_matching_counts(tiny, baseline):
     assert saved["complete"] and saved["counts"]["written"] == saved["counts"]["generated"] == len(texts)
     assert saved["skipped"] == {} and saved["crops_per_s"] > 0 and saved["seed"] == 3407
     assert saved["checkpoints"]["unet"].endswith("unet") and saved["versions"]["torch"]
-    assert saved["scheduler"]["name"] == "ddim" and saved["config"]["resolution"] == 32  # configs/tiny/infer_cfg.py
+    recorded = json.loads((out / "settings.json").read_text(encoding="utf-8"))  # the run's settings, as data
+    assert saved["scheduler"]["name"] == "ddim" and recorded["resolution"] == 32  # configs/tiny/infer_cfg.py
     assert saved["scheduler"]["config"]["timestep_spacing"] == "trailing"
 
 
@@ -250,7 +252,7 @@ def test_training_output_folder_gives_checkpoint_sizes_and_scheduler(tiny, bench
         # a checkpoint's config.py is read as data: its code never runs (a downloaded checkpoint could hold any)
         (checkpoint / "config.py").write_text(f"import os\nos.system('touch {tiny}/pwned')\n"
                                               f"resolution = {resolution}\nseed = 1\n")
-    cfg = load_config(str(REPO / "configs/tiny/infer_cfg.py"), dict(
+    cfg = InferSettings.load(str(REPO / "configs/tiny/infer_cfg.py"), dict(
         bench=str(tiny / "bench_root/benchmark/ic13/test.json"), output_dir=str(tiny / "from_run"),
         pretrained_vae=str(tiny / "model"), pretrained_unet=str(run_dir), num_inference_steps=1, device="cpu"))
     assert cfg.resolution is None and cfg.scheduler_path is None and cfg.ttf_size is None

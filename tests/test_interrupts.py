@@ -15,6 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
+from textssr.synth.settings import SynthSettings
+from textssr.infer.settings import InferSettings
 from textssr.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +95,7 @@ def infer_baseline(tiny_model, infer_bench):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        run_inference(load_config(str(REPO / "configs/tiny/infer_cfg.py"),
+        run_inference(InferSettings.load(str(REPO / "configs/tiny/infer_cfg.py"),
                                   infer_options(tiny_model, infer_bench[0], out)))
     finally:
         torch.set_num_threads(threads)
@@ -195,7 +197,7 @@ def test_synthesis_stopped_by_sigterm_then_rerun_gives_the_uninterrupted_set(tin
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the subprocesses: the same float reduction order
     try:
-        synthesize(load_config(str(REPO / "configs/tiny/synth_cfg.py"), options(tmp_path / "baseline")))
+        synthesize(SynthSettings.load(str(REPO / "configs/tiny/synth_cfg.py"), options(tmp_path / "baseline")))
     finally:
         torch.set_num_threads(threads)
     out = tmp_path / "out"

@@ -9,7 +9,8 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "textssr"
 
 # Each sub-package and what it may import (besides itself). Bottom to top: utils; config and data; models, runtime
-# and eval; generation; the four users (train, infer, synth, edit); demo, which only runs the scripts.
+# and eval; generation; the four users (train, infer, synth, edit: it reads infer's config, so its settings); demo,
+# which only runs the scripts.
 ALLOWED = {
     "utils": set(),
     "config": {"utils"},
@@ -21,7 +22,7 @@ ALLOWED = {
     "train": {"utils", "config", "data", "models", "runtime"},
     "infer": {"utils", "config", "data", "models", "runtime", "eval", "generation"},
     "synth": {"utils", "config", "data", "models", "runtime", "eval", "generation"},
-    "edit": {"utils", "config", "data", "models", "runtime", "eval", "generation"},
+    "edit": {"utils", "config", "data", "models", "runtime", "eval", "generation", "infer"},  # infer's settings
     "demo": set(),
 }
 NO_ACCELERATE = {"utils", "config", "data", "models", "eval"}  # process groups belong to runtime and its users

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from textssr.infer.settings import InferSettings
+from textssr.train.settings import TrainSettings, CDMSettings
 from textssr.runtime import distributed, precision
 from textssr.config.checks import RunStopped
 from textssr.config import ConfigError, load_config
@@ -47,7 +49,7 @@ def no_accelerate_setting(monkeypatch, tmp_path):
 
 
 def vae_cfg(corpus, out, **options):
-    return load_config(str(REPO / "configs/tiny/train_vae_cfg.py"),
+    return TrainSettings.load(str(REPO / "configs/tiny/train_vae_cfg.py"),
                        {**TINY, "output_dir": str(out), "lmdb_path": str(corpus / "step1_lmdb"),
                         "max_train_steps": 2, "checkpointing_steps": 2, **options})
 
@@ -124,15 +126,15 @@ def test_generation_resolves_none_and_keeps_it_in_the_resume_rule(monkeypatch, n
     from tiny_models import save_tiny_sd21
     from textssr.generation import resolve_run
     save_tiny_sd21(str(tmp_path / "m"))
-    cfg = load_config(str(REPO / "configs/tiny/infer_cfg.py"), dict(
+    cfg = InferSettings.load(str(REPO / "configs/tiny/infer_cfg.py"), dict(
         pretrained_vae=str(tmp_path / "m/vae"), pretrained_unet=str(tmp_path / "m/unet"),
         scheduler_path=str(tmp_path / "m/scheduler"), mixed_precision=None, output_dir=str(tmp_path / "o"),
         resolution=32))
     monkeypatch.setenv(precision.ACCELERATE_ENV, "bf16")
-    run = resolve_run(cfg, on_cpu=True, default_placement="center", required=(), where="infer")
+    run = resolve_run(cfg, on_cpu=True)
     assert run.dtype == torch.bfloat16 and run.resolved["mixed_precision"] == "bf16"
     monkeypatch.delenv(precision.ACCELERATE_ENV)
-    assert resolve_run(cfg, True, "center", (), "infer").dtype == torch.float32
+    assert resolve_run(cfg, True).dtype == torch.float32
 
 
 # ----------------------------------------------------------------------------- ddp_timeout
@@ -235,7 +237,7 @@ def test_non_finite_vae_latents_stop_at_the_first_batch(corpus, tmp_path, monkey
     GradientState._reset_state()
     encode = CDMStage._encode
     monkeypatch.setattr(CDMStage, "_encode", lambda self, x, g: encode(self, x, g) * float("inf"))  # overflowed
-    cfg = load_config(str(REPO / "configs/tiny/train_diff_step1_cfg.py"), {
+    cfg = CDMSettings.load(str(REPO / "configs/tiny/train_diff_step1_cfg.py"), {
         **TINY, "output_dir": str(tmp_path / "cdm"), "lmdb_path": str(corpus / "step1_lmdb"),
         "pretrained_vae": str(vae_out), "max_train_steps": 2, "checkpointing_steps": 1, "vae_dtype": None,
         "latent_cache": False, "region_placement": "random"})
@@ -247,10 +249,11 @@ def test_non_finite_vae_latents_stop_at_the_first_batch(corpus, tmp_path, monkey
 def test_vae_dtype_fp32_keeps_the_frozen_vae_in_float32():
     from textssr.train.stages import CDMStage
     stage = CDMStage()
-    stage.cfg, stage.vae = {"vae_dtype": "fp32"}, torch.nn.Linear(2, 2)
+    from types import SimpleNamespace
+    stage.cfg, stage.vae = SimpleNamespace(vae_dtype="fp32"), torch.nn.Linear(2, 2)
     stage.setup(type("Acc", (), {"device": torch.device("cpu")})(), torch.bfloat16)
     assert stage.vae.weight.dtype == torch.float32
-    stage.cfg = {"vae_dtype": None}
+    stage.cfg = SimpleNamespace(vae_dtype=None)
     stage.setup(type("Acc", (), {"device": torch.device("cpu")})(), torch.bfloat16)
     assert stage.vae.weight.dtype == torch.bfloat16  # as mixed_precision, the original's
 
@@ -357,10 +360,10 @@ def test_infer_honours_allow_tf32(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(generation, "configure_backends", lambda device, allow, **kw: seen.append(allow))
     save_tiny_sd21(str(tmp_path / "m"))
-    cfg = load_config(str(REPO / "configs/tiny/infer_cfg.py"), dict(
+    cfg = InferSettings.load(str(REPO / "configs/tiny/infer_cfg.py"), dict(
         pretrained_vae=str(tmp_path / "m/vae"), pretrained_unet=str(tmp_path / "m/unet"), resolution=32,
         scheduler_path=str(tmp_path / "m/scheduler"), mixed_precision="no", allow_tf32=True))
-    run = generation.resolve_run(cfg, True, "center", (), "infer")
+    run = generation.resolve_run(cfg, True)
     generation.load_pipeline(run, cfg, torch.device("cpu"))
     assert seen == [True]
 

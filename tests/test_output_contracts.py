@@ -15,6 +15,8 @@ from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer
 
 from diffusers_textssr import TextSSRUNet2DConditionModel
+from textssr.synth.settings import SynthSettings
+from textssr.infer.settings import InferSettings
 from textssr.config import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,7 +80,7 @@ def infer_config(model, bench, out, **extra):
                 scheduler_path=str(model), resolution=32, num_inference_steps=1, batch_size=4, device="cpu",
                 mixed_precision="no")
     opts.update(extra)
-    return load_config(os.path.join(REPO, "configs/tiny/infer_cfg.py"), opts)
+    return InferSettings.load(os.path.join(REPO, "configs/tiny/infer_cfg.py"), opts)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +146,7 @@ def synth_config(model, source, out, **extra):
                 pretrained_unet=f"{model}/unet", scheduler_path=f"{model}/scheduler", resolution=32,
                 num_inference_steps=1, batch_size=2, variants_per_region=2)
     opts.update(extra)
-    return load_config(os.path.join(REPO, "configs/tiny/synth_cfg.py"), opts)
+    return SynthSettings.load(os.path.join(REPO, "configs/tiny/synth_cfg.py"), opts)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from textssr.synth.settings import SynthSettings
 from textssr.config import ConfigError, load_config
 from textssr.synth.runner import synthesize
 from textssr.synth.str_lmdb import StrLmdbReader
@@ -40,8 +41,10 @@ def options(root, out, **extra):
     return opts
 
 
-def config(root, out, **extra):
-    return load_config(os.path.join(REPO, "configs/tiny/synth_cfg.py"), options(root, out, **extra))
+def config(root, out, screening="tiny", **extra):
+    """The tiny synthesis settings over ``root``'s models and regions; ``screening`` replaces the config's."""
+    overrides = {} if screening == "tiny" else {"screening": screening}
+    return SynthSettings.load(os.path.join(REPO, "configs/tiny/synth_cfg.py"), options(root, out, **extra), **overrides)
 
 
 def cli(root, out, **extra):
@@ -114,8 +117,8 @@ def test_training_folder_resolves_to_its_latest_checkpoint_and_a_newer_one_is_re
 
 def test_screening_rejects_illegible_crops_by_reason(tiny_setup):
     out = tiny_setup / "screened"
-    cfg = config(tiny_setup, out, max_regions=2, variants_per_region=1)
-    cfg.screening = dict(match="exact", min_confidence=0.5)  # the tiny config has screening=None
+    cfg = config(tiny_setup, out, max_regions=2, variants_per_region=1,
+                 screening=dict(match="exact", min_confidence=0.5))  # the tiny config has screening=None
     stats = synthesize(cfg)
     # A random tiny model draws no legible word: every crop is rejected, each with its reason.
     assert stats["generated"] > 0 and stats["kept"] == 0
@@ -131,8 +134,7 @@ def test_overlapped_batches_write_the_bytes_of_sequential_ones(tiny_setup):
         runs = {}
         for overlap in (True, False):
             out = tiny_setup / f"overlap_{overlap}_{screening is None}"
-            cfg = config(tiny_setup, out, overlap=overlap)
-            cfg.screening = screening
+            cfg = config(tiny_setup, out, overlap=overlap, screening=screening)
             runs[overlap] = stats = synthesize(cfg)
             assert all(stats[k] >= 0 for k in ("build_s", "wait_s", "generation_s", "screening_s", "encode_s"))
             runs[overlap]["records"] = records(str(out / "lmdb"))

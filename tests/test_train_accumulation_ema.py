@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 
 from conftest import reset_accelerate
+from textssr.infer.settings import InferSettings
+from textssr.train.settings import CDMSettings, STAGE_SETTINGS
 from textssr.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +51,8 @@ def identical(a, b):
 def train(name, **options):
     from textssr.train import train as run
     reset_accelerate()
-    cfg = load_config(str(REPO / "configs" / "tiny" / name), {**TINY, **options})
     stage = "vae" if name == "train_vae_cfg.py" else "cdm"
+    cfg = STAGE_SETTINGS[stage].load(str(REPO / "configs" / "tiny" / name), {**TINY, **options})
     return run(cfg, stage)
 
 
@@ -127,7 +129,7 @@ def test_ema_is_updated_each_optimizer_step_saved_and_restored_on_resume(ema_run
         ema_dir = out / f"checkpoint-{step}" / "unet_ema"
         assert (ema_dir / "diffusion_pytorch_model.safetensors").is_file()
         assert json.loads((ema_dir / "config.json").read_text())["optimization_step"] == step  # per optimizer step
-    cfg = load_config(str(REPO / "configs/tiny/train_diff_step1_cfg.py"),
+    cfg = CDMSettings.load(str(REPO / "configs/tiny/train_diff_step1_cfg.py"),
                       {**TINY, **cdm_options(corpus, tiny_model, ema_runs / "unused", 6)})
     set_seed(cfg.seed)  # what train() builds before its first step
     initial = {k: v.contiguous() for k, v in CDMStage().build(cfg).state_dict().items()}
@@ -149,7 +151,7 @@ def test_infer_runs_on_the_ema_weights_of_a_checkpoint(ema_runs, tiny_model, ben
     checkpoint = ema_runs / "straight" / "checkpoint-6"
     metas = {}
     for sub in ("unet", "unet_ema"):
-        cfg = load_config(str(REPO / "configs/tiny/infer_cfg.py"), dict(
+        cfg = InferSettings.load(str(REPO / "configs/tiny/infer_cfg.py"), dict(
             bench=str(tmp_path / "bench.json"), output_dir=str(tmp_path / sub), pretrained_vae=str(tiny_model / "vae"),
             pretrained_unet=str(checkpoint / sub), num_inference_steps=1, device="cpu", mixed_precision="no"))
         metas[sub] = run_inference(cfg)

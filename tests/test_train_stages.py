@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from textssr.config.settings import read_settings
+from textssr.train.settings import TrainSettings, CDMSettings
 from textssr.config import load_config
 from textssr.train import train
 from textssr.train.checkpoint import list_checkpoints
@@ -44,8 +46,8 @@ def fresh_accelerate_state():
 
 
 def tiny_cfg(name: str, **options):
-    cfg = load_config(str(REPO / "configs" / "tiny" / name), {**TINY, **options})
-    return cfg
+    cls = TrainSettings if name == "train_vae_cfg.py" else CDMSettings
+    return cls.load(str(REPO / "configs" / "tiny" / name), {**TINY, **options})
 
 
 def read_log(output_dir):
@@ -89,11 +91,11 @@ def test_vae_stage_trains_and_checkpoints(vae_run):
     assert [step for step, _ in list_checkpoints(out)] == [2, 3]  # checkpoints_total_limit=2 pruned checkpoint-1
     ckpt = out / "checkpoint-3"
     for name in ("vae/config.json", "vae/diffusion_pytorch_model.safetensors", "optimizer.bin", "scheduler.bin",
-                 "random_states_0.pkl", "generator_0.pt", "config.py", "trainer_state.json"):
+                 "random_states_0.pkl", "generator_0.pt", "settings.json", "trainer_state.json"):
         assert (ckpt / name).is_file(), name
     assert not (ckpt / "model.safetensors").exists()  # the model is saved once, in diffusers format
-    assert (out / "config.py").is_file()
-    assert load_config(str(ckpt / "config.py")).resolution == RES  # the resolved config travels with it
+    assert (out / "settings.json").is_file()
+    assert read_settings(str(ckpt))["resolution"] == RES  # the resolved settings travel with it, as data
     assert max_diff(weights(out / "checkpoint-2" / "vae"), weights(ckpt / "vae")) > 0  # the weights moved
     assert not any(name.startswith(".tmp-") for name in os.listdir(out))
 

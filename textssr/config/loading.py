@@ -16,9 +16,7 @@ import argparse
 import ast
 import difflib
 import functools
-import json
 import os
-import sys
 from typing import Iterable, Optional, Sequence
 
 from mmengine.config import Config, DictAction

@@ -1,7 +1,7 @@
-"""The resolved config a training run saves — in its run folder and in every checkpoint — for people
-(``config.py``) and as data (``train_config.json``), and how it is read back: as data, never executed. A downloaded
-checkpoint's ``config.py`` is Python; ``infer.py`` and ``synthesize.py`` read ``train_config.json`` or, for
-checkpoints written before it existed, only the literal assignments of ``config.py`` (parsed, not run).
+"""The resolved settings a training run saves — in its run folder and in every checkpoint — as data
+(``settings.json``, :meth:`textssr.config.settings.Settings.write`), and how a run's saved settings are read back:
+as data, never executed. Runs written before ``settings.json`` existed hold ``train_config.json`` (the same, as
+data) and the original's checkpoints a ``config.py`` (Python: only its literal assignments are parsed, nothing runs).
 
 Not to be confused with a model's ``config.json`` (diffusers' architecture config, ``textssr.models.loading``).
 """
@@ -10,30 +10,25 @@ from __future__ import annotations
 import ast
 import os
 
-from mmengine.config import Config
-
 from textssr.config.checks import config_errors
-from textssr.utils.jsonio import read_json, write_json
+from textssr.config.settings import SETTINGS_FILE
+from textssr.utils.jsonio import read_json
 
 RUN_CONFIG_PY, RUN_CONFIG_JSON = "config.py", "train_config.json"
 
 
-def dump_run_config(cfg: Config, folder: str) -> None:
-    """Write the resolved config into ``folder``: ``config.py`` for people, ``train_config.json`` as data."""
-    cfg.dump(os.path.join(folder, RUN_CONFIG_PY))
-    write_json(cfg.to_dict(), os.path.join(folder, RUN_CONFIG_JSON))
-
-
 def read_run_config(folder: str) -> dict:
-    """The resolved training config saved in ``folder`` (a run or checkpoint folder), read as data: its
-    ``train_config.json``, else the literal assignments of its ``config.py`` (checkpoints written before the JSON
-    existed) parsed without executing anything; {} when neither is there."""
-    json_path, py_path = os.path.join(folder, RUN_CONFIG_JSON), os.path.join(folder, RUN_CONFIG_PY)
-    if os.path.isfile(json_path):
-        with config_errors(OSError, ValueError, prefix=f"{json_path}: unreadable (",
-                           suffix="); delete it or the checkpoint folder"):
-            content = read_json(json_path)
-        return content if isinstance(content, dict) else {}
+    """The resolved training settings saved in ``folder`` (a run or checkpoint folder), read as data: its
+    ``settings.json``, else ``train_config.json``, else the literal assignments of its ``config.py`` (the original's
+    checkpoints) parsed without executing anything; {} when there is none."""
+    for name in (SETTINGS_FILE, RUN_CONFIG_JSON):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with config_errors(OSError, ValueError, prefix=f"{path}: unreadable (",
+                               suffix="); delete it or the checkpoint folder"):
+                content = read_json(path)
+            return {k: v for k, v in content.items() if not k.startswith("_")} if isinstance(content, dict) else {}
+    py_path = os.path.join(folder, RUN_CONFIG_PY)
     if os.path.isfile(py_path):
         with open(py_path, encoding="utf-8") as f:
             return literal_assignments(f.read())

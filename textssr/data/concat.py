@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from typing import Dict
+from typing import Dict, Tuple
 
 from torch.utils.data import ConcatDataset
 

@@ -20,14 +20,13 @@ def anyword_json(source: str) -> Optional[str]:
     return bench if os.path.isfile(bench) else None
 
 
-def dataset_options(cfg, vae_mode: bool = False, placement: str = "random", **sizes) -> dict:
-    """The dataset keywords of a config (``placement``: the region placement when it names none), with ``sizes``
-    (resolution, ttf_size, max_len) as the caller resolved them, else the config's."""
-    options = dict(seed=int(cfg.seed), language=cfg.get("language"), font_path=cfg.font_path, vae_mode=vae_mode,
-                   strict=bool(cfg.get("strict", False)), region_placement=cfg.get("region_placement") or placement,
-                   allow_images_outside_root=cfg.get("allow_images_outside_root", False))
-    for key in ("resolution", "ttf_size", "max_len"):
-        options[key] = sizes[key] if key in sizes else cfg[key]
+def dataset_options(settings, **overrides) -> dict:
+    """The dataset keywords a script's settings give (seed, language, font, strictness, region placement, sizes),
+    with ``overrides`` (``vae_mode``, sizes as the caller resolved them, ``allow_images_outside_root``)."""
+    options = dict(seed=settings.seed, language=settings.language, font_path=settings.font_path,
+                   strict=settings.strict, region_placement=settings.region_placement,
+                   resolution=settings.resolution, ttf_size=settings.ttf_size, max_len=settings.max_len)
+    options.update(overrides)
     return options
 
 

@@ -11,7 +11,6 @@ import json
 import os
 from typing import Sequence, Tuple
 
-from textssr.data import SkipSample
 from textssr.data.anyword import load_anyword_json, resolve_data_root
 from textssr.data.factory import anyword_json
 from textssr.data.lmdb_store import ANNOTATIONS_PREFIX, INDEX_KEY, find_environments, shared_reader

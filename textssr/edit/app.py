@@ -207,12 +207,12 @@ def build_app(editor: Editor, finder: Optional[LineFinder] = None, title: str = 
                 polygon = gr.Textbox(label="Polygon x1,y1,...,x4,y4 (photo pixels)", elem_id="polygon")
                 text = gr.Textbox(label="New text", elem_id="text")
                 with gr.Row():
-                    steps = gr.Slider(1, MAX_STEPS, value=int(cfg.num_inference_steps), step=1, label="Steps",
+                    steps = gr.Slider(1, MAX_STEPS, value=cfg.num_inference_steps, step=1, label="Steps",
                                       elem_id="steps")
                     sampler = gr.Dropdown(sorted(SCHEDULERS), value=cfg.scheduler, label="Sampler",
                                           elem_id="sampler")
                 with gr.Row():
-                    seed = gr.Number(value=int(cfg.seed), precision=0, minimum=0, label="Seed", elem_id="seed")
+                    seed = gr.Number(value=cfg.seed, precision=0, minimum=0, label="Seed", elem_id="seed")
                     variants = gr.Slider(1, 8, value=1, step=1, label="Variants", elem_id="variants")
                 generate = gr.Button("Generate", variant="primary", elem_id="generate")
                 status = gr.Markdown(elem_id="status")

@@ -14,7 +14,9 @@ import os
 import sys
 from typing import List, Optional, Sequence, Tuple
 
-from textssr.config import ConfigError, add_config_args, load_config
+from textssr.config import ConfigError, add_config_args
+from textssr.config.checks import check_output_dir
+from textssr.infer.settings import InferSettings
 from textssr.edit.editor import Edit, Editor, describe_repaint
 from textssr.edit.lines import LineFinder, best_line, describe, match_score
 from textssr.edit.region import DILATE_PX, check_text, encode_image, parse_polygon_arg, polygon_arg, read_photo
@@ -55,7 +57,7 @@ def check_demo_models(cfg, config_path: str) -> None:
     """With the default config, say how to get its checkpoints when they are not there (a fresh clone)."""
     if os.path.normpath(config_path) != os.path.normpath(DEFAULT_CONFIG):
         return
-    missing = [cfg[k] for k in ("pretrained_vae", "pretrained_unet") if not os.path.exists(str(cfg[k]))]
+    missing = [getattr(cfg, k) for k in ("pretrained_vae", "pretrained_unet") if not os.path.exists(str(getattr(cfg, k)))]
     if missing:
         raise ConfigError(f"the tiny demo's checkpoints are not there ({', '.join(map(str, missing))}): run `make "
                           "demo` first, or name trained ones with --config/--cfg-options pretrained_vae=... "
@@ -114,7 +116,7 @@ def write_image(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: Optional[Sequence[str]] = None, schema: Optional[str] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
         if args.image or args.regions or args.text:
@@ -122,14 +124,15 @@ def main(argv: Optional[Sequence[str]] = None, schema: Optional[str] = None) -> 
         return list_lines(args.list)
     if not args.image:
         raise ConfigError("no photo given; add --image PHOTO (or --list PHOTO to see its text lines)")
-    cfg = load_config(args.config, args.cfg_options, schema=schema)
+    cfg = InferSettings.load(args.config, args.cfg_options)
     check_demo_models(cfg, args.config)
     photo = read_photo(args.image)
     out = args.out or os.path.splitext(os.path.basename(args.image))[0] + OUT_SUFFIX
     Editor.check_sampling(args.num_variants, cfg.seed, cfg.num_inference_steps, cfg.scheduler)
     paths = output_paths(out, args.num_variants)
     encode_image(photo[:1, :1], out)  # an extension OpenCV cannot write fails now, not after generating
-    editor = Editor(cfg, output_dir=os.path.dirname(os.path.abspath(out)), dilate=args.dilate)
+    check_output_dir(os.path.dirname(os.path.abspath(out)), "--out")
+    editor = Editor(cfg, dilate=args.dilate)
     for text in args.text:  # before --find runs the OCR
         check_text(text, editor.font_path)
         if editor.truncation_note(text):

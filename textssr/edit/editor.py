@@ -13,8 +13,6 @@ Several edits apply in turn: edit k+1 is built from the photo edit k returned (p
 """
 from __future__ import annotations
 
-import copy
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
@@ -28,10 +26,11 @@ from textssr.data.fonts import resolve_font
 from textssr.data.seeding import item_torch_generator
 from textssr.edit.region import DILATE_PX, build_sample, check_polygon, check_text, composite, polygon_arg
 from textssr.generation import check_memory, denoise, load_pipeline, resolve_run
+from textssr.infer.settings import InferSettings
 from textssr.models import SCHEDULERS, load_scheduler
+from textssr.config.settings import require_settings
+from textssr.runtime import distributed
 
-REQUIRED_KEYS = ("pretrained_vae", "pretrained_unet", "scheduler", "num_inference_steps", "batch_size", "seed",
-                 "font_path")
 
 PROBE_TTF_SIZE, PROBE_MAX_LEN = 8, 1  # sizes of the geometry-only sample built to check a region before loading
 MAX_VARIANTS = 16
@@ -64,18 +63,10 @@ class Variant:
     repaints: List[Repaint] = field(default_factory=list)
 
 
-def choose_device(cfg) -> torch.device:
-    """The GPU when there is one and ``device`` is "auto", else the CPU (the same choice infer.py makes in one
-    process)."""
-    return torch.device("cuda" if cfg.get("device", "auto") != "cpu" and torch.cuda.is_available() else "cpu")
-
-
-def check_config(cfg, output_dir: Optional[str], device: torch.device):
-    """The generation checks of infer.py on an edit's config (every model, size, sampler and precision key, and that
-    one variant fits in memory, before anything loads), with ``output_dir`` the folder the edited photo goes to."""
-    checked = copy.deepcopy(cfg)
-    checked.output_dir = output_dir or tempfile.gettempdir()
-    run = resolve_run(checked, device.type == "cpu", "center", REQUIRED_KEYS, "infer")
+def check_config(cfg, device: torch.device):
+    """The generation checks of infer.py on an edit's settings (models, sizes, sampler, precision, and that one
+    variant fits in memory), before anything loads."""
+    run = resolve_run(cfg, device.type == "cpu")
     check_memory(run, 1, device, "num_variants")
     return run
 
@@ -84,10 +75,11 @@ class Editor:
     """Edits photos with one loaded pipeline. Checks run at construction (config) and in :meth:`check` (edits),
     before the models load; the pipeline loads on first :meth:`edit` (or :meth:`load`), once per process."""
 
-    def __init__(self, cfg, output_dir: Optional[str] = None, dilate: int = DILATE_PX):
+    def __init__(self, cfg: InferSettings, dilate: int = DILATE_PX):
+        require_settings(cfg, InferSettings, "Editor")
         self.cfg = cfg
-        self.device = choose_device(cfg)
-        self.run = check_config(cfg, output_dir, self.device)
+        self.device = distributed.device_of(cfg.device)
+        self.run = check_config(cfg, self.device)
         self.font_path = resolve_font(cfg.font_path)
         self.dilate = as_int(dilate, "dilate", minimum=0)
         self.pipe = None
@@ -131,7 +123,7 @@ class Editor:
         """The pipeline, loaded on the first call (thread-safe)."""
         with self._lock:
             if self.pipe is None:
-                pipe = load_pipeline(self.run, self.cfg, self.device)  # fits ttf_size / max_len to the UNet
+                pipe, self.run = load_pipeline(self.run, self.cfg, self.device)  # "auto" precision settled
                 self._schedulers[self.cfg.scheduler] = pipe.scheduler
                 self.pipe = pipe
         return self.pipe
@@ -139,7 +131,7 @@ class Editor:
     def _use_scheduler(self, name: str) -> None:
         if name not in self._schedulers:
             self._schedulers[name] = load_scheduler(self.run.scheduler_dir, name,
-                                                    timestep_spacing=self.cfg.get("timestep_spacing"))
+                                                    timestep_spacing=self.cfg.timestep_spacing)
         self.pipe.scheduler = self._schedulers[name]
 
     # ------------------------------------------------------------------ editing

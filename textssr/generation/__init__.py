@@ -7,21 +7,21 @@ Checkpoints may be model folders or training output folders (their latest checkp
 data; ttf_size and max_len else from its TTF encoder). Every mistake is a one-line ConfigError raised before a
 model loads.
 
-Resume rule. A run records ``settings(cfg, run)``: every config value except ``FREE_KEYS`` (and the caller's own
-free keys), with ``resolved`` — what the checkpoint folders, the scheduler, the sizes (and the bench, the
-source's content) resolved to — standing for the values it resolves. A rerun whose
-settings differ is refused (:func:`check_resume`) instead of mixing outputs: a new latest checkpoint is another
-run.
+Resume rule. A run records ``resume_record(cfg, run)``: every settings field whose ``resume`` flag is set, with
+``resolved`` — what the checkpoint folders, the scheduler, the sizes (and the bench, the source's content) resolved
+to — standing for the values it resolves. A rerun whose record differs is refused (:func:`check_resume`) instead of
+mixing outputs: a new latest checkpoint is another run.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import json
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -29,19 +29,16 @@ from diffusers_textssr import TextSSRPipeline, TextSSRUNet2DConditionModel, unet
 from diffusers_textssr.unet import checkpoint_shapes, ttf_geometry_from_weights
 
 from textssr.runtime import precision
-from textssr.config.checks import as_int, check_output_dir, check_seed, config_errors
-from textssr.config import ConfigError, check_choice, require_path
-from textssr.data.anyword import PLACEMENTS
+from textssr.config.checks import as_int, config_errors
+from textssr.config import ConfigError, require_path
 from textssr.data.fonts import resolve_font
-from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS, load_scheduler, load_unet, load_vae, resolve_model_dir
+from textssr.models import load_scheduler, load_unet, load_vae, resolve_model_dir
 from textssr.models.loading import scheduler_folder, vae_scale_factor
 from textssr.runtime.precision import (DTYPES, MixedPrecision, check_gpu_bf16, check_precision, configure_backends,
                                        dtype_name, gpu_mixed_precision, resolve_mixed_precision)
 from textssr.config.run_config import read_run_config
 
 SIZE_KEYS = ("resolution", "ttf_size", "max_len")  # None in a config: the UNet's training value
-FREE_KEYS = ("output_dir", "device", "strict", "keep_shards", "contact_sheet_size", "poll_seconds",
-             "ddp_timeout", "overlap", "allow_far_resolution")  # may change
 FAR_RESOLUTION = 4  # a resolution more than this factor from the UNet's training value needs allow_far_resolution
 # Activation memory of one sample, in elements per output pixel per channel of the VAE decoder's widest full-size
 # stage: tensors alive at once in its last up block (input, GroupNorm, SiLU, conv, upsampled skip, residual). The
@@ -52,7 +49,7 @@ ACTIVATION_FACTOR = 12
 MEMORY_MARGIN = 0.8  # use at most this share of the memory the device has free
 
 
-@dataclass
+@dataclass(frozen=True)
 class Run:
     """The checked, resolved settings of one generation run."""
     vae_dir: str
@@ -71,40 +68,29 @@ class Run:
         return dict(resolution=self.resolution, ttf_size=self.ttf_size, max_len=self.max_len)
 
 
-def resolve_run(cfg, on_cpu: bool, default_placement: str, required: Sequence[str], where: str) -> Run:
-    """Check the keys every generation run shares — output folder, batch size, steps, seed, sampler, step
-    spacing, region placement, precision, checkpoints, scheduler, sizes, font — before anything is loaded or
-    written. ``required``: keys that must be set (named in the error with ``where``)."""
-    missing = [k for k in required if cfg.get(k) is None]
-    if missing:
-        raise ConfigError(f"{where} config is missing {', '.join(missing)} (see configs/{where}_cfg.py)")
-    check_output_dir(cfg.output_dir)
-    for key in ("batch_size", "num_inference_steps"):
-        as_int(cfg[key], key, minimum=1)
-    check_seed(cfg.seed)
-    check_choice(cfg.scheduler, "scheduler", sorted(SCHEDULERS))
-    check_choice(cfg.get("timestep_spacing"), "timestep_spacing", TIMESTEP_SPACINGS)
-    check_choice(cfg.get("region_placement", default_placement), "region_placement", PLACEMENTS)
-    mixed = resolve_mixed_precision(cfg.get("mixed_precision"))  # None: accelerate's setting
+def resolve_run(cfg, on_cpu: bool) -> Run:
+    """Resolve what the sampling settings (textssr.generation.settings: every value already checked) name —
+    precision, checkpoints, scheduler, sizes, font — and check that they fit together, before anything is loaded
+    or written."""
+    mixed = resolve_mixed_precision(cfg.mixed_precision)  # None: accelerate's setting
     precision = check_precision(mixed.name, "mixed_precision", on_cpu, source=mixed.source)
-    if not isinstance(cfg.get("allow_tf32", False), bool):
-        raise ConfigError(f"allow_tf32={cfg.allow_tf32!r}: must be True or False")
-    vae_dir = resolve_checkpoint(str(cfg.pretrained_vae), "pretrained_vae", "vae")
-    unet_dir = resolve_checkpoint(str(cfg.pretrained_unet), "pretrained_unet", "unet")
-    scheduler_dir = resolve_scheduler_dir(cfg.get("scheduler_path"), unet_dir)
+    vae_dir = resolve_checkpoint(cfg.pretrained_vae, "pretrained_vae", "vae")
+    unet_dir = resolve_checkpoint(cfg.pretrained_unet, "pretrained_unet", "unet")
+    scheduler_dir = resolve_scheduler_dir(cfg.scheduler_path, unet_dir)
     sizes = condition_sizes(cfg, unet_dir)
     check_far_resolution(sizes["resolution"], trained_resolution(unet_dir, vae_dir), cfg)
     resolve_font(cfg.font_path)  # a file that is not a font fails here, before any model loads
     resolved = dict(sizes, pretrained_vae=os.path.abspath(vae_dir), pretrained_unet=os.path.abspath(unet_dir),
                     scheduler_path=os.path.abspath(scheduler_dir) if scheduler_dir else None)
-    if cfg.get("mixed_precision") is None:
+    if cfg.mixed_precision is None:
         resolved["mixed_precision"] = precision  # what accelerate's setting said: part of the resume rule
-    run = Run(vae_dir, unet_dir, scheduler_dir, DTYPES.get(precision), resolved=resolved, mixed=mixed, **sizes)
     # ttf_size / max_len the UNet's TTF encoder fixes, known before it loads (data is read before the models)
     encoder = encoder_geometry(unet_dir)
-    run.ttf_size = encoder["ttf_img_size"] if run.ttf_size is None else run.ttf_size
-    run.max_len = encoder["ttf_in_chans"] if run.max_len is None else run.max_len
-    return run
+    if sizes["ttf_size"] is None:
+        sizes["ttf_size"] = encoder["ttf_img_size"]
+    if sizes["max_len"] is None:
+        sizes["max_len"] = encoder["ttf_in_chans"]
+    return Run(vae_dir, unet_dir, scheduler_dir, DTYPES.get(precision), resolved=resolved, mixed=mixed, **sizes)
 
 
 def encoder_geometry(unet_dir: str) -> Dict[str, int]:
@@ -146,7 +132,7 @@ def trained_resolution(unet_dir: str, vae_dir: str) -> Optional[int]:
 def check_far_resolution(resolution: int, trained: Optional[int], cfg) -> None:
     """Refuse a resolution more than FAR_RESOLUTION times larger or smaller than the UNet's training value unless
     ``allow_far_resolution`` (nearer ones are warned about in :func:`condition_sizes`)."""
-    allow = cfg.get("allow_far_resolution", False)
+    allow = cfg.allow_far_resolution
     if not isinstance(allow, bool):
         raise ConfigError(f"allow_far_resolution={allow!r}: must be True or False")
     if trained and not allow and not trained / FAR_RESOLUTION <= resolution <= trained * FAR_RESOLUTION:
@@ -235,7 +221,7 @@ def condition_sizes(cfg, unet_dir: str) -> Dict[str, Optional[int]]:
     trained = read_run_config(os.path.dirname(os.path.abspath(unet_dir)))
     sizes = {}
     for key in SIZE_KEYS:
-        value, was = cfg.get(key), trained.get(key)
+        value, was = getattr(cfg, key), trained.get(key)
         if value is None and was is not None:
             print(f"{key}={was}, from the UNet's training config in {os.path.dirname(unet_dir)}")
             value = was
@@ -251,12 +237,13 @@ def condition_sizes(cfg, unet_dir: str) -> Dict[str, Optional[int]]:
 # ----------------------------------------------------------------------------------------------- resume
 
 
-def settings(cfg, run: Run, free: Sequence[str] = ()) -> dict:
-    """What decides a run's outputs, JSON-able: every config value but ``FREE_KEYS`` and ``free``, with ``resolved``
-    standing for the values it resolves (paths as absolute folders, None sizes as the UNet's)."""
-    plain = json.loads(json.dumps(cfg.to_dict(), default=str))
-    skip = set(FREE_KEYS) | set(free) | set(run.resolved)
-    return dict({k: v for k, v in sorted(plain.items()) if k not in skip}, resolved=dict(run.resolved))
+def resume_record(cfg, run: Run) -> dict:
+    """What decides a run's outputs, JSON-able: the settings' fields a resume must keep (their ``resume`` flag,
+    textssr.config.settings), with ``resolved`` standing for the values it resolves (paths as absolute folders,
+    None sizes as the UNet's)."""
+    kept = {k: getattr(cfg, k) for k in type(cfg).resume_keys() if k not in run.resolved}
+    plain = json.loads(json.dumps(kept, default=str))
+    return dict(dict(sorted(plain.items())), resolved=dict(run.resolved))
 
 
 def check_resume(before: Optional[dict], now: dict, where: str) -> None:
@@ -284,33 +271,35 @@ def _flat(settings_: dict) -> dict:
 # ----------------------------------------------------------------------------------------------- models
 
 
-def load_pipeline(run: Run, cfg, device: torch.device):
-    """TextSSRPipeline on ``device`` in ``run.dtype`` (mixed_precision="auto": settled here, see
-    :func:`settle_precision`), with the sampler ``cfg.scheduler`` and its ``timestep_spacing``; ttf_size / max_len
-    are fitted to the UNet's TTF encoder and the resolution checked against the VAE."""
+def load_pipeline(run: Run, cfg, device: torch.device) -> Tuple[TextSSRPipeline, Run]:
+    """TextSSRPipeline on ``device`` in ``run.dtype``, with the sampler ``cfg.scheduler`` and its
+    ``timestep_spacing``; ttf_size / max_len are checked against the UNet's TTF encoder and the resolution against
+    the VAE. Returns the pipeline and the run, whose mixed_precision="auto" is settled now (:func:`settle_precision`:
+    a new Run, the given one is left as it was)."""
     check_gpu_bf16(device, mixed_precision=run.mixed.name if run.mixed else None)
-    configure_backends(device, bool(cfg.get("allow_tf32", False)))
+    configure_backends(device, cfg.allow_tf32)
     vae, unet = load_vae(run.vae_dir).to(device).eval(), load_unet(run.unet_dir).to(device).eval()
-    scheduler = load_scheduler(run.scheduler_dir, cfg.scheduler, timestep_spacing=cfg.get("timestep_spacing"))
+    scheduler = load_scheduler(run.scheduler_dir, cfg.scheduler, timestep_spacing=cfg.timestep_spacing)
     pipe = TextSSRPipeline(vae=vae, unet=unet, scheduler=scheduler)
-    fit_text_encoder(run, pipe.unet)
+    check_text_encoder(run, pipe.unet)
     if run.resolution % pipe.vae_scale_factor:
         raise ConfigError(f"resolution={run.resolution} is not a multiple of the VAE's downsampling factor "
                           f"{pipe.vae_scale_factor}")
     if run.dtype is None:
-        settle_precision(pipe, run, device, int(cfg.batch_size))
+        choice = settle_precision(pipe, run, device, cfg.batch_size)
+        run = dataclasses.replace(run, dtype=choice.dtype, precision=choice.as_record("mixed_precision"))
     elif run.mixed is not None:
         print(f"{run.mixed.describe()}: {dtype_name(run.dtype)}")
     if run.dtype != torch.float32:
         pipe.vae.to(dtype=run.dtype)
         pipe.unet.to(dtype=run.dtype)
-    return pipe
+    return pipe, run
 
 
 def settle_precision(pipe, run: Run, device: torch.device, batch_size: int):
     """mixed_precision="auto": bf16 (else fp16) on a GPU; on the CPU bf16 only where one sampling step of a batch
-    (encode, UNet, decode) is measurably faster than in float32 (textssr.runtime.precision). Sets ``run.dtype`` and
-    ``run.precision`` and prints the choice."""
+    (encode, UNet, decode) is measurably faster than in float32 (textssr.runtime.precision). Prints and returns the
+    choice."""
     if device.type == "cuda":
         choice = gpu_mixed_precision(device)
     else:
@@ -323,8 +312,6 @@ def settle_precision(pipe, run: Run, device: torch.device, batch_size: int):
                              output_type="latent", show_progress=False)
 
         choice = precision.choose(device, sampler(pipe), sampler(fast))
-    run.dtype = choice.dtype
-    run.precision = choice.as_record("mixed_precision")
     print(choice.describe("mixed_precision") + (f" (from {run.mixed.source})" if run.mixed else ""))
     return choice
 
@@ -337,11 +324,10 @@ def probe_inputs(pipe, resolution: int, batch: int):
     return ttf, image + 1.0, image, torch.ones(batch, 1, resolution, resolution)
 
 
-def fit_text_encoder(run: Run, unet) -> None:
-    """ttf_size and max_len are fixed by the UNet's TTF encoder: fill them in where unset, refuse a mismatch."""
+def check_text_encoder(run: Run, unet) -> None:
+    """ttf_size and max_len are fixed by the UNet's TTF encoder (read from its folder by :func:`resolve_run`):
+    refuse a mismatch with the loaded one."""
     img, chans = int(unet.config.ttf_img_size), int(unet.config.ttf_in_chans)
-    run.ttf_size = img if run.ttf_size is None else run.ttf_size
-    run.max_len = chans if run.max_len is None else run.max_len
     if (img, chans) != (run.ttf_size, run.max_len):
         raise ConfigError(f"ttf_size={run.ttf_size}, max_len={run.max_len} do not match the UNet's TTF encoder "
                           f"(image {img}, {chans} channels); set --cfg-options ttf_size={img} max_len={chans}")

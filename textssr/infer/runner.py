@@ -16,6 +16,7 @@ whose settings differ from those meta.json recorded at the start (another checkp
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import time
@@ -31,23 +32,20 @@ from accelerate.utils import gather_object
 from tqdm import tqdm
 
 from textssr.runtime import distributed
-from textssr.config.checks import NothingToDo
-from textssr.config import ConfigError, check_choice, require_path
+from textssr.config.checks import NothingToDo, check_output_dir
+from textssr.config import ConfigError, require_path
 from textssr.utils.jsonio import write_json
 from textssr.data import SkipSample, mask_bbox
 from textssr.data.factory import BENCH_FILE, anyword_json, dataset_options, open_dataset
 from textssr.data.seeding import item_rng, item_torch_generator
 from textssr.data.skips import TEXT_TRUNCATED, brief
 from textssr.generation import (Run, check_memory, check_resume, denoise, load_pipeline, real_region, resolve_run,
-                                settings)
+                                resume_record)
 from textssr.infer.instance_key import instance_key
 from textssr.infer import outputs
 from textssr.runtime.precision import dtype_name
-
-DEVICES = ("auto", "cpu")
-REQUIRED_KEYS = ("bench", "output_dir", "pretrained_vae", "pretrained_unet", "scheduler", "num_inference_steps",
-                 "batch_size", "seed", "font_path", "region_placement")
-FREE = ("batch_size",)  # infer's items do not depend on the batch they are denoised in (within 1 gray level)
+from textssr.config.settings import require_settings
+from textssr.infer.settings import InferSettings
 
 
 class NothingGenerated(NothingToDo):
@@ -68,12 +66,11 @@ def resolve_bench(bench: str) -> str:
 def validate(cfg, device: torch.device) -> Tuple[Run, str]:
     """Check every config value before a model is built (a ConfigError names the key and the fix), and that a batch
     fits in ``device``'s memory; returns the resolved run and the bench JSON."""
-    check_choice(cfg.get("device", "auto"), "device", DEVICES, "(under accelerate, pick GPUs with CUDA_VISIBLE_DEVICES)")
-    bench_json = resolve_bench(str(cfg.bench)) if cfg.get("bench") is not None else None  # named first
-    run = resolve_run(cfg, device.type == "cpu", "center", REQUIRED_KEYS, "infer")
-    check_memory(run, int(cfg.batch_size), device)
-    run.resolved["bench"] = os.path.abspath(bench_json)
-    return run, bench_json
+    check_output_dir(cfg.output_dir)
+    bench_json = resolve_bench(cfg.bench)  # named first
+    run = resolve_run(cfg, device.type == "cpu")
+    check_memory(run, cfg.batch_size, device)
+    return dataclasses.replace(run, resolved=dict(run.resolved, bench=os.path.abspath(bench_json))), bench_json
 
 
 def instance_seeds(seed: int, number: int) -> Tuple[np.random.Generator, torch.Generator]:
@@ -108,7 +105,7 @@ def build_batches(cfg, dataset, numbers: List[int], pending: List[int], result: 
                   keys: Dict[int, str]) -> Iterator[Batch]:
     """The :class:`Batch` es of the ``pending`` dataset indices; bad instances are counted in ``result.skipped``
     (raised when ``strict``)."""
-    strict, batch_size = bool(cfg.get("strict", False)), int(cfg.batch_size)
+    strict, batch_size = cfg.strict, cfg.batch_size
     cursor = 0
     while cursor < len(pending):
         started, batch = time.perf_counter(), Batch()
@@ -152,7 +149,7 @@ def run_rank(cfg, run: Run, dataset, numbers: List[int], pipe, device, rank: int
         else:
             pending.append(k)
     batches = build_batches(cfg, dataset, numbers, pending, result, keys)
-    steps = int(cfg.num_inference_steps)
+    steps = cfg.num_inference_steps
     bar = tqdm(total=len(owned), initial=result.finished_before, unit="crop", dynamic_ncols=True,
                disable=not show_progress, desc=f"infer rank {rank}/{world}" if world > 1 else "infer")
     started = time.perf_counter()
@@ -208,12 +205,12 @@ def merge_meta(cfg, run: Run, results: List[RankResult], index_skips: Dict[str, 
     generated = sum(r.generated for r in results)
     loop_s = max(r.loop_s for r in results)  # ranks run side by side: the slowest one's loop
     return dict(
-        complete=True, settings=settings(cfg, run, FREE), config=cfg.to_dict(),
+        complete=True, settings=resume_record(cfg, run),
         conditions=run.sizes(),
         checkpoints=dict(vae=os.path.abspath(run.vae_dir), unet=os.path.abspath(run.unet_dir),
                          scheduler=os.path.abspath(run.scheduler_dir) if run.scheduler_dir else "built-in SD 2.1"),
         scheduler=dict(name=cfg.scheduler, class_name=type(scheduler).__name__, config=dict(scheduler.config)),
-        seed=int(cfg.seed), versions=library_versions(), device=str(device), processes=len(results),
+        seed=cfg.seed, versions=library_versions(), device=str(device), processes=len(results),
         dtype=dtype_name(run.dtype), precision_choice=run.precision,
         mixed_precision=dict(setting=run.mixed.name, source=run.mixed.source) if run.mixed else None,
         counts=dict(indexed=num_instances, written=written, generated=generated,
@@ -226,17 +223,18 @@ def merge_meta(cfg, run: Run, results: List[RankResult], index_skips: Dict[str, 
     )
 
 
-def run_inference(cfg) -> Optional[dict]:
-    """Run (or resume) inference as ``cfg`` says. Returns meta.json's dict on rank 0, None on the others.
+def run_inference(cfg: InferSettings) -> Optional[dict]:
+    """Run (or resume) inference as ``cfg`` (textssr.infer.settings) says. Returns meta.json's dict on rank 0, None
+    on the others.
 
     Raises ConfigError for a config that cannot work (before anything is written), SkipSample on a bad
     instance when ``strict``, and NothingGenerated when the bench leaves no instance (the filters and index-time
     skips removed all: before the models load) or no item at all could be written.
     """
     started = time.perf_counter()
-    timeout = distributed.check_timeout(cfg.get("ddp_timeout", distributed.DEFAULT_TIMEOUT_S))
-    state = distributed.process_state(cpu=cfg.get("device", "auto") == "cpu", timeout_s=timeout)
-    with distributed.waiting(state, timeout, "ranks load the models and finish their shares unevenly"):
+    require_settings(cfg, InferSettings, "run_inference")
+    state = distributed.process_state(cfg.device, cfg.ddp_timeout)
+    with distributed.waiting(state, cfg.ddp_timeout, "ranks load the models and finish their shares unevenly"):
         return _run(cfg, state, started)
 
 
@@ -244,15 +242,15 @@ def _run(cfg, state, started: float) -> Optional[dict]:
     rank, world, device = state.process_index, state.num_processes, state.device
     run, bench_json = validate(cfg, device)
     previous = outputs.read_meta(cfg.output_dir)
-    check_resume(previous and previous.get("settings", {}), settings(cfg, run, FREE), f"output_dir {cfg.output_dir}")
-    dataset = open_dataset(bench_json, **dataset_options(cfg, placement="center", **run.sizes()))
+    check_resume(previous and previous.get("settings", {}), resume_record(cfg, run), f"output_dir {cfg.output_dir}")
+    dataset = open_dataset(bench_json, **dataset_options(cfg, allow_images_outside_root=cfg.allow_images_outside_root, **run.sizes()))
     filtered = dict(dataset.filtered)
     if len(dataset) == 0:
         skipped = {k: v for k, v in dataset.skip_counts.items() if k != TEXT_TRUNCATED}
         raise NothingGenerated(f"nothing to generate: no instance of {bench_json} is left (filtered: "
                                f"{brief(filtered)}; skipped: {brief(skipped)})" +
                                (f"; no annotation has language={cfg.language!r}" if filtered else ""))
-    pipe = load_pipeline(run, cfg, device)
+    pipe, run = load_pipeline(run, cfg, device)
     numbers = list(dataset.numbers)  # instance numbers: annotations counted in JSON order, bad ones included
     state.wait_for_everyone()  # every rank has read the old meta.json before rank 0 replaces it
     meta_path = os.path.join(cfg.output_dir, outputs.META_FILE)
@@ -262,7 +260,8 @@ def _run(cfg, state, started: float) -> Optional[dict]:
         for number in outputs.written_numbers(cfg.output_dir):  # instances the bench no longer has (or skips)
             if number not in current:
                 outputs.remove_item(cfg.output_dir, number)
-        write_json(dict(complete=False, settings=settings(cfg, run, FREE), config=cfg.to_dict()), meta_path)
+        write_json(dict(complete=False, settings=resume_record(cfg, run)), meta_path)
+        cfg.write(cfg.output_dir)  # the run's resolved settings (settings.json)
     state.wait_for_everyone()
     load_s = time.perf_counter() - started
     result = run_rank(cfg, run, dataset, numbers, pipe, device, rank, world, show_progress=rank == 0)

@@ -13,7 +13,8 @@ import contextlib
 import datetime
 
 from accelerate import PartialState
-from accelerate.utils import InitProcessGroupKwargs
+import torch
+from accelerate.utils import InitProcessGroupKwargs, parse_flag_from_env
 
 from textssr.config.checks import RunStopped, as_float
 
@@ -32,10 +33,22 @@ def group_kwargs(timeout_s: float) -> InitProcessGroupKwargs:
     return InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=float(timeout_s)))
 
 
-def process_state(cpu: bool, timeout_s: float) -> PartialState:
-    """accelerate's process state, its group (gloo on CPUs, NCCL on GPUs) formed with ``timeout_s``; it sets each
-    rank's device. An ``Accelerator`` made afterwards shares it."""
-    return PartialState(cpu=cpu, **group_kwargs(timeout_s).to_kwargs())
+def use_cpu(device: str = "auto") -> bool:
+    """The one device rule of every script: the CPU when ``device`` says "cpu", when there is no GPU, or when
+    ``ACCELERATE_USE_CPU`` is set (then processes started by torchrun / ``accelerate launch --multi_gpu`` form a
+    gloo group, which accelerate's ``--cpu`` launcher alone does not); else each process's own GPU."""
+    return device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+
+
+def device_of(device: str) -> torch.device:
+    """The device one process uses (:func:`use_cpu`'s rule): the CPU or the current GPU."""
+    return torch.device("cpu") if use_cpu(device) else torch.device("cuda", torch.cuda.current_device())
+
+
+def process_state(device: str, timeout_s: float) -> PartialState:
+    """accelerate's process state on the device :func:`use_cpu` picks, its group (gloo on CPUs, NCCL on GPUs)
+    formed with ``timeout_s``; it sets each rank's device. An ``Accelerator`` made afterwards shares it."""
+    return PartialState(cpu=use_cpu(device), **group_kwargs(timeout_s).to_kwargs())
 
 
 def _is_timeout(exc: BaseException) -> bool:

@@ -27,6 +27,7 @@ k-way by (region, variant): the order of one process) into ``<output_dir>/lmdb.m
 from __future__ import annotations
 
 import glob
+import dataclasses
 import os
 import shutil
 import time
@@ -38,12 +39,11 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
-from accelerate.utils import parse_flag_from_env
 from tqdm import tqdm
 
 from textssr.runtime import distributed
-from textssr.config.checks import NothingToDo, as_float, as_int, config_errors
-from textssr.config import ConfigError, check_choice, require_path
+from textssr.config.checks import NothingToDo, check_output_dir, config_errors
+from textssr.config import ConfigError, require_path
 from textssr.utils.jsonio import read_json, write_json
 from textssr.data import SkipSample, mask_bbox, skips
 from textssr.data.factory import dataset_options, open_dataset
@@ -52,15 +52,15 @@ from textssr.eval.contact_sheet import SheetItem, default_font_path, render_cont
 from textssr.data.fingerprint import source_fingerprint
 from textssr.utils.timing import Laps
 from textssr.generation import (Run, check_memory, check_resume, crop_box, denoise, load_pipeline, resolve_run,
-                                settings)
+                                resume_record)
 from textssr.synth.anagram import TextSource, build_text_source, variant_rng
 from textssr.eval.ocr import Recognizer
 from textssr.synth.screening import Screener, ScreeningRule, screening_rule
-from textssr.synth.str_lmdb import (IMAGE_FORMATS, StrLmdbReader, StrLmdbWriter, StrRecord, decode_image,
+from textssr.synth.str_lmdb import (StrLmdbReader, StrLmdbWriter, StrRecord, decode_image,
                                     encode_crop, merge_str_lmdbs)
+from textssr.config.settings import require_settings
+from textssr.synth.settings import SynthSettings
 
-REQUIRED_KEYS = ("source", "output_dir", "pretrained_vae", "pretrained_unet", "scheduler", "variants_per_region",
-                 "batch_size", "seed", "num_inference_steps", "font_path")
 COUNTER_KEYS = ("items", "regions_read", "generated", "kept", "skipped_items")
 TIMER_KEYS = ("build_s", "wait_s", "generation_s", "screening_s", "encode_s", "elapsed_s")
 TALLIES = ("counters", "timers", "rejected", "skipped", "text_how")  # a shard state's counts, summed by merge_stats
@@ -90,34 +90,25 @@ def validate(cfg, device: torch.device) -> Tuple[Run, Optional[ScreeningRule]]:
     too); resolve checkpoints and sizes as infer does.
     Returns the run (its ``resolved`` holds the source's content fingerprint: items are regions by index, an edited
     source would shift them) and the screening rule (None: off). Loads no model."""
-    if cfg.get("source") is not None:
-        require_path(cfg.source, "source", "an AnyWord JSON, a benchmark folder holding test.json, or an "
-                     "AnyWord-lmdb folder (build one with `python -m textssr.data.build_lmdb`)")
-    run = resolve_run(cfg, device.type == "cpu", "random", REQUIRED_KEYS, "synth")
-    check_memory(run, int(cfg.batch_size), device)
-    as_int(cfg.variants_per_region, "variants_per_region", minimum=1)
-    as_int(cfg.get("max_regions"), "max_regions", minimum=1, allow_none=True)
-    as_int(cfg.get("jpeg_quality", 95), "jpeg_quality", minimum=1)
-    as_int(cfg.get("contact_sheet_size", 32), "contact_sheet_size", minimum=0)
-    as_float(cfg.get("poll_seconds", 5.0), "poll_seconds", minimum=0, exclusive=True)
-    if not isinstance(cfg.get("overlap", True), bool):
-        raise ConfigError(f"overlap={cfg.overlap!r}: must be True or False")
-    check_choice(cfg.get("image_format", "png"), "image_format", IMAGE_FORMATS)
-    with config_errors():
-        rule = screening_rule(cfg.get("screening"))
+    require_path(cfg.source, "source", "an AnyWord JSON, a benchmark folder holding test.json, or an "
+                 "AnyWord-lmdb folder (build one with `python -m textssr.data.build_lmdb`)")
+    check_output_dir(cfg.output_dir)
+    run = resolve_run(cfg, device.type == "cpu")
+    check_memory(run, cfg.batch_size, device)
+    with config_errors():  # the rule's entries (the settings checked that it is a dict or None)
+        rule = screening_rule(cfg.screening)
     # A bad text source / lexicon fails here, before any model is loaded (a None max_len is read from the UNet
     # later, so no word is too long yet).
     text_source_for(cfg, run.max_len)
-    run.resolved["source_content"] = source_fingerprint(str(cfg.source))
-    return run, rule
+    return dataclasses.replace(run, resolved=dict(run.resolved, source_content=source_fingerprint(cfg.source))), rule
 
 
 def text_source_for(cfg, max_len: int, font_path: Optional[str] = None) -> Tuple[TextSource, int]:
     """The config's text source (lexicon words longer than ``max_len``, holding control characters or, with
     ``font_path``, characters the font lacks dropped) and the number dropped."""
     with config_errors():
-        return build_text_source(cfg.get("text_source", "anagram"), cfg.get("lexicon"), cfg.get("anagram_ratio", 0.5),
-                                 cfg.get("unpermutable", "keep"), max_len, font_path)
+        return build_text_source(cfg.text_source, cfg.lexicon, cfg.anagram_ratio,
+                                 cfg.unpermutable, max_len, font_path)
 
 
 @dataclass
@@ -132,8 +123,8 @@ class Regions:
 
 def open_regions(cfg, run: Run) -> Regions:
     """Index the source; NothingToDo (before any model loads or output is written) when no region is left."""
-    dataset = open_dataset(str(cfg.source), **dataset_options(cfg, **run.sizes()))
-    num_regions = len(dataset) if cfg.get("max_regions") is None else min(len(dataset), int(cfg.max_regions))
+    dataset = open_dataset(str(cfg.source), **dataset_options(cfg, allow_images_outside_root=cfg.allow_images_outside_root, **run.sizes()))
+    num_regions = len(dataset) if cfg.max_regions is None else min(len(dataset), cfg.max_regions)
     filtered = dict(dataset.filtered, **{skips.BEYOND_MAX_REGIONS: len(dataset) - num_regions})
     regions = Regions(dataset, num_regions, dict(dataset.skip_counts), {k: n for k, n in filtered.items() if n})
     if num_regions == 0:
@@ -150,14 +141,14 @@ class Synthesizer:
         self.cfg, self.run, self.screener, self.device = cfg, run, screener, device
         self.dataset = regions.dataset
         self.text_source, self.lexicon_dropped = text_source_for(cfg, run.max_len, self.dataset.font_path)
-        self.pipe = load_pipeline(run, cfg, device)
+        self.pipe, self.run = load_pipeline(run, cfg, device)
 
     def generate(self, samples: List[dict], items: List[Tuple[int, int]]) -> List[np.ndarray]:
         """Denoise one batch (each item's CPU generator draws its initial latents, then its per-step sampler noise);
         returns the region crops, RGB uint8 (h, w, 3), cut to each mask's text bbox."""
         generators = [item_torch_generator(self.cfg.seed, region, variant, LATENT_STREAM, fold="shift")
                       for region, variant in items]
-        images = denoise(self.pipe, self.run, samples, generators, int(self.cfg.num_inference_steps), self.device)
+        images = denoise(self.pipe, self.run, samples, generators, self.cfg.num_inference_steps, self.device)
         return [crop_box(image, mask_bbox(sample["mask"])) for image, sample in zip(images, samples)]
 
 
@@ -208,7 +199,7 @@ def build_batches(cfg, plan: Plan, synth: Synthesizer, start: int, bad_regions: 
                   ) -> Iterator[ShardBatch]:
     """This rank's batches from item ``start`` on. A region whose sample cannot be built is counted once (raised
     when ``strict``) and its other variants are passed over (``bad_regions``, updated here)."""
-    k, strict = start, cfg.get("strict", False)
+    k, strict = start, cfg.strict
     while k < plan.num_items:
         started, batch = time.perf_counter(), ShardBatch()
         counters, skipped = batch.counts["counters"], batch.counts["skipped"]
@@ -253,7 +244,7 @@ class ShardCommitter:
         self.mark = time.perf_counter()
 
     def __call__(self, batch: ShardBatch) -> None:
-        tally, fmt = self.tally, self.cfg.get("image_format", "png")
+        tally, fmt = self.tally, self.cfg.image_format
         for name, counts in batch.counts.items():
             tally[name].update(counts)
         self.bad_regions.update(batch.bad_regions)
@@ -270,7 +261,7 @@ class ShardCommitter:
                     tally["rejected"][reason] += 1
                     continue
                 meta.update(ocr_text=read, ocr_confidence=conf)
-                records.append(StrRecord(encode_crop(crop, fmt, self.cfg.get("jpeg_quality", 95)), target,
+                records.append(StrRecord(encode_crop(crop, fmt, self.cfg.jpeg_quality), target,
                                          (crop.shape[1], crop.shape[0]), meta))
             lap("encode_s")
             tally["counters"]["kept"] += len(records)
@@ -301,7 +292,7 @@ def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state:
             batch.counts["timers"]["generation_s"] += time.perf_counter() - started
         return batch
 
-    if cfg.get("overlap", True):
+    if cfg.overlap:
         with ThreadPoolExecutor(1) as builder, ThreadPoolExecutor(1) as committer:
             upcoming, committed = builder.submit(next, batches, None), None
             while True:
@@ -358,23 +349,21 @@ def finish(cfg, final_lmdb: str, states: List[dict]) -> dict:
     with StrLmdbReader(final_lmdb) as reader:
         stats.update(num_samples=len(reader), lmdb=final_lmdb)
         items = [SheetItem(f"{i:09d}", r.label, decode_image(r.image), (r.meta or {}).get("ocr_text"))
-                 for i, r in enumerate(islice(reader, max(0, int(cfg.get("contact_sheet_size", 32)))), 1)]
+                 for i, r in enumerate(islice(reader, cfg.contact_sheet_size), 1)]
     write_json(stats, os.path.join(cfg.output_dir, "stats.json"), indent=2)
     if items:
         render_contact_sheet(items, default_font_path()).save(os.path.join(cfg.output_dir, "contact_sheet.png"))
     return stats
 
 
-def synthesize(cfg) -> Optional[dict]:
-    """Run (or resume) the synthesis described by ``cfg``. Returns the stats on rank 0, None elsewhere."""
-    # CPU ranks need cpu=True to join a gloo group (accelerate's --cpu launcher starts one process
-    # unless MPI is set up; on CPU launch with ACCELERATE_USE_CPU=true accelerate launch --multi_gpu).
-    timeout = distributed.check_timeout(cfg.get("ddp_timeout", distributed.DEFAULT_TIMEOUT_S))
-    dist = distributed.process_state(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available(),
-                                     timeout_s=timeout)
+def synthesize(cfg: SynthSettings) -> Optional[dict]:
+    """Run (or resume) the synthesis ``cfg`` (textssr.synth.settings) describes. Returns the stats on rank 0, None
+    elsewhere."""
+    require_settings(cfg, SynthSettings, "synthesize")
+    dist = distributed.process_state("auto", cfg.ddp_timeout)
     rank, world = dist.process_index, dist.num_processes
     run, rule = validate(cfg, dist.device)
-    now = settings(cfg, run)
+    now = resume_record(cfg, run)
     final_lmdb = os.path.join(cfg.output_dir, "lmdb")
     merged = os.path.isfile(os.path.join(final_lmdb, "data.mdb"))
     shards = glob.glob(os.path.join(cfg.output_dir, "shards", "rank*-of-*"))
@@ -394,7 +383,7 @@ def synthesize(cfg) -> Optional[dict]:
             shutil.rmtree(os.path.join(cfg.output_dir, "shards"), ignore_errors=True)
             return finish(cfg, final_lmdb, final_state["shards"])
     if rank == 0:
-        cfg.dump(os.path.join(cfg.output_dir, "synth_cfg.py"))
+        cfg.write(cfg.output_dir)
     path = shard_dir(cfg.output_dir, rank, world)
     with StrLmdbWriter(path) as writer:
         _check_resume(writer.state, now, world, path)
@@ -402,7 +391,7 @@ def synthesize(cfg) -> Optional[dict]:
         if state is None or not state["done"]:
             screener = Screener(rule, Recognizer(num_threads=ocr_threads())) if rule else None
             synth = Synthesizer(cfg, run, regions, screener, dist.device)
-            plan = Plan(rank, world, regions.num_regions, int(cfg.variants_per_region))
+            plan = Plan(rank, world, regions.num_regions, cfg.variants_per_region)
             state = state or _fresh_state(now, world, rank, regions.index_skips, regions.filtered,
                                           synth.lexicon_dropped)
             state = run_shard(cfg, plan, synth, writer, state, show_progress=rank == 0)
@@ -414,13 +403,13 @@ def synthesize(cfg) -> Optional[dict]:
     paths = [shard_dir(cfg.output_dir, r, world) for r in range(world)]
     marks = [p + ".done" for p in paths]
     while not all(os.path.isfile(m) for m in marks):
-        time.sleep(float(cfg.get("poll_seconds", 5.0)))
+        time.sleep(cfg.poll_seconds)
     states = [read_json(m) for m in marks]
     merging = final_lmdb + ".merging"
     shutil.rmtree(merging, ignore_errors=True)
     final_state = dict(settings=now, world_size=world, done=True, shards=states)
     merge_str_lmdbs(paths, merging, order=lambda rec: (rec.meta["region"], rec.meta["variant"]), state=final_state)
     os.replace(merging, final_lmdb)
-    if not cfg.get("keep_shards", False):
+    if not cfg.keep_shards:
         shutil.rmtree(os.path.join(cfg.output_dir, "shards"), ignore_errors=True)
     return finish(cfg, final_lmdb, states)

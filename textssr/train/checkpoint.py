@@ -7,7 +7,7 @@ A checkpoint is a folder ``<output_dir>/checkpoint-<step>/`` holding
     scheduler/               the noise scheduler used for training (CDM stages)
     optimizer.bin, scheduler.bin, random_states_<rank>.pkl, ...   the accelerate state
     generator_<rank>.pt      the state of each rank's explicit training generator (noise, timesteps)
-    config.py, train_config.json   the resolved config of the run (for people; as data, what infer reads)
+    settings.json            the resolved settings of the run, as data (what infer reads)
     trainer_state.json       step, epoch and skip counts — written last
 
 It is written under a temporary name (``.tmp-checkpoint-<step>``) and renamed when complete, so a run killed
@@ -25,7 +25,6 @@ from diffusers.models.model_loading_utils import load_state_dict
 from textssr.config import ConfigError
 from textssr.utils.jsonio import read_json, write_json
 from textssr.models.loading import find_checkpoints
-from textssr.config.run_config import dump_run_config
 
 PREFIX = "checkpoint-"
 TMP_PREFIX = ".tmp-" + PREFIX
@@ -134,7 +133,7 @@ def save_checkpoint(accelerator, output_dir: str, step: int, cfg, state: dict, g
     if accelerator.is_main_process:
         if extra is not None:
             extra(tmp)
-        dump_run_config(cfg, tmp)
+        cfg.write(tmp)
         write_json(state, os.path.join(tmp, STATE_FILE), indent=2)
         shutil.rmtree(final, ignore_errors=True)  # a complete older save of the same step (re-run after a kill)
         os.replace(tmp, final)

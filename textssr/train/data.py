@@ -31,7 +31,7 @@ def build_loader(dataset: Dataset, cfg, num_processes: int, process_index: int) 
     """Shuffled, sharded by rank, ``drop_last`` loader; call ``loader.sampler.set_epoch(e)`` before each epoch."""
     sampler = DistributedSampler(dataset, num_replicas=num_processes, rank=process_index, shuffle=True,
                                  seed=cfg.seed, drop_last=True)
-    nice = int(cfg.get("dataloader_worker_nice") or 0)
+    nice = int(cfg.dataloader_worker_nice)
     return DataLoader(dataset, batch_size=cfg.train_batch_size, sampler=sampler, collate_fn=collate,
                       num_workers=cfg.dataloader_num_workers, drop_last=True,
                       pin_memory=torch.cuda.is_available(), worker_init_fn=functools.partial(_lower_priority, nice))

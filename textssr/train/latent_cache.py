@@ -16,10 +16,10 @@ INPUTS = ("image", "masked_image", "glyph")
 
 
 def check_latent_cache(cfg) -> None:
-    if cfg.get("latent_cache") and (cfg.get("vae_latents") != "mode" or cfg.get("region_placement") != "center"):
+    if cfg.latent_cache and (cfg.vae_latents != "mode" or cfg.region_placement != "center"):
         raise ConfigError(f"latent_cache=True reuses a sample's latents every epoch, so its crop and latents must not "
                           f"change: set region_placement=\"center\" and vae_latents=\"mode\" (now "
-                          f"{cfg.get('region_placement')!r}, {cfg.get('vae_latents')!r}), or latent_cache=False")
+                          f"{cfg.region_placement!r}, {cfg.vae_latents!r}), or latent_cache=False")
 
 
 class LatentCache(dict):

@@ -31,10 +31,11 @@ from textssr.data.skips import brief
 from textssr.runtime.precision import DTYPES, check_gpu_bf16, configure_backends, resolve_mixed_precision
 from textssr.runtime.profiling import StepProfiler, autocast
 from textssr.train.precision import TrainPrecision
-from textssr.config.run_config import dump_run_config
 from textssr.train.skip_counter import SkipCounter
 from textssr.train import checkpoint as ckpt
 from textssr.train.data import build_dataset, build_loader, to_device
+from textssr.config.settings import require_settings
+from textssr.train.settings import STAGE_SETTINGS
 from textssr.train.stages import STAGES
 from textssr.train.validate import validate_config
 
@@ -59,13 +60,13 @@ class RankZeroLog:
 
 def _accelerator(cfg, mixed_precision: str):
     """The run's Accelerator; the process state (group, timeout, device) already exists (:func:`train`)."""
-    report_to = None if cfg.get("report_to") in (None, "none") else cfg.report_to
+    report_to = None if cfg.report_to in (None, "none") else cfg.report_to
     # gradient_as_bucket_view: DDP's gradients are views into its all-reduce buckets, not a second full copy
     # (~3.5 GB per GPU for SD 2.1's UNet in float32)
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=bool(cfg.find_unused_parameters),
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters,
                                         gradient_as_bucket_view=True)
     return Accelerator(
-        cpu=not torch.cuda.is_available(),
+        cpu=distributed.use_cpu(),
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         mixed_precision=mixed_precision,
         log_with=report_to,
@@ -84,21 +85,23 @@ def _optimizer(cfg, params, num_processes: int):
     lr = cfg.learning_rate
     if cfg.scale_lr:
         lr *= cfg.train_batch_size * cfg.gradient_accumulation_steps * num_processes
-    fused = {"fused": True} if cfg.get("adam_fused") else {}  # one kernel for all tensors (CPU and CUDA)
+    fused = {"fused": True} if cfg.adam_fused else {}  # one kernel for all tensors (CPU and CUDA)
     return cls(params, lr=lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
                weight_decay=cfg.adam_weight_decay, eps=cfg.adam_epsilon, **fused)
 
 
 def train(cfg, stage_name: str) -> dict:
-    """Run one training stage (``"vae"`` or ``"cdm"``) as ``cfg`` says; return the final trainer state."""
+    """Run one training stage (``"vae"`` or ``"cdm"``) as ``cfg`` (its settings: textssr.train.settings) says;
+    return the final trainer state."""
+    require_settings(cfg, STAGE_SETTINGS[stage_name], "train")
     stage = STAGES[stage_name]()
     mixed = resolve_mixed_precision(cfg.mixed_precision)  # None: accelerate's setting (launch flag, config file)
     validate_config(cfg, stage, mixed)
-    # cpu=True on a machine without CUDA: processes started by torchrun / `accelerate launch --multi_gpu` then form
-    # a gloo group (accelerate treats them as independent single processes otherwise). The state sets each rank's
-    # device before anything looks at a GPU.
-    state = distributed.process_state(cpu=not torch.cuda.is_available(), timeout_s=cfg.ddp_timeout)
-    check_gpu_bf16(state.device, mixed_precision=mixed.name, vae_dtype=cfg.get("vae_dtype"))
+    # the process group and each rank's device (distributed.use_cpu: the one device rule), before anything looks
+    # at a GPU
+    state = distributed.process_state("auto", cfg.ddp_timeout)
+    check_gpu_bf16(state.device, mixed_precision=mixed.name,
+                   **({"vae_dtype": cfg.vae_dtype} if stage.name == "cdm" else {}))
     precision = TrainPrecision(mixed, state.device)  # "auto": on a GPU from its hardware, on a CPU the first batch
     accelerator = _accelerator(cfg, precision.accelerate_name)
     with distributed.waiting(state, cfg.ddp_timeout, "rank 0 writes checkpoints, prunes old ones and draws the "
@@ -111,9 +114,9 @@ def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
     if accelerator.is_main_process:
         os.makedirs(cfg.output_dir, exist_ok=True)
         ckpt.remove_partial(cfg.output_dir)
-        dump_run_config(cfg, cfg.output_dir)  # the resolved config of the run (config.py + train_config.json)
+        cfg.write(cfg.output_dir)  # the run's resolved settings (settings.json)
     log(f"[{stage.name}] {precision.in_effect}", event="precision_setting", **precision.records["mixed_precision"])
-    configure_backends(accelerator.device, bool(cfg.allow_tf32))  # every stage trains at one fixed crop size
+    configure_backends(accelerator.device, cfg.allow_tf32)  # every stage trains at one fixed crop size
 
     # Data first: it is cheap and its size decides the step arithmetic.
     dataset = build_dataset(cfg, vae_mode=stage.vae_mode)
@@ -144,7 +147,7 @@ def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
     if ema is not None:
         ema.to(accelerator.device)
     stage.setup(accelerator, DTYPES[accelerator.mixed_precision])
-    profiler = StepProfiler(cfg.get("profile", False), accelerator.device)
+    profiler = StepProfiler(cfg.profile, accelerator.device)
     stage.lap = profiler.lap
     ckpt.register_model_hooks(accelerator, stage.subfolder, ema)
     if accelerator.is_main_process:
@@ -165,7 +168,7 @@ def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
         f"accum {accum} × {accelerator.num_processes} process(es)",
         event="start", step=global_step, max_steps=max_steps, resumed_from=resume_path,
         num_processes=accelerator.num_processes, samples=len(dataset))
-    report = cfg.get("report_to") not in (None, "none")
+    report = cfg.report_to not in (None, "none")
     if report:
         scalars = {k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool))}  # TB hparams
         accelerator.init_trackers(cfg.tracker_project_name, config=scalars)

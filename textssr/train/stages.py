@@ -29,21 +29,21 @@ from textssr.models import load_scheduler, load_unet, load_vae, scheduler_class
 from textssr.train.precision import probe_vae_dtype
 
 TIMESTEP_BIAS_STRATEGIES = ("none", "later", "earlier", "range")
-VAE_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}  # vae_dtype values that fix the frozen VAE's dtype
+VAE_DTYPE_OF = {"bf16": torch.bfloat16, "fp32": torch.float32}  # vae_dtype values that fix the frozen VAE's dtype
 
 
 def model_source(cfg, key: str, subfolder: str) -> Optional[str]:
-    """Where a model comes from: ``cfg[key]`` if set, else ``<pretrained_model_name_or_path>/<subfolder>``,
+    """Where a model comes from: ``getattr(cfg, key)`` if set, else ``<pretrained_model_name_or_path>/<subfolder>``,
     else None (= build from the architecture dict)."""
-    if cfg.get(key):
-        return str(cfg[key])
-    if cfg.get("pretrained_model_name_or_path"):
+    if getattr(cfg, key):
+        return str(getattr(cfg, key))
+    if cfg.pretrained_model_name_or_path:
         return os.path.join(str(cfg.pretrained_model_name_or_path), subfolder)
     return None
 
 
 def _vae(cfg):
-    return load_vae(model_source(cfg, "pretrained_vae", "vae"), vae_arch=cfg.get("vae_arch"))
+    return load_vae(model_source(cfg, "pretrained_vae", "vae"), vae_arch=cfg.vae_arch)
 
 
 def _to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -107,7 +107,7 @@ class VAEStage(Stage):
         return self.model  # accelerate wraps this module; it keeps the trained weights
 
     def observe(self, batch: dict) -> None:
-        if self.cfg.get("scaling_factor") == "auto":
+        if self.cfg.scaling_factor == "auto":
             self._keep_for_scaling(batch["image"])
 
     def _keep_for_scaling(self, image: torch.Tensor) -> None:
@@ -131,7 +131,7 @@ class VAEStage(Stage):
     def scaling_factor(self) -> Optional[float]:
         """The scaling_factor to save: the configured number, 1 / std of the kept crops' posterior-mode latents
         ("auto"), or None (keep the VAE's own)."""
-        factor = self.cfg.get("scaling_factor")
+        factor = self.cfg.scaling_factor
         if factor is None:
             return None
         if factor != "auto":
@@ -170,20 +170,20 @@ class CDMStage(Stage):
         self.cfg = cfg
         self.noise_scheduler = load_scheduler(model_source(cfg, "scheduler_path", "scheduler"), name="ddpm",
                                               prediction_type=cfg.prediction_type)
-        strategy = cfg.get("timestep_bias_strategy") or "none"
+        strategy = cfg.timestep_bias_strategy or "none"
         with config_errors(ValueError):  # the range check needs the scheduler's length: before any model is built
             self.timestep_probs = None if strategy == "none" else timestep_weights(
                 self.noise_scheduler.config.num_train_timesteps, strategy, cfg.timestep_bias_multiplier,
                 cfg.timestep_bias_portion, cfg.timestep_bias_begin, cfg.timestep_bias_end)
         self.vae = _vae(cfg).requires_grad_(False).eval()
-        self.latent_cache = LatentCache() if cfg.get("latent_cache") else None
-        return load_unet(model_source(cfg, "pretrained_unet", "unet"), unet_arch=cfg.get("unet_arch"),
+        self.latent_cache = LatentCache() if cfg.latent_cache else None
+        return load_unet(model_source(cfg, "pretrained_unet", "unet"), unet_arch=cfg.unet_arch,
                          conv_in_init=cfg.conv_in_init)
 
     def setup(self, accelerator, weight_dtype: torch.dtype) -> None:
         # the frozen VAE in the mixed-precision dtype (as the original), or in its own: bfloat16 / float32
         # (vae_dtype="bf16" / "fp32"); "auto" starts in the mixed-precision dtype and is settled on the first batch
-        vae_dtype = VAE_DTYPES.get(self.cfg.get("vae_dtype"), weight_dtype)
+        vae_dtype = VAE_DTYPE_OF.get(self.cfg.vae_dtype, weight_dtype)
         self.vae.to(accelerator.device, dtype=vae_dtype)
         if self.latent_cache is not None:
             self.latent_cache.pin = accelerator.device.type == "cuda"
@@ -191,7 +191,7 @@ class CDMStage(Stage):
     def first_batch(self, batch: dict, device: torch.device, agree=lambda choice: choice) -> Optional[dict]:
         """vae_dtype="auto": keep the VAE in the dtype (its own or bfloat16) that encodes this real batch faster
         (textssr.runtime.profiling); returns the choice's record (None when there was nothing to choose)."""
-        if self.cfg.get("vae_dtype") != "auto" or self.vae.dtype == torch.bfloat16:
+        if self.cfg.vae_dtype != "auto" or self.vae.dtype == torch.bfloat16:
             return None
         self.vae, choice = probe_vae_dtype(self.vae, self._pixels(batch), device, agree)
         return choice.as_record("vae_dtype", message=True)
@@ -219,7 +219,7 @@ class CDMStage(Stage):
         if not all(torch.isfinite(z).all() for z in latents):
             dtype = str(self.vae.dtype).replace("torch.", "")
             raise RunStopped(f"the frozen VAE's latents of the first batch are not finite in {dtype} (vae_dtype="
-                             f"{self.cfg.get('vae_dtype')!r}): its activations overflow {dtype}; set "
+                             f"{self.cfg.vae_dtype!r}): its activations overflow {dtype}; set "
                              "vae_dtype=\"fp32\" (or \"bf16\", whose range is float32's)")
         self.latents_checked = True
 
@@ -228,7 +228,7 @@ class CDMStage(Stage):
         # the VAE runs in its own dtype (vae_dtype), not under the trained model's autocast
         with torch.no_grad(), torch.autocast(pixels.device.type, enabled=False):
             posterior = self.vae.encode(pixels).latent_dist
-            z = posterior.mode() if self.cfg.get("vae_latents") == "mode" else posterior.sample(generator)
+            z = posterior.mode() if self.cfg.vae_latents == "mode" else posterior.sample(generator)
         return (z * self.vae.config.scaling_factor).float()
 
     def loss(self, model, batch: dict, generator: torch.Generator) -> torch.Tensor:
@@ -249,7 +249,7 @@ class CDMStage(Stage):
         sample = torch.cat([noisy, masked_latents, glyph_latents, mask], dim=1)  # (B, 13, h, w)
         pred = model(sample, timesteps, encoder_hidden_states=batch["ttf_img"]).sample
         self.lap("forward")
-        text_weight = float(self.cfg.get("text_loss_weight") or 1.0)
+        text_weight = float(self.cfg.text_loss_weight or 1.0)
         if not self.cfg.snr_gamma and text_weight == 1.0:
             return F.mse_loss(pred.float(), target.float())  # the original's loss
         squared = F.mse_loss(pred.float(), target.float(), reduction="none")
@@ -285,9 +285,9 @@ class CDMStage(Stage):
         ``image_log_scheduler`` sampler), the real crop."""
         cfg, n = self.cfg, self.cfg.image_log_count
         config = dict(self.noise_scheduler.config)
-        if cfg.get("image_log_timestep_spacing"):
+        if cfg.image_log_timestep_spacing:
             config["timestep_spacing"] = cfg.image_log_timestep_spacing
-        scheduler = scheduler_class(cfg.get("image_log_scheduler") or "ddpm").from_config(config)
+        scheduler = scheduler_class(cfg.image_log_scheduler or "ddpm").from_config(config)
         pipe = TextSSRPipeline(vae=self.vae, unet=model, scheduler=scheduler)
         out = pipe(batch["ttf_img"][:n], batch["glyph"][:n], batch["masked_image"][:n], batch["mask"][:n],
                    num_inference_steps=cfg.image_log_inference_steps, generator=generator, output_type="pt",
