@@ -7,7 +7,8 @@
 # keys below are filled in.
 openocr_config = "configs/rec/svtrv2/svtrv2_rctc.yml"
 # Training data: STR LMDBs (a folder: every LMDB below it), e.g. synthesize.py's <output_dir>/lmdb, the authors'
-# TextSSR-F, real-data LMDBs. ratio: the fraction of that source drawn each epoch (OpenOCR's ratio_list), in (0, 1].
+# TextSSR-F, real-data LMDBs. ratio: the fraction of that source drawn each epoch (OpenOCR's ratio_list), in (0, 1];
+# on the command line "PATH:RATIO": --cfg-options 'train_data=[output/textssr_f/lmdb:0.5,data/str/real]'.
 train_data = [dict(path="output/textssr_f/lmdb", ratio=1.0)]
 # Test sets: name → STR LMDB (or a folder of them). Each gets <output_dir>/eval/<name>/metrics.json: word accuracy
 # case-insensitive on letters and digits (the STR benchmarks' convention, OpenOCR's `acc`) and exact (`acc_exact`).

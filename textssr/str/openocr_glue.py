@@ -118,12 +118,21 @@ def openocr_file(path: str, root: str, key: str) -> str:
 # ---------------------------------------------------------------------------------------------- the config
 
 
+def _path_and_ratio(text: str) -> dict:
+    """``"PATH"`` or ``"PATH:RATIO"`` (the command line's way to give a ratio: ``train_data=[a:0.5,b]``)."""
+    path, _, ratio = text.rpartition(":")
+    try:
+        return {"path": path, "ratio": float(ratio)} if path else {"path": text}
+    except ValueError:
+        return {"path": text}
+
+
 def _sources(value, key: str, with_ratio: bool) -> List[dict]:
     """Normalise ``train_data`` (list of paths or dict(path, ratio)) / ``test_data`` (name → path) entries."""
     out = []
     for entry in value:
         if isinstance(entry, str):
-            entry = {"path": entry}
+            entry = _path_and_ratio(entry) if with_ratio else {"path": entry}
         if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
             raise ConfigError(f"{key}: each entry must be a path or dict(path=..., ratio=...), found {entry!r}")
         unknown = set(entry) - {"path", "ratio"}
