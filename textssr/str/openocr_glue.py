@@ -212,6 +212,7 @@ def translate(s: dict, train_lists: Sequence[str], checkpoint: Optional[str]) ->
              character_dict_path=s["character_dict"], max_text_length=s["max_text_length"],
              use_space_char=s["use_space_char"], use_amp=s["use_amp"], seed=s["seed"],
              print_batch_step=s["print_batch_step"], use_tensorboard=False, checkpoints=checkpoint,
+             cal_metric_during_train=False,  # with RecMetric(with_ratio) it would log zeros; eval is after training
              pretrained_model=None, save_epoch_step=[s["epoch_num"] + 1, 1],  # only latest.pth (OpenOCR's resume)
              eval_batch_step=10 ** 12, save_iter_step=[10 ** 12, 10 ** 12], save_res_path=None)
     oc["Optimizer"]["lr"] = s["learning_rate"]
