@@ -23,6 +23,7 @@ batch_size = 256          # per GPU (OpenOCR's batch_size_per_card / RatioSample
 eval_batch_size = 256
 learning_rate = 0.00065   # OneCycleLR peak, OpenOCR's value for 4 GPUs × 256
 num_workers = 4
+torch_threads = None      # torch's CPU threads (None: torch's default, one per core)
 use_amp = True            # bf16 autocast (OpenOCR's use_amp)
 seed = 48                 # OpenOCR's default Global.seed
 # OpenOCR's augmentation op on numpy images: "SVTRAug" (geometry, deterioration, colour jitter), "ABINetAug",

@@ -51,8 +51,10 @@ def test_sets(py: str, rows: List[Tuple[str, float]]) -> Dict[str, str]:
     if os.path.isdir(SHARED):
         icdar_json = "data/str/shared_icdar15.json"
         if not os.path.isfile(icdar_json):
-            run([py, "-m", "textssr.data.icdar15", "--gt-dir", os.path.join(SHARED, "icdar15_toy"), "--out", icdar_json])
-        for name, source in (("shared_real_crops", ["--results", os.path.join(SHARED, "real_word_crops"), "--crops", "."]),
+            run([py, "-m", "textssr.data.icdar15", "--gt-dir", os.path.join(SHARED, "icdar15_toy"),
+                 "--out", icdar_json])
+        crops = os.path.join(SHARED, "real_word_crops")
+        for name, source in (("shared_real_crops", ["--results", crops, "--crops", "."]),
                              ("shared_icdar15", ["--bench", icdar_json]),
                              ("shared_ic13", ["--bench", os.path.join(SHARED, "textssr_bench_mini/benchmark/ic13")])):
             sets[name] = f"data/str/{name}"
@@ -76,7 +78,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                                                        "--cfg-options", *SYNTH_OPTIONS])))
     with open(os.path.join(TEXTSSR_F, "stats.json"), encoding="utf-8") as f:
         synth = json.load(f)
-    rows.append(("train crops → STR LMDB", convert(py, "data/str/tiny_train", "--bench", "data/tiny/train.json") or 0.0))
+    seconds = convert(py, "data/str/tiny_train", "--bench", "data/tiny/train.json")
+    rows.append(("train crops → STR LMDB", seconds or 0.0))
     tests = test_sets(py, rows)
     results = {}
     for label, name, data in TRAININGS:

@@ -169,7 +169,8 @@ def main(argv=None) -> None:
     parser.add_argument("--results", help="infer.py output folder (labels.json + gt/)")
     parser.add_argument("--bench", help="AnyWord JSON, or a folder holding test.json")
     parser.add_argument("--out", required=True, help="the STR LMDB folder to write")
-    parser.add_argument("--crops", default=GT_DIR, help="with --results: gt (default), region, or . (beside labels.json)")
+    parser.add_argument("--crops", default=GT_DIR,
+                        help="with --results: gt (default), region, or . (the crops beside labels.json)")
     parser.add_argument("--language", default=None, help="with --bench: keep only this language (e.g. Latin)")
     parser.add_argument("--image-format", default="png", choices=("png", "jpg"))
     args = parser.parse_args(argv)

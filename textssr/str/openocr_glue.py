@@ -7,11 +7,13 @@ YAML, e.g. ``configs/rec/svtrv2/svtrv2_rctc.yml``, with data, output and schedul
 and the reports (``metrics.json`` per test set). Training, model, transforms, sampler, loss, checkpoints and the
 metric are OpenOCR's.
 
-Two wrappers, neither editing OpenOCR's files:
+Wrappers, none editing OpenOCR's files:
   * OpenOCR's ``openrec.metrics`` imports its formula-recognition metric (CMER) eagerly, which needs ``datasets``,
     ``evaluate``, ``rouge_score`` and ``Levenshtein`` — large packages a text recogniser never uses. Where they are
     missing, a stand-in module is registered for that one metric; asking for ``CMERMetric`` then fails with a line
     saying what to install.
+  * OpenOCR's trainer zeroes the gradients only when ``use_amp`` is on; an optimizer step hook zeroes them after
+    every step (without it a float32 run accumulates gradients from step 1 and diverges).
   * OpenOCR writes ``latest.pth`` in place; a kill during the write would leave a truncated file that resume then
     cannot read. Its checkpoint module's ``torch.save`` goes through a temporary file and a rename instead.
 """
@@ -36,7 +38,8 @@ AUGMENTS = (None, "SVTRAug", "ABINetAug", "PARSeqAug")  # OpenOCR ops on numpy i
 _DECODERS = ("DecodeImage", "DecodeImagePIL")
 _AUGMENT_OPS = ("SVTRAug", "ABINetAug", "PARSeqAug", "PARSeqAugPIL")
 RUN_SETTINGS = "train_str_settings.json"
-FREE_KEYS = ("test_data", "num_workers", "print_batch_step", "eval_batch_size")  # a resume may change these
+# keys a resume may change
+FREE_KEYS = ("test_data", "num_workers", "torch_threads", "print_batch_step", "eval_batch_size")
 LATEST = "latest.pth"
 
 
@@ -171,6 +174,7 @@ def check_config(cfg) -> dict:
     for k in ("epoch_num", "batch_size", "eval_batch_size", "max_text_length", "print_batch_step"):
         as_int(s[k], k, minimum=1)
     as_int(s["num_workers"], "num_workers", minimum=0)
+    as_int(s["torch_threads"], "torch_threads", minimum=1, allow_none=True)
     as_int(s["samples_per_epoch"], "samples_per_epoch", minimum=1, allow_none=True)
     check_seed(s["seed"])
     as_float(s["learning_rate"], "learning_rate", minimum=0.0, exclusive=True)
@@ -221,7 +225,8 @@ def translate(s: dict, train_lists: Sequence[str], checkpoint: Optional[str]) ->
     decode = [{"DecodeImage": {"img_mode": "BGR", "channel_first": False}}]
     train["dataset"] = {
         "name": "ListedRatioDataSet", "ds_width": True, "padding": train["dataset"].get("padding", False),
-        "data_dir_list": [x["path"] for x in s["train_sources"]], "ratio_list": [x["ratio"] for x in s["train_sources"]],
+        "data_dir_list": [x["path"] for x in s["train_sources"]],
+        "ratio_list": [x["ratio"] for x in s["train_sources"]],
         "data_lists": list(train_lists), "samples_per_epoch": s["samples_per_epoch"],
         "transforms": decode + ([{s["augment"]: None}] if s["augment"] else []) + label_ops}
     train["sampler"].update(name="ListedRatioSampler", first_bs=s["batch_size"])
@@ -361,6 +366,9 @@ def evaluate(trainer, s: dict, name: str, lists: Sequence[dl.DataList], log=prin
 def train_and_evaluate(s: dict, log=print) -> Dict[str, dict]:
     """The whole run (see the module doc); returns {test set: metrics}."""
     import_openocr()
+    if s["torch_threads"]:
+        import torch
+        torch.set_num_threads(s["torch_threads"])
     os.makedirs(s["output_dir"], exist_ok=True)
     checkpoint = resume_checkpoint(s)
     train_lists = build_lists(s, s["train_sources"], "training set", log)
@@ -387,6 +395,9 @@ def train_and_evaluate(s: dict, log=print) -> Dict[str, dict]:
     config = Config.__new__(Config)  # OpenOCR's Config around our translated dict (Trainer reads .cfg, print_cfg)
     config.cfg = oc
     trainer = Trainer(config, mode="train", task="rec")
+    # OpenOCR 0.1.5 zeroes the gradients only on its use_amp path: without amp they add up over the whole run and
+    # training diverges. Zeroing them after every optimizer step leaves the amp path (and accumulation) as it was.
+    trainer.optimizer.register_step_post_hook(lambda optimizer, args, kwargs: optimizer.zero_grad(set_to_none=True))
     trainer.train()
     trainer.status_info = checkpoint_info(os.path.join(s["output_dir"], LATEST))
     if not is_main_process():
