@@ -1,7 +1,7 @@
 """What ``make str-demo`` runs after ``make demo``: does TextSSR-F train a better recogniser? On the embedded tiny
 corpus, each step the command a user would type (printed before it runs):
 
-1. TextSSR-F: ``synthesize.py`` with the demo's checkpoints over the tiny corpus's training regions (anagrams,
+1. TextSSR-F: ``synthesize.py`` with the demo's checkpoints over 300 of the tiny corpus's training regions (anagrams,
    screened by PP-OCRv4 as in the paper);
 2. real crops as STR LMDBs (``python -m textssr.str.lmdb_convert``): the tiny corpus's training words, the tiny
    bench's words (the test set), and — where ``../shared/data`` is present — its real photos' words;
@@ -30,7 +30,7 @@ TINY_MODELS = ("model/tiny/vae_ft", "model/tiny/step2")
 OUT = "output/str/demo"
 TEXTSSR_F = f"{OUT}/textssr_f"
 SHARED = os.environ.get("TEXTSSR_SHARED_DATA", os.path.join("..", "shared", "data"))
-SYNTH_OPTIONS = ["source=data/tiny/train.json", f"output_dir={TEXTSSR_F}", "max_regions=600", "variants_per_region=2",
+SYNTH_OPTIONS = ["source=data/tiny/train.json", f"output_dir={TEXTSSR_F}", "max_regions=300", "variants_per_region=2",
                  "screening.match=exact", "screening.min_ned=1.0", "screening.min_confidence=0.0",
                  "screening.case_sensitive=False", "screening.ignore_spaces=True"]
 TRAININGS = (("tiny corpus real crops", "real", ["data/str/tiny_train"]),
@@ -67,6 +67,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable, help="the interpreter of the project's environment")
     py = parser.parse_args(argv).python
+    # One OpenMP thread per process: on 2 cores shared with other work, a 2-thread process stalls at every barrier
+    # whenever a core is taken (a tiny CDM step measured ~40x slower so); the loader worker uses the other core.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     missing = [m for m in TINY_MODELS if not find_checkpoints(m)]
     if missing or not os.path.isfile("data/tiny/train.json"):
         sys.exit(f"error: no tiny demo checkpoints in {', '.join(missing) or 'model/tiny'} (or no data/tiny): "
@@ -83,11 +86,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     tests = test_sets(py, rows)
     results = {}
     for label, name, data in TRAININGS:
-        options = [f"output_dir={OUT}/{name}", f"train_data=[{','.join(data)}]"]
+        options = [f"output_dir={OUT}/train_{name}", f"train_data=[{','.join(data)}]"]
         options += [f"test_data.{t}={path}" for t, path in tests.items()]
         rows.append((f"train + eval: {label}", run([py, "train_str.py", "--config", "configs/str/tiny/train_str_cfg.py",
                                                     "--cfg-options", *options])))
-        with open(os.path.join(OUT, name, "metrics.json"), encoding="utf-8") as f:
+        with open(os.path.join(OUT, f"train_{name}", "metrics.json"), encoding="utf-8") as f:
             results[label] = json.load(f)
     total = time.perf_counter() - started
 
@@ -99,11 +102,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     first = next(iter(results.values()))
     steps = first[next(iter(first))]["checkpoint"]["global_step"]
     names = list(tests)
-    print(f"\nword accuracy, case-insensitive alphanumeric (exact), tiny SVTRv2, ~{steps} steps each")
+    print(f"\nword accuracy case-insensitive alphanumeric (exact) / 1 - NED, tiny SVTRv2, {steps} steps each")
     print("| trained on | " + " | ".join(f"{t} (n={first[t]['num_samples']})" for t in names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for label, metrics in results.items():
-        cells = [f"{m['acc']:.3f} ({m['acc_exact']:.3f})" if m["acc"] is not None else "-"
+        cells = [f"{m['acc']:.3f} ({m['acc_exact']:.3f}) / {m['norm_edit_dis']:.3f}" if m["acc"] is not None else "-"
                  for m in (metrics[t] for t in names)]
         print(f"| {label} | " + " | ".join(cells) + " |")
     with open(os.path.join(OUT, "table.json"), "w", encoding="utf-8") as f:

@@ -110,8 +110,29 @@ class ListedRatioDataSetTest(_ListedSamples, RatioDataSetTest):
 
 
 class ListedRatioSampler(RatioSampler):
-    """OpenOCR's RatioSampler. Its trainer sets ``sampler.resume_iter`` before rebuilding the loader of an epoch
-    drawn afresh (``ratio_list`` < 1, or ``samples_per_epoch``), which RatioSampler does not accept: dropped."""
+    """OpenOCR's RatioSampler with two fixes. Its trainer sets ``sampler.resume_iter`` before rebuilding the loader
+    of an epoch drawn afresh (``ratio_list`` < 1, or ``samples_per_epoch``), which RatioSampler does not accept:
+    dropped. And its ``create_batch`` loses every sample of an aspect-ratio bucket whose size is an exact multiple
+    (> 1) of the batch size — in training a whole bucket's steps, in evaluation a bucket's test samples: replaced by
+    the same batching without that case (full batches of the bucket, then its remainder; in training the remainder
+    is topped up from the bucket's start, as OpenOCR does)."""
 
     def __init__(self, data_source, resume_iter=0, **options):
         super().__init__(data_source, **options)
+
+    def create_batch(self):
+        batches = []
+        for ratio in self.indices_rank_i_ratio_unique:
+            ids = self.indices_rank_i_ori[np.where(self.indices_rank_i_ratio == ratio)[0]]
+            if self.shuffle:
+                random.shuffle(ids)
+            size = self.base_batch_size if ratio < 5 else min(
+                self.max_bs, int(max(1, self.base_elements / (self.base_im_h * ratio * self.base_im_h))))
+            ids = list(ids)
+            for start in range(0, len(ids), size):
+                chunk = ids[start:start + size]
+                if len(chunk) < size and self.is_training and len(ids) > size:
+                    chunk = ids[:size - len(chunk)] + chunk
+                r = int(ratio)  # OpenOCR's items are ints: [width, height, sample, ratio bucket]
+                batches.append([[r * int(self.base_im_h), int(self.base_im_h), int(i), r] for i in chunk])
+        return batches
