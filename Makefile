@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test app bench clean-demo
+.PHONY: install install-str demo str-demo test app bench clean-demo
 
 $(STAMP): requirements.txt tools/system_deps.sh pyproject.toml setup.py textssr/data/_jpeg_window.c diffusers/pyproject.toml
 	bash tools/system_deps.sh
@@ -17,11 +17,26 @@ $(STAMP): requirements.txt tools/system_deps.sh pyproject.toml setup.py textssr/
 
 install: $(STAMP)
 
-test: $(STAMP)
+# OpenOCR's recognition trainer for train_str.py (docs/str.md): its package without its declared dependencies
+# (requirements-str.txt says why), into the same .venv.
+STR_STAMP := $(VENV)/.installed-str
+$(STR_STAMP): $(STAMP) requirements-str.txt
+	$(BIN)/python -m pip install -r requirements-str.txt
+	$(BIN)/python -m pip install --no-deps openocr-python==0.1.5
+	touch $(STR_STAMP)
+
+install-str: $(STR_STAMP)
+
+test: $(STAMP) $(STR_STAMP)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
 	$(BIN)/python -m textssr.demo --python $(BIN)/python
+
+# After `make demo`: TextSSR-F from the demo's checkpoints, a tiny OpenOCR recogniser trained on the tiny corpus's
+# real crops, on that TextSSR-F and on both, evaluated on the tiny bench's real crops (docs/str.md).
+str-demo: $(STR_STAMP)
+	$(BIN)/python -m textssr.demo.recognizer --python $(BIN)/python
 
 # The photo editor in the browser on the tiny demo's checkpoints (run `make demo` first): http://127.0.0.1:7860
 app: $(STAMP)

@@ -23,7 +23,8 @@ ALLOWED = {
     "infer": {"utils", "config", "data", "models", "runtime", "eval", "generation"},
     "synth": {"utils", "config", "data", "models", "runtime", "eval", "generation"},
     "edit": {"utils", "config", "data", "models", "runtime", "eval", "generation", "infer"},  # infer's settings
-    "demo": set(),
+    "str": {"utils", "config", "data", "models", "runtime", "eval", "generation", "synth"},  # reads STR LMDBs
+    "demo": {"utils", "config", "data", "models", "str"},  # runs the scripts; the recogniser check reads their outputs
 }
 NO_ACCELERATE = {"utils", "config", "data", "models", "eval"}  # process groups belong to runtime and its users
 

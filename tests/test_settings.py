@@ -11,20 +11,23 @@ from textssr.config import ConfigError, load_config
 from textssr.config.settings import field_checks, names, read_settings
 from textssr.generation.settings import SamplingSettings
 from textssr.infer.settings import InferSettings
+from textssr.str.settings import StrSettings
 from textssr.synth.settings import SynthSettings
 from textssr.train.settings import CDMSettings, TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {"train_vae_cfg.py": TrainSettings, "train_diff_step1_cfg.py": CDMSettings,
            "train_diff_step2_cfg.py": CDMSettings, "infer_cfg.py": InferSettings, "synth_cfg.py": SynthSettings,
-           "sampling_cfg.py": SamplingSettings}
-TINY = {"train_vae_cfg.py": TrainSettings, "train_diff_step1_cfg.py": CDMSettings,
-        "train_diff_step2_cfg.py": CDMSettings, "infer_cfg.py": InferSettings, "synth_cfg.py": SynthSettings,
-        "sampling_cfg.py": SamplingSettings}
+           "sampling_cfg.py": SamplingSettings, "str/train_str_cfg.py": StrSettings}
+TINY = {"tiny/train_vae_cfg.py": TrainSettings, "tiny/train_diff_step1_cfg.py": CDMSettings,
+        "tiny/train_diff_step2_cfg.py": CDMSettings, "tiny/infer_cfg.py": InferSettings,
+        "tiny/synth_cfg.py": SynthSettings, "tiny/sampling_cfg.py": SamplingSettings,
+        "str/tiny/train_str_cfg.py": StrSettings}
 SCRIPTS = {"train_vae.py": (TrainSettings, "configs/tiny/train_vae_cfg.py"),
            "train_diff.py": (CDMSettings, "configs/tiny/train_diff_step1_cfg.py"),
            "infer.py": (InferSettings, "configs/tiny/infer_cfg.py"),
-           "synthesize.py": (SynthSettings, "configs/tiny/synth_cfg.py")}
+           "synthesize.py": (SynthSettings, "configs/tiny/synth_cfg.py"),
+           "train_str.py": (StrSettings, "configs/str/tiny/train_str_cfg.py")}
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -36,7 +39,7 @@ def test_each_shipped_config_holds_exactly_its_settings_fields(name):
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_each_tiny_config_is_valid_settings(name):
-    settings = TINY[name].load(str(REPO / "configs" / "tiny" / name))
+    settings = TINY[name].load(str(REPO / "configs" / name))
     assert dataclasses.is_dataclass(settings)
 
 

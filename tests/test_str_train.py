@@ -1,0 +1,172 @@
+"""train_str.py end to end: an OpenOCR recogniser trained for a few steps on an LMDB written by synthesize.py
+(tiny random models) plus one of bad samples, evaluated on real crops converted from ../shared/data; resume after
+SIGKILL; start-up refusals. Tiny SVTRv2 (configs/str/tiny), CPU, one thread."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from str_fixtures import BAD_SAMPLES, require_openocr, write_raw_lmdb
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+TINY = "configs/str/tiny/train_str_cfg.py"
+
+
+@pytest.fixture(scope="module")
+def str_data(tmp_path_factory, bench_mini_dir, real_crops_dir):
+    """(TextSSR-F LMDB by synthesize.py, an LMDB of bad samples, the real crops as an STR LMDB test set)."""
+    require_openocr()
+    import torch
+    from tiny_models import save_tiny_sd21
+
+    from textssr.str.lmdb_convert import convert
+    from textssr.synth.settings import SynthSettings
+    from textssr.synth.runner import synthesize
+
+    root = tmp_path_factory.mktemp("str")
+    save_tiny_sd21(str(root / "model"))
+    bench = json.loads((bench_mini_dir / "benchmark/ic13/test.json").read_text(encoding="utf-8"))
+    source = {"data_root": str(bench_mini_dir / "benchmark/ic13/images"), "data_list": bench["data_list"][1:4]}
+    (root / "anyword.json").write_text(json.dumps(source), encoding="utf-8")
+    cfg = SynthSettings.load(os.path.join(REPO, "configs/tiny/synth_cfg.py"), dict(
+        source=str(root / "anyword.json"), output_dir=str(root / "synth"), max_regions=6,
+        pretrained_vae=str(root / "model/vae"), pretrained_unet=str(root / "model/unet"),
+        scheduler_path=str(root / "model/scheduler"), resolution=32, num_inference_steps=1, batch_size=6,
+        variants_per_region=3))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        stats = synthesize(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    assert stats["kept"] >= 12
+    bad = write_raw_lmdb(root / "bad", [(img, label) for img, label, _ in BAD_SAMPLES])
+    convert(str(root / "real"), results=str(real_crops_dir), crops=".")
+    return str(root / "synth" / "lmdb"), bad, str(root / "real")
+
+
+def command(out, *options):
+    return [sys.executable, "train_str.py", "--config", TINY, "--cfg-options", f"output_dir={out}",
+            "num_workers=0", "batch_size=8", "eval_batch_size=16", "print_batch_step=1", *options]
+
+
+def run(cmd, timeout=300):
+    return subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def test_trains_on_synthesized_data_and_evaluates_on_converted_real_crops(str_data, tmp_path, real_crops_dir):
+    synth, bad, real = str_data
+    out = tmp_path / "run"
+    done = run(command(out, f"train_data=[{synth},{bad}]", f"test_data.real={real}", "test_data.tiny_bench=" + real,
+                       "epoch_num=2", "samples_per_epoch=24", "augment=SVTRAug"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "eval" / "real" / "metrics.json").read_text())
+    labels = json.loads((real_crops_dir / "labels.json").read_text())
+    assert metrics["num_samples"] + sum(metrics["skipped"].values()) == len(labels)
+    assert 0.0 <= metrics["acc_exact"] <= metrics["acc"] <= 1.0 and 0.0 <= metrics["norm_edit_dis"] <= 1.0
+    assert metrics["checkpoint"]["epoch"] == 2 and metrics["checkpoint"]["global_step"] >= 2 * 3
+    assert set(json.loads((out / "metrics.json").read_text())) == {"real", "tiny_bench"}
+    report = json.loads((out / "data_report.json").read_text())
+    bad_report = next(r for r in report["train"] if r["lmdb"] == bad)
+    expected = {}
+    for *_, reason in BAD_SAMPLES:
+        if reason:
+            expected[reason] = expected.get(reason, 0) + 1
+    assert bad_report["skipped"] == expected and bad_report["samples"] == 2
+    log = (out / "train.log").read_text()
+    assert "ListedRatioDataSet" in log and "SVTRv2" in log  # OpenOCR's trainer ran our data through its model
+
+
+def test_a_run_killed_with_sigkill_resumes_from_openocr_latest_checkpoint(str_data, tmp_path):
+    synth, _, real = str_data
+    out = tmp_path / "killed"
+    cmd = command(out, f"train_data=[{synth}]", f"test_data.real={real}", "test_data.tiny_bench=" + real,
+                  "epoch_num=4", "samples_per_epoch=64")
+    child = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while not (out / "latest.pth").is_file() and time.time() < deadline and child.poll() is None:
+            time.sleep(0.2)
+        assert child.poll() is None, "the run ended before it could be killed"
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    import torch
+    epoch_at_kill = torch.load(out / "latest.pth", weights_only=True)["epoch"]
+    assert epoch_at_kill < 4
+    done = run(cmd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resume from checkpoint {out / 'latest.pth'} (epoch {epoch_at_kill})" in (out / "train.log").read_text()
+    state = torch.load(out / "latest.pth", weights_only=True)
+    assert state["epoch"] == 4
+    assert json.loads((out / "eval/real/metrics.json").read_text())["checkpoint"]["epoch"] == 4
+
+
+def test_a_rerun_with_other_settings_is_refused(str_data, tmp_path):
+    synth, _, real = str_data
+    out = tmp_path / "r"
+    (out).mkdir()
+    base = [f"train_data=[{synth}]", f"test_data.tiny_bench={real}", "epoch_num=1", "samples_per_epoch=8"]
+    assert run(command(out, *base)).returncode == 0
+    again = run(command(out, *base[:-1], "samples_per_epoch=16"))
+    assert again.returncode == 2 and again.stderr.strip().splitlines()[-1].startswith("error: output_dir=")
+    assert "samples_per_epoch" in again.stderr
+
+
+@pytest.mark.parametrize("option, message", [
+    ("epoch_nums=3", "did you mean 'epoch_num'"),
+    ("train_data=[/nonexistent/lmdb]", "no STR LMDB"),
+    ("augment=Blur", "augment='Blur'"),
+    ("samples_per_epoch=0", "samples_per_epoch=0"),
+    ("character_dict=missing.txt", "character_dict='missing.txt'"),
+])
+def test_config_mistakes_are_one_line_exit_2(option, message, tmp_path, capsys):
+    require_openocr()
+    sys.path.insert(0, REPO)
+    import train_str
+    with pytest.raises(SystemExit) as exit_info:
+        train_str.main(["--config", os.path.join(REPO, TINY), "--cfg-options", f"output_dir={tmp_path}", option])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith("error:") and message in err[0]
+
+
+def test_a_ratio_above_one_and_nothing_trainable_are_refused(str_data, tmp_path, capsys):
+    synth, bad, real = str_data
+    import train_str
+    for options, message in ([f"train_data=[{synth}:2]"], "must be in (0, 1]"), \
+                            ([f"train_data=[{tmp_path / 'allbad'}]"], "nothing to train on"):
+        write_raw_lmdb(tmp_path / "allbad", [(None, "x"), (b"junk", "y"), (b"junk", "")])
+        with pytest.raises(SystemExit) as exit_info:
+            train_str.main(["--config", os.path.join(REPO, TINY), "--cfg-options", f"output_dir={tmp_path / 'o'}",
+                            f"test_data.tiny_bench={real}", *options])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and err[-1].startswith("error:") and message in err[-1], err
+
+
+def test_the_sampler_keeps_a_bucket_whose_size_is_a_multiple_of_the_batch_size():
+    """OpenOCR's RatioSampler drops such a bucket whole (steps lost in training, test samples in evaluation)."""
+    require_openocr()
+    import numpy as np
+    from textssr.str.openocr_glue import import_openocr
+    import_openocr()
+    from textssr.str.openocr_datasets import ListedRatioSampler
+
+    class Data:  # what RatioSampler reads of a dataset: 32 samples of ratio 2, 5 of ratio 3
+        ds_width, seed = True, 1
+        wh_ratio = np.array([2.0] * 32 + [3.0] * 5)
+        wh_ratio_sort = np.argsort(wh_ratio, kind="stable")
+
+        def __len__(self):
+            return 37
+
+    for training in (True, False):
+        sampler = ListedRatioSampler(Data(), scales=[[128, 32]], first_bs=16, fix_bs=False, divided_factor=[4, 16],
+                                     is_training=training)
+        batches = list(iter(sampler))
+        seen = sorted({item[2] for batch in batches for item in batch})
+        assert seen == list(range(37)) and len(batches) == 3
+        assert all(item[3] == 2 and item[:2] == [64, 32] for item in batches[0] + batches[1] if item[2] < 32)
