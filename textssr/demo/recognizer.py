@@ -100,9 +100,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"  {name:40s} {seconds:7.1f} s")
     print(f"  {'total':40s} {total:7.1f} s ({total / 60:.1f} min)")
     first = next(iter(results.values()))
-    steps = first[next(iter(first))]["checkpoint"]["global_step"]
+    steps = sorted({m[next(iter(m))]["checkpoint"]["global_step"] for m in results.values()})
     names = list(tests)
-    print(f"\nword accuracy case-insensitive alphanumeric (exact) / 1 - NED, tiny SVTRv2, {steps} steps each")
+    print(f"\nword accuracy case-insensitive alphanumeric (exact) / NED (1 - normalised edit distance), tiny SVTRv2, "
+          f"{'-'.join(str(n) for n in (steps[0], steps[-1]) if n) if len(steps) > 1 else steps[0]} steps each")
     print("| trained on | " + " | ".join(f"{t} (n={first[t]['num_samples']})" for t in names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for label, metrics in results.items():
