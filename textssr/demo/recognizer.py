@@ -9,7 +9,7 @@ corpus, each step the command a user would type (printed before it runs):
    TextSSR-F, (c) both, each evaluated on every test set;
 4. a table of the word accuracies (case-insensitive alphanumeric; exact in parentheses) and the time each step took.
 
-    python -m textssr.str.demo [--python .venv/bin/python]
+    python -m textssr.demo.recognizer [--python .venv/bin/python]
 
 Re-running reuses what exists (finished trainings are evaluated again in seconds); ``rm -rf output/str/demo
 data/str`` starts afresh.
