@@ -141,10 +141,12 @@ def test_generation_resolves_none_and_keeps_it_in_the_resume_rule(monkeypatch, n
 
 
 def test_ddp_timeout_values_are_checked():
-    assert distributed.check_timeout(7200) == 7200.0
-    for bad in (0, -1, "2h", None):
-        with pytest.raises(ConfigError, match="ddp_timeout"):
-            distributed.check_timeout(bad)
+    base = str(REPO / "configs/tiny/train_vae_cfg.py")
+    assert TrainSettings.load(base, {"ddp_timeout": 7200}).ddp_timeout == 7200.0
+    for cls, config in ((TrainSettings, base), (InferSettings, str(REPO / "configs/tiny/infer_cfg.py"))):
+        for bad in (0, -1, "2h", None):
+            with pytest.raises(ConfigError, match="ddp_timeout"):
+                cls.from_config(load_config(config), ddp_timeout=bad)
     assert distributed.group_kwargs(30).to_kwargs()["timeout"].total_seconds() == 30
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from textssr.config import ConfigError, load_config
-from textssr.config.settings import field_checks, names, read_settings
+from textssr.config.run_config import read_run_config
+from textssr.config.settings import field_checks, names
 from textssr.generation.settings import SamplingSettings
 from textssr.infer.settings import InferSettings
 from textssr.str.settings import StrSettings
@@ -50,8 +51,8 @@ def test_settings_are_frozen_cast_and_recorded_as_data(tmp_path):
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.seed = 1
     settings.write(str(tmp_path))
-    assert read_settings(str(tmp_path)) == settings.to_dict()
-    assert InferSettings.from_config(read_settings(str(tmp_path))) == settings
+    assert read_run_config(str(tmp_path)) == settings.to_dict()
+    assert InferSettings.from_config(read_run_config(str(tmp_path))) == settings
 
 
 def test_a_key_the_config_leaves_out_takes_the_shipped_value(tmp_path):

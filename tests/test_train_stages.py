@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from textssr.config.settings import read_settings
+from textssr.config.run_config import read_run_config
 from textssr.train.settings import TrainSettings, CDMSettings
-from textssr.config import load_config
 from textssr.train import train
 from textssr.train.checkpoint import list_checkpoints
 
@@ -95,7 +94,7 @@ def test_vae_stage_trains_and_checkpoints(vae_run):
         assert (ckpt / name).is_file(), name
     assert not (ckpt / "model.safetensors").exists()  # the model is saved once, in diffusers format
     assert (out / "settings.json").is_file()
-    assert read_settings(str(ckpt))["resolution"] == RES  # the resolved settings travel with it, as data
+    assert read_run_config(str(ckpt))["resolution"] == RES  # the resolved settings travel with it, as data
     assert max_diff(weights(out / "checkpoint-2" / "vae"), weights(ckpt / "vae")) > 0  # the weights moved
     assert not any(name.startswith(".tmp-") for name in os.listdir(out))
 

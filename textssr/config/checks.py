@@ -4,7 +4,6 @@ script wrapper that turns a ConfigError into one line (exit 2) and Ctrl-C into "
 to resume" (exit 130) — all before a model loads or a file is written."""
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 from typing import Callable, Optional
@@ -13,7 +12,7 @@ from tqdm import tqdm
 
 from textssr.config import ConfigError
 from textssr.utils import paths
-from textssr.utils.errors import InputError, exit_on_input_error, first_line
+from textssr.utils.errors import InputError, exit_on_input_error, first_line, reraised_as
 
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT)
 STOPPED = NOTHING_DONE = 1  # exit status of a run stopped by RunStopped
@@ -60,15 +59,11 @@ def check_seed(value, key: str = "seed") -> int:
     return as_int(value, key, minimum=0)
 
 
-@contextlib.contextmanager
-def config_errors(*types: type, prefix: str = "", suffix: str = "", brief: bool = False):
+def config_errors(*types: type, **message):
     """Re-raise a ``types`` exception (default: ValueError, TypeError) of the block as a ConfigError, its message
-    (only its first line with ``brief``) between ``prefix`` and ``suffix``: for checks in a data class or a helper
+    (``prefix``, ``suffix``, ``brief``: textssr.utils.errors.reraised_as): for checks in a data class or a helper
     that knows nothing of configs, and for file or model reads whose error should name what was read."""
-    try:
-        yield
-    except (types or (ValueError, TypeError)) as exc:
-        raise ConfigError(f"{prefix}{first_line(exc) if brief else exc}{suffix}") from exc
+    return reraised_as(ConfigError, *types, **message)
 
 
 def check_output_dir(path, key: str = "output_dir") -> str:

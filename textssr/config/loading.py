@@ -21,6 +21,7 @@ from typing import Iterable, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
+from textssr.utils import errors
 from textssr.utils.errors import InputError, first_line
 
 
@@ -90,9 +91,7 @@ def require_path(path: Optional[str], key: str, hint: str = "") -> str:
 
 def check_choice(value, key: str, choices: Sequence, hint: str = ""):
     """``value`` if it is one of ``choices``, else a ConfigError naming ``key``, the choices and ``hint``."""
-    if value not in choices:
-        raise ConfigError(f"{key}={value!r}; choose one of {choices}" + (f" {hint}" if hint else ""))
-    return value
+    return errors.check_choice(value, key, choices, hint, ConfigError)
 
 
 # ------------------------------------------------------------------------------------------- scripts

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
 from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple
@@ -262,17 +261,14 @@ class Settings:
     def to_dict(self) -> Dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    def replace(self, **changes) -> "Settings":
-        """A copy with ``changes``, checked like the originals."""
-        return type(self).from_config(self.to_dict(), **changes)
-
     @classmethod
     def resume_keys(cls) -> Tuple[str, ...]:
         """The fields a resumed run must keep (the resume rule)."""
         return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["resume"])
 
     def write(self, folder: str, name: str = SETTINGS_FILE) -> str:
-        """Record these settings in ``folder`` as data (JSON; read back by :func:`read_settings`)."""
+        """Record these settings in ``folder`` as data (JSON; read back by
+        :func:`textssr.config.run_config.read_run_config`)."""
         path = os.path.join(folder, name)
         write_json(dict(self.to_dict(), _settings=type(self).__name__), path, indent=2)
         return path
@@ -283,17 +279,6 @@ def require_settings(obj, cls, where: str) -> None:
     if not isinstance(obj, cls):
         raise TypeError(f"{where}() takes {cls.__name__}, not {type(obj).__name__}: build it with "
                         f"{cls.__name__}.from_config(cfg) or {cls.__name__}.load(path, options)")
-
-
-def read_settings(folder: str, name: str = SETTINGS_FILE) -> Optional[dict]:
-    """The settings a run recorded in ``folder`` (a dict, never executed), None where it recorded none."""
-    path = os.path.join(folder, name)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    data.pop("_settings", None)
-    return data
 
 
 def field_checks(cls) -> Dict[str, Check]:

@@ -16,15 +16,10 @@ from accelerate import PartialState
 import torch
 from accelerate.utils import InitProcessGroupKwargs, parse_flag_from_env
 
-from textssr.config.checks import RunStopped, as_float
+from textssr.config.checks import RunStopped
 
 KEY = "ddp_timeout"
 DEFAULT_TIMEOUT_S = 7200  # 2 h: a 15 GB checkpoint written at ~2 MB/s still fits
-
-
-def check_timeout(value) -> float:
-    """``ddp_timeout`` in seconds (> 0), else a ConfigError naming the key."""
-    return as_float(value, KEY, minimum=0, exclusive=True)
 
 
 def group_kwargs(timeout_s: float) -> InitProcessGroupKwargs:

@@ -2,7 +2,9 @@
 (exit status 2) at their boundary (:func:`textssr.config.checks.run_script`)."""
 from __future__ import annotations
 
+import contextlib
 import sys
+from typing import Sequence
 
 
 class InputError(Exception):
@@ -13,6 +15,23 @@ def first_line(exc: BaseException) -> str:
     """The first line of ``exc``'s message (its type's name when it has none), for one-line errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def reraised_as(error: type, *types: type, prefix: str = "", suffix: str = "", brief: bool = False):
+    """Re-raise a ``types`` exception (default: ValueError, TypeError) of the block as ``error`` (an InputError
+    class), its message (only its first line with ``brief``) between ``prefix`` and ``suffix``."""
+    try:
+        yield
+    except (types or (ValueError, TypeError)) as exc:
+        raise error(f"{prefix}{first_line(exc) if brief else exc}{suffix}") from exc
+
+
+def check_choice(value, key: str, choices: Sequence, hint: str = "", error: type = InputError):
+    """``value`` if it is one of ``choices``, else ``error`` naming ``key``, the choices and ``hint``."""
+    if value not in choices:
+        raise error(f"{key}={value!r}; choose one of {choices}" + (f" {hint}" if hint else ""))
+    return value
 
 
 def exit_on_input_error(exc: BaseException) -> None:
