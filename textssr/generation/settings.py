@@ -8,9 +8,8 @@ from typing import Optional
 from textssr.config.settings import Boolean, Choice, Integer, Number, Settings, Text, setting
 from textssr.data.anyword import PLACEMENTS
 from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS
-from textssr.runtime.precision import AUTO, PRECISIONS
+from textssr.runtime.precision import SETTING_VALUES as MIXED_PRECISIONS
 
-MIXED_PRECISIONS = (None,) + PRECISIONS + (AUTO,)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from textssr.config import ConfigError
 
 AUTO = "auto"
 PRECISIONS = ("no", "fp16", "bf16")  # mixed_precision names, as accelerate spells them
+SETTING_VALUES = (None,) + PRECISIONS + (AUTO,)  # what a mixed_precision key may say (None: accelerate's setting)
 ACCELERATE_ENV = "ACCELERATE_MIXED_PRECISION"  # what `accelerate launch` passes its ranks (flag or config file)
 BF16_CAPABILITY = (8, 0)  # bf16 tensor-core arithmetic from Ampere on; V100 / T4 only emulate it (slowly)
 DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

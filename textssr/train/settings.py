@@ -13,9 +13,8 @@ from textssr.config.settings import (Boolean, Choice, Integer, Mapping, Number, 
                                      setting)
 from textssr.data.anyword import PLACEMENTS
 from textssr.models import SCHEDULERS, TIMESTEP_SPACINGS
-from textssr.runtime.precision import AUTO, PRECISIONS
+from textssr.runtime.precision import SETTING_VALUES as MIXED_PRECISIONS
 
-MIXED_PRECISIONS = (None,) + PRECISIONS + (AUTO,)
 from textssr.train.stages import TIMESTEP_BIAS_STRATEGIES
 VAE_DTYPES = (None, "fp32", "bf16", "auto")
 PREDICTION_TYPES = (None, "epsilon", "v_prediction", "sample")
