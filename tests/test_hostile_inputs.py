@@ -164,7 +164,7 @@ def test_the_memory_estimate_refuses_what_cannot_fit_and_passes_what_can(corpus,
     run_ = generation.resolve_run(cfg, True)
     small = generation.estimate_memory(run_, 8)
     assert small < 300 * 2**20  # the tiny models at 64 px: weights + ~6 MiB a sample
-    monkeypatch.setattr(generation, "available_memory", lambda device: 16 * 2**30)
+    monkeypatch.setattr(generation.memory, "available_memory", lambda device: 16 * 2**30)
     assert generation.check_memory(run_, 8, torch.device("cpu")) == small
     weights = generation.estimate_memory(run_, 0)
     run_ = dataclasses.replace(run_, resolution=4096)

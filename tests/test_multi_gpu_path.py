@@ -359,8 +359,9 @@ def test_configure_backends_tf32_and_cudnn_autotuning():
 def test_infer_honours_allow_tf32(tmp_path, monkeypatch):
     from tiny_models import save_tiny_sd21
     from textssr import generation
+    from textssr.generation import pipeline
     seen = []
-    monkeypatch.setattr(generation, "configure_backends", lambda device, allow, **kw: seen.append(allow))
+    monkeypatch.setattr(pipeline, "configure_backends", lambda device, allow, **kw: seen.append(allow))
     save_tiny_sd21(str(tmp_path / "m"))
     cfg = InferSettings.load(str(REPO / "configs/tiny/infer_cfg.py"), dict(
         pretrained_vae=str(tmp_path / "m/vae"), pretrained_unet=str(tmp_path / "m/unet"), resolution=32,
