@@ -67,14 +67,16 @@ def test_none_takes_the_launch_setting(monkeypatch, no_accelerate_setting):
     assert mixed.name == "bf16" and precision.ACCELERATE_ENV in mixed.source
 
 
-def test_none_takes_the_config_file_outside_a_launch(monkeypatch, no_accelerate_setting):
-    assert resolve_mixed_precision(None) == MixedPrecision(
-        "no", "accelerate's default: neither a launch flag nor a config file sets one")
+def test_none_under_plain_python_ignores_accelerates_config_file(monkeypatch, no_accelerate_setting):
+    """accelerate's Accelerator never reads its default config file (only `accelerate launch` does, and it sets the
+    variable): a file saying fp16 must not turn a plain `python infer.py` into an fp16 run."""
     config_file = no_accelerate_setting / "default_config.yaml"
     config_file.write_text("compute_environment: LOCAL_MACHINE\nmixed_precision: fp16\n")
     monkeypatch.setattr("accelerate.commands.config.default_config_file", str(config_file))
     mixed = resolve_mixed_precision(None)
-    assert mixed.name == "fp16" and str(config_file) in mixed.source
+    assert mixed.name == "no" and precision.ACCELERATE_ENV in mixed.source
+    from accelerate import Accelerator
+    assert Accelerator(cpu=True).mixed_precision == mixed.name  # what accelerate itself does
 
 
 def test_an_explicit_value_wins_over_the_launch_flag_with_a_warning(monkeypatch, no_accelerate_setting):
@@ -327,6 +329,27 @@ def test_8bit_adam_without_a_gpu_is_refused(corpus, tmp_path, monkeypatch):
         validate_config(cfg, VAEStage(), MixedPrecision("no", "the config"))
 
 
+@pytest.mark.parametrize("options, mixed, message", [
+    ({"use_8bit_adam": True, "adam_fused": False}, "no", "use_8bit_adam=True needs a GPU"),
+    ({}, "fp16", "mixed_precision=fp16 needs a GPU"),
+])
+def test_gpu_only_options_follow_the_runs_device_not_the_machines(corpus, tmp_path, monkeypatch, options, mixed,
+                                                                  message):
+    """A GPU machine told to run on the CPU (ACCELERATE_USE_CPU, as `accelerate launch --cpu` sets): the run is on
+    the CPU, so the GPU-only options are refused there, not let through because a GPU exists."""
+    import importlib.util
+    from textssr.train.stages import VAEStage
+    from textssr.train.validate import validate_config
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "bitsandbytes"
+                        else find_spec(name, *a))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    cfg = vae_cfg(corpus, tmp_path, **options)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(cfg, VAEStage(), MixedPrecision(mixed, "the config"))
+
+
 def test_piecewise_constant_and_ema_resumes_without_ema_are_refused(corpus, tmp_path, capsys):
     import train_vae
     err = error_line(train_vae.main, capsys, f"lmdb_path={corpus / 'step1_lmdb'}", f"output_dir={tmp_path}",
@@ -343,17 +366,21 @@ def test_piecewise_constant_and_ema_resumes_without_ema_are_refused(corpus, tmp_
 
 
 def test_configure_backends_tf32_and_cudnn_autotuning():
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-    before = matmul.fp32_precision, conv.fp32_precision, torch.backends.cudnn.benchmark
-    try:
-        matmul.fp32_precision = conv.fp32_precision = "ieee"
-        torch.backends.cudnn.benchmark = False
-        precision.configure_backends(torch.device("cpu"), allow_tf32=False)
-        assert (matmul.fp32_precision, conv.fp32_precision, torch.backends.cudnn.benchmark) == ("ieee", "ieee", False)
-        precision.configure_backends(torch.device("cuda", 0), allow_tf32=True)
-        assert (matmul.fp32_precision, conv.fp32_precision, torch.backends.cudnn.benchmark) == ("tf32", "tf32", True)
-    finally:
-        matmul.fp32_precision, conv.fp32_precision, torch.backends.cudnn.benchmark = before
+    """TF32 set so that torch's legacy and new APIs agree: torch's compiler (and user code) reads the legacy ones,
+    which raise ("mix of the legacy and new APIs") after only the new per-backend setting. A fresh interpreter: these
+    switches are process-wide."""
+    probe = (
+        "import torch\n"
+        "from textssr.runtime.precision import configure_backends\n"
+        "configure_backends(torch.device('cpu'), allow_tf32=False)\n"
+        "untouched = (torch.get_float32_matmul_precision(), torch.backends.cudnn.benchmark)\n"
+        "configure_backends(torch.device('cuda', 0), allow_tf32=True)\n"
+        "print(untouched, torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32,\n"
+        "      torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.fp32_precision,\n"
+        "      torch.backends.cudnn.conv.fp32_precision, torch.backends.cudnn.benchmark)\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["('highest',", "False)", "high", "True", "True", "tf32", "tf32", "True"]
 
 
 def test_infer_honours_allow_tf32(tmp_path, monkeypatch):
@@ -417,3 +444,41 @@ def test_the_ttf_encoder_runs_once_per_generation(tmp_path):
     pipe(ttf, image + 1, image, torch.ones(2, 1, 32, 32), num_inference_steps=4, output_type="latent",
          generator=torch.Generator().manual_seed(0), show_progress=False)
     assert len(calls) == 1
+
+
+# ----------------------------------------------------------------------------- latent cache: fixed rank shares
+
+
+def test_latent_cache_ranks_keep_their_samples_every_epoch():
+    from torch.utils.data import DistributedSampler
+    from textssr.train.data import RankPartitionSampler
+    data = list(range(23))
+    shares = []
+    for rank in range(3):
+        sampler = RankPartitionSampler(data, num_replicas=3, rank=rank, shuffle=True, seed=7, drop_last=True)
+        orders = []
+        for epoch in range(3):
+            sampler.set_epoch(epoch)
+            orders.append(list(sampler))
+        assert len({tuple(sorted(o)) for o in orders}) == 1  # the same samples every epoch ...
+        assert len({tuple(o) for o in orders}) == 3  # ... in a new order
+        assert len(orders[0]) == len(data) // 3
+        shares.append(set(orders[0]))
+    assert not (shares[0] & shares[1] or shares[0] & shares[2] or shares[1] & shares[2])
+    # one process: DistributedSampler's very order (the tiny demo's runs are unchanged)
+    for epoch in range(3):
+        ours = RankPartitionSampler(data, num_replicas=1, rank=0, shuffle=True, seed=7, drop_last=True)
+        theirs = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=7, drop_last=True)
+        ours.set_epoch(epoch), theirs.set_epoch(epoch)
+        assert list(ours) == list(theirs)
+
+
+def test_the_cdm_loader_uses_fixed_shares_only_with_the_latent_cache(corpus):
+    from types import SimpleNamespace
+    from textssr.train.data import RankPartitionSampler, build_loader
+    data = list(range(8))
+    common = dict(seed=1, train_batch_size=2, dataloader_num_workers=0, dataloader_worker_nice=0)
+    assert isinstance(build_loader(data, SimpleNamespace(latent_cache=True, **common), 2, 1).sampler,
+                      RankPartitionSampler)
+    assert not isinstance(build_loader(data, SimpleNamespace(latent_cache=False, **common), 2, 1).sampler,
+                          RankPartitionSampler)

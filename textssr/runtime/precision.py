@@ -15,12 +15,11 @@ on the rank's own device) and :func:`configure_backends` (TF32 through torch's c
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -136,37 +135,18 @@ class MixedPrecision:
         return f"{key}: {self.name} (from {self.source})"
 
 
-def accelerate_config_file_precision() -> Tuple[Optional[str], Optional[str]]:
-    """(mixed_precision, path) of accelerate's default config file (``accelerate config``), read as data; (None,
-    None) where there is none or it names none. Only consulted outside ``accelerate launch``, which passes the
-    file's value to its ranks itself."""
-    from accelerate.commands.config import default_config_file  # accelerate's own location rule
-    if not os.path.isfile(default_config_file):
-        return None, None
-    with open(default_config_file, encoding="utf-8") as f:
-        if default_config_file.endswith(".json"):
-            data = json.load(f)
-        else:
-            import yaml
-            data = yaml.safe_load(f)
-    value = (data or {}).get("mixed_precision")
-    return (str(value), default_config_file) if value else (None, None)
-
-
 def resolve_mixed_precision(value, key: str = "mixed_precision") -> MixedPrecision:
-    """The mixed precision in effect. ``None`` (the original's configs) = accelerate's setting: the
-    ``accelerate launch --mixed_precision`` flag or the config file it read (``ACCELERATE_MIXED_PRECISION``), else
-    accelerate's default config file, else "no". An explicit config value wins over a launch setting that differs
-    (warned, naming both; accelerate's default "no" is no setting)."""
+    """The mixed precision in effect. ``None`` (the original's configs) = what accelerate's ``Accelerator`` itself
+    does: ``ACCELERATE_MIXED_PRECISION`` (set by ``accelerate launch`` from its ``--mixed_precision`` flag or the
+    config file it read), else "no" — under plain ``python`` accelerate's default config file is not read, by
+    accelerate nor here. An explicit config value wins over a launch setting that differs (warned, naming both;
+    accelerate's default "no" is no setting)."""
     launched = os.environ.get(ACCELERATE_ENV)
     launched = launched.lower() if launched else None
     if value is None:
         if launched:
             return MixedPrecision(launched, f"accelerate launch: {ACCELERATE_ENV}={launched}")
-        from_file, path = accelerate_config_file_precision()
-        if from_file:
-            return MixedPrecision(from_file.lower(), f"accelerate's config file {path}")
-        return MixedPrecision("no", "accelerate's default: neither a launch flag nor a config file sets one")
+        return MixedPrecision("no", f"accelerate's default: {ACCELERATE_ENV} is not set (no `accelerate launch`)")
     if launched not in (None, "no") and launched != value:
         warnings.warn(f"{key}={value!r} in the config overrides accelerate's {launched!r} ({ACCELERATE_ENV}, from "
                       f"`accelerate launch --mixed_precision` or its config file); set {key}=None to follow "
@@ -201,7 +181,10 @@ def configure_backends(device: torch.device, allow_tf32: bool, fixed_shapes: boo
     """GPU switches: TF32 matmuls and convolutions where ``allow_tf32`` (torch's ``fp32_precision`` API; False
     leaves torch's defaults), and cuDNN autotuning for work whose shapes never change (``fixed_shapes``)."""
     if allow_tf32:
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        # set_float32_matmul_precision sets the legacy flag and the per-backend one together: after only
+        # ``torch.backends.cuda.matmul.fp32_precision = "tf32"`` the legacy reads (get_float32_matmul_precision,
+        # matmul.allow_tf32, which torch's compiler makes) raise "mix of the legacy and new APIs"
+        torch.set_float32_matmul_precision("high")
         torch.backends.cudnn.conv.fp32_precision = "tf32"
     if device.type == "cuda" and fixed_shapes:
         torch.backends.cudnn.benchmark = True

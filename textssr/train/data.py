@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from textssr.data import collate
 from textssr.data.factory import dataset_options, open_dataset
+from textssr.runtime.distributed import use_cpu
 
 
 def lmdb_paths(lmdb_path: Union[str, Sequence[str]]) -> List[str]:
@@ -27,14 +28,29 @@ def build_dataset(cfg, vae_mode: bool) -> Dataset:
     return open_dataset(lmdb_paths(cfg.lmdb_path), **dataset_options(cfg, vae_mode=vae_mode))
 
 
+class RankPartitionSampler(DistributedSampler):
+    """A shuffled, ``drop_last`` sampler whose ranks keep the same samples every epoch: rank ``r`` of ``N`` owns the
+    indices ``i ≡ r (mod N)`` (the first ``len // N`` of them) and reads them in a new order each epoch (seeded by
+    ``seed + epoch``). For the latent cache, which is per rank: with DistributedSampler's reshuffle across ranks a
+    rank would meet mostly samples another rank has cached (1/N hits from epoch 2 on) and each cache would grow
+    toward the whole set. With one process it reads exactly DistributedSampler's order."""
+
+    def __iter__(self):
+        owned = torch.arange(self.rank, len(self.dataset), self.num_replicas)[: self.num_samples]
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(owned[torch.randperm(len(owned), generator=generator)].tolist())
+
+
 def build_loader(dataset: Dataset, cfg, num_processes: int, process_index: int) -> DataLoader:
-    """Shuffled, sharded by rank, ``drop_last`` loader; call ``loader.sampler.set_epoch(e)`` before each epoch."""
-    sampler = DistributedSampler(dataset, num_replicas=num_processes, rank=process_index, shuffle=True,
-                                 seed=cfg.seed, drop_last=True)
+    """Shuffled, sharded by rank, ``drop_last`` loader; call ``loader.sampler.set_epoch(e)`` before each epoch.
+    With the latent cache (``latent_cache``) each rank keeps its share of the samples (:class:`RankPartitionSampler`)."""
+    sampler_cls = RankPartitionSampler if getattr(cfg, "latent_cache", False) else DistributedSampler
+    sampler = sampler_cls(dataset, num_replicas=num_processes, rank=process_index, shuffle=True, seed=cfg.seed,
+                          drop_last=True)
     nice = int(cfg.dataloader_worker_nice)
     return DataLoader(dataset, batch_size=cfg.train_batch_size, sampler=sampler, collate_fn=collate,
                       num_workers=cfg.dataloader_num_workers, drop_last=True,
-                      pin_memory=torch.cuda.is_available(), worker_init_fn=functools.partial(_lower_priority, nice))
+                      pin_memory=not use_cpu(), worker_init_fn=functools.partial(_lower_priority, nice))
 
 
 def _lower_priority(nice: int, worker_id: int) -> None:

@@ -95,7 +95,7 @@ def train(cfg, stage_name: str) -> dict:
     return the final trainer state."""
     require_settings(cfg, STAGE_SETTINGS[stage_name], "train")
     stage = STAGES[stage_name]()
-    mixed = resolve_mixed_precision(cfg.mixed_precision)  # None: accelerate's setting (launch flag, config file)
+    mixed = resolve_mixed_precision(cfg.mixed_precision)  # None: accelerate's setting (ACCELERATE_MIXED_PRECISION)
     validate_config(cfg, stage, mixed)
     # the process group and each rank's device (distributed.use_cpu: the one device rule), before anything looks
     # at a GPU

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 
-import torch
 from diffusers import AutoencoderKL
 
 from textssr.config import ConfigError, require_path
@@ -14,6 +13,7 @@ from textssr.data import resolve_font
 from textssr.data.lmdb_store import find_environments
 from textssr.models import resolve_model_dir
 from textssr.models.loading import vae_scale_factor
+from textssr.runtime.distributed import use_cpu
 from textssr.runtime.precision import check_precision
 from textssr.train import checkpoint as ckpt
 from textssr.train.data import lmdb_paths
@@ -37,7 +37,7 @@ def validate_config(cfg, stage, mixed) -> None:
     check_output_dir(cfg.output_dir)
     if cfg.max_train_steps is None and not cfg.num_train_epochs:
         raise ConfigError("set max_train_steps or num_train_epochs (both are empty)")
-    check_precision(mixed.name, "mixed_precision", on_cpu=not torch.cuda.is_available(), source=mixed.source)
+    check_precision(mixed.name, "mixed_precision", on_cpu=use_cpu(), source=mixed.source)  # the run's device
     if cfg.resume_from_checkpoint and cfg.resume_from_checkpoint != "latest":
         ckpt.resolve_resume(cfg.resume_from_checkpoint, str(cfg.output_dir))
     if stage.name == "cdm":
@@ -73,9 +73,9 @@ def _check_combinations(cfg, stage) -> None:
     if resume and cfg.use_ema and not os.path.isdir(os.path.join(resume, f"{stage.subfolder}_ema")):
         raise ConfigError(f"use_ema=True but {resume} was written without EMA ({stage.subfolder}_ema/ is missing): "
                           "resume with use_ema=False, or from a checkpoint that has it, or start a new output_dir")
-    if cfg.use_8bit_adam and not torch.cuda.is_available():
+    if cfg.use_8bit_adam and use_cpu():
         raise ConfigError("use_8bit_adam=True needs a GPU (bitsandbytes' 8-bit optimizer states live on CUDA) and "
-                          "this machine has none; set use_8bit_adam=False")
+                          "this run is on the CPU (no GPU, or ACCELERATE_USE_CPU / --cpu); set use_8bit_adam=False")
 
 
 def _check_timestep_bias(cfg) -> None:
