@@ -277,6 +277,25 @@ def test_a_nan_loss_stops_the_run_keeping_the_last_good_checkpoint(corpus, tmp_p
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]  # nothing saved after the NaN
 
 
+def test_a_nan_gradient_with_a_finite_loss_stops_the_run(corpus, tmp_path, monkeypatch):
+    """A finite loss whose gradients are NaN (an overflow in backward) must stop the run too, before a checkpoint
+    of the NaN weights is saved and later called "the last good checkpoint"."""
+    from textssr.train.stages import VAEStage
+    loss, calls = VAEStage.loss, []
+
+    def nan_backward(self, model, batch, generator):
+        calls.append(1)
+        value = loss(self, model, batch, generator)
+        if len(calls) == 3:
+            value.register_hook(lambda grad: grad * float("nan"))
+        return value
+    monkeypatch.setattr(VAEStage, "loss", nan_backward)
+    out = tmp_path / "vae"
+    with pytest.raises(RunStopped, match=r"the gradient norm is nan \(loss [0-9.]+\) at step 3.*checkpoint-2"):
+        train(vae_cfg(corpus, out, max_train_steps=4, checkpointing_steps=1, max_grad_norm=None), "vae")
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+
+
 def test_pipeline_decodes_a_float16_force_upcast_vae_in_float32(tmp_path):
     from diffusers import AutoencoderKL
     from diffusers_textssr import TextSSRPipeline

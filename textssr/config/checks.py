@@ -5,6 +5,7 @@ to resume" (exit 130) — all before a model loads or a file is written."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 from typing import Callable, Optional
 
@@ -21,6 +22,11 @@ STOPPED = NOTHING_DONE = 1  # exit status of a run stopped by RunStopped
 class RunStopped(RuntimeError):
     """A run that cannot go on (non-finite numbers, processes that waited past ``ddp_timeout``): the message is one
     line saying what happened, where, and the fix; run_script prints it and exits 1."""
+
+
+class SharedStop(RunStopped):
+    """A stop every rank takes together, at the same point, with the same message (the decision was reduced over
+    ranks): run_script prints its line once, on the main process (``RANK`` 0), and every rank exits 1."""
 
 
 class NothingToDo(RunStopped):
@@ -79,7 +85,8 @@ def run_script(main: Callable[[], object], resumable: bool = True) -> object:
     except InputError as exc:  # a config value, or an input file the data or model layer could not use
         exit_on_input_error(exc)
     except RunStopped as exc:  # NothingToDo included
-        print(f"error: {first_line(exc)}", file=sys.stderr)
+        if not isinstance(exc, SharedStop) or os.environ.get("RANK", "0") == "0":
+            print(f"error: {first_line(exc)}", file=sys.stderr)
         raise SystemExit(STOPPED)
     except KeyboardInterrupt:
         for bar in list(getattr(tqdm, "_instances", ())):  # close progress bars first: the message is the last line

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+from typing import List
 
 from accelerate import PartialState
 import torch
-from accelerate.utils import InitProcessGroupKwargs, parse_flag_from_env
+from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list, gather, parse_flag_from_env
 
 from textssr.config.checks import RunStopped
 
@@ -44,6 +45,29 @@ def process_state(device: str, timeout_s: float) -> PartialState:
     """accelerate's process state on the device :func:`use_cpu` picks, its group (gloo on CPUs, NCCL on GPUs)
     formed with ``timeout_s``; it sets each rank's device. An ``Accelerator`` made afterwards shares it."""
     return PartialState(cpu=use_cpu(device), **group_kwargs(timeout_s).to_kwargs())
+
+
+def ranks_flagged(flags, device: torch.device) -> List[List[int]]:
+    """For each of the booleans ``flags`` (this rank's view), the ranks where it holds — the same lists on every
+    rank (one all-gather; without a process group, this process alone as rank 0). Every rank must call it at the
+    same point. For decisions taken from each rank's own view (its first batch, its disk) that all must share."""
+    local = torch.tensor([[int(bool(f)) for f in flags]], dtype=torch.int64, device=device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        local = gather(local)  # (world, len(flags)), in rank order
+    return [[rank for rank, row in enumerate(local.tolist()) if row[i]] for i in range(len(flags))]
+
+
+def rank_zero_choice(value):
+    """Rank 0's ``value`` on every rank (a broadcast; without a process group, ``value``): for what one rank must
+    decide for all, e.g. which checkpoint to resume from when ranks list a shared disk each on their own."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()) \
+            or torch.distributed.get_world_size() == 1:
+        return value
+    return broadcast_object_list([value], from_process=0)[0]
+
+
+def names(ranks: List[int]) -> str:
+    return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(map(str, ranks))
 
 
 def _is_timeout(exc: BaseException) -> bool:

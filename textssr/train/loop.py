@@ -19,13 +19,13 @@ from itertools import islice
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, broadcast_object_list, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from textssr.runtime import distributed
-from textssr.config.checks import RunStopped
+from textssr.config.checks import SharedStop
 from textssr.config import ConfigError
 from textssr.data.skips import brief
 from textssr.runtime.precision import DTYPES, check_gpu_bf16, configure_backends, resolve_mixed_precision
@@ -144,6 +144,9 @@ def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay, model_cls=type(model), model_config=model.config,
                    foreach=True) if cfg.use_ema else None  # foreach: one fused update for all weights
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    # Under DDP the gradients are views into its all-reduce buckets (gradient_as_bucket_view): zeroing them in place
+    # keeps those views, where set_to_none would make every non-syncing micro-batch allocate a second full copy.
+    set_to_none = not isinstance(model, torch.nn.parallel.DistributedDataParallel)
     if ema is not None:
         ema.to(accelerator.device)
     stage.setup(accelerator, DTYPES[accelerator.mixed_precision])
@@ -158,7 +161,7 @@ def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
     generator = torch.Generator(device=accelerator.device).manual_seed(rank_seed)
 
     global_step, saved_step, skipped = 0, None, SkipCounter(dataset)
-    resume_path = ckpt.resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
+    resume_path = _agreed_resume(cfg, accelerator)
     if resume_path:
         state = ckpt.load_checkpoint(accelerator, resume_path, generator)
         global_step = saved_step = state["global_step"]
@@ -180,11 +183,7 @@ def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
                 "skipped": counts, "skipped_instances": {str(k): v for k, v in instances.items()},
                 "skipped_at_index": index_skips, "filtered_at_index": filtered, "precision": precision.records}
 
-    def agree(choice):
-        """Rank 0's choice on every rank (ranks time their own batches and could disagree)."""
-        if accelerator.num_processes == 1:
-            return choice
-        return broadcast_object_list([choice], from_process=0)[0]
+    agree = distributed.rank_zero_choice  # ranks time their own batches and could disagree: rank 0's choice
 
     def save(epoch: int) -> None:
         path = ckpt.save_checkpoint(accelerator, cfg.output_dir, global_step, cfg, trainer_state(epoch), generator,
@@ -216,16 +215,17 @@ def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
             with accelerator.accumulate(model):
                 with autocast(accelerator.device, precision.use_autocast):
                     loss = stage.loss(model, batch, generator)
-                if not settled:  # the first batch: latents (stage.loss) and loss must be finite
-                    _check_first_loss(loss, stage, cfg, precision)
+                if not settled:  # the first batch: latents (stage.loss) and loss must be finite on every rank
+                    _check_first_batch(loss, stage, precision, accelerator.device)
                     settled = True
                 accelerator.backward(loss)
                 profiler.lap("backward")
-                if accelerator.sync_gradients and cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                if accelerator.sync_gradients:  # the norm of the summed gradients (inf: measured, not clipped)
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or math.inf)
+                    grad_norm = torch.zeros((), device=accelerator.device) if grad_norm is None else grad_norm
                 optimizer.step()
                 lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad(set_to_none=set_to_none)
                 profiler.lap("optimizer")
             loss_sum += loss.detach() / accum
             if not accelerator.sync_gradients:
@@ -233,10 +233,16 @@ def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
             global_step += 1
             if ema is not None:
                 ema.step(model.parameters())
-            step_loss = accelerator.reduce(loss_sum, reduction="mean").item()  # the same on every rank
-            if not math.isfinite(step_loss):
-                raise RunStopped(f"[{stage.name}] the loss is {step_loss} at step {global_step}: training diverged; "
-                                 f"nothing of it was saved — the last good checkpoint is "
+            # the same on every rank: the mean loss over ranks and the norm of the all-reduced gradients
+            step_loss, step_norm = accelerator.reduce(torch.stack([loss_sum, grad_norm.detach().float()]),
+                                                      reduction="mean").tolist()
+            # fp16's loss scaler skips a step whose scaled gradients overflowed (and lowers the scale): expected
+            norm_bad = not math.isfinite(step_norm) and not accelerator.optimizer_step_was_skipped
+            if not math.isfinite(step_loss) or norm_bad:
+                what = f"the loss is {step_loss}" if not math.isfinite(step_loss) else \
+                    f"the gradient norm is {step_norm} (loss {step_loss:.5f})"
+                raise SharedStop(f"[{stage.name}] {what} at step {global_step}: training diverged; nothing of it was "
+                                 f"saved — the last good checkpoint is "
                                  f"{ckpt.latest_checkpoint(cfg.output_dir) or 'none'}; resume from it with a lower "
                                  "learning_rate, max_grad_norm set, or mixed_precision=\"bf16\"/\"no\" instead of "
                                  "fp16")
@@ -245,7 +251,8 @@ def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
             progress.update(1)
             progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
             if report:
-                accelerator.log({"train/loss": step_loss, "train/lr": lr}, step=global_step)
+                accelerator.log({"train/loss": step_loss, "train/lr": lr, "train/grad_norm": step_norm},
+                                step=global_step)
             if global_step % cfg.logging_steps == 0 or global_step == max_steps:
                 log(f"[{stage.name}] step {global_step}/{max_steps} loss {step_loss:.5f} lr {lr:.3e} "
                     f"({(time.time() - start):.1f} s)", event="step", step=global_step, epoch=epoch,
@@ -284,11 +291,34 @@ def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
     return final
 
 
-def _check_first_loss(loss: torch.Tensor, stage, cfg, precision: TrainPrecision) -> None:
-    """Stop at once, with the fix, when the first batch's loss is not finite (e.g. a VAE that overflows float16)."""
-    if not torch.isfinite(loss.detach()).all():
-        raise RunStopped(f"[{stage.name}] the first batch's loss is {loss.item()} ({precision.in_effect}): the "
-                         "model overflows in reduced precision; set mixed_precision=\"bf16\" or \"no\"")
+def _agreed_resume(cfg, accelerator):
+    """The checkpoint to resume from, chosen by rank 0 (ranks listing a shared disk each on their own can see
+    different newest checkpoints right after a save: node-local caches, NFS attribute caching) and checked to be
+    visible on every rank; a rank that cannot see it stops every rank with one line."""
+    path = distributed.rank_zero_choice(ckpt.resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
+                                        if accelerator.is_main_process else None)
+    if path is not None:
+        blind, = distributed.ranks_flagged([not os.path.isfile(os.path.join(path, ckpt.STATE_FILE))],
+                                           accelerator.device)
+        if blind:
+            raise SharedStop(f"resume_from_checkpoint: {distributed.names(blind)} cannot see {path}, the checkpoint "
+                             f"rank 0 resumes from: output_dir must be on storage every rank shares (or wait until "
+                             "it has synced), then relaunch")
+    return path
+
+
+def _check_first_batch(loss: torch.Tensor, stage, precision: TrainPrecision, device) -> None:
+    """Every rank stops together, with the fix, when any rank's first batch gave non-finite inputs (the stage's
+    checks, e.g. a frozen VAE that overflows float16) or a non-finite loss: the flags are gathered, so no rank goes on
+    into the gradient all-reduce to wait there for one that stopped."""
+    checks = stage.first_batch_checks() + [
+        (not bool(torch.isfinite(loss.detach()).all()),
+         f"the first batch's loss is not finite ({precision.in_effect}): the model overflows in reduced precision; "
+         "set mixed_precision=\"bf16\" or \"no\"")]
+    flagged = distributed.ranks_flagged([found for found, _ in checks], device)
+    for (_, message), ranks in zip(checks, flagged):
+        if ranks:
+            raise SharedStop(f"[{stage.name}] {message} (on {distributed.names(ranks)})")
 
 
 def _log_images(accelerator, stage, model, batch: dict, cfg, step: int) -> None:

@@ -15,14 +15,14 @@ and step 2 differ only in their config: data and initial UNet). The loop in ``lo
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from diffusers.training_utils import compute_snr
 from diffusers_textssr import TextSSRPipeline
 
-from textssr.config.checks import RunStopped, config_errors
+from textssr.config.checks import config_errors
 from textssr.utils.jsonio import read_json, write_json
 from textssr.train.latent_cache import LatentCache
 from textssr.models import load_scheduler, load_unet, load_vae, scheduler_class
@@ -89,6 +89,12 @@ class Stage:
 
     def observe(self, batch: dict) -> None:
         """Called once per training batch (not for the extra passes of the precision probe)."""
+
+    def first_batch_checks(self) -> List[Tuple[bool, str]]:
+        """(found on this rank, the message) for each check of the first batch's inputs to the trained model (e.g.
+        non-finite frozen-VAE latents). The message must read the same on every rank: the loop reduces the flags
+        over ranks and every rank stops with the first flagged check's message."""
+        return []
 
 
 class VAEStage(Stage):
@@ -165,6 +171,7 @@ class CDMStage(Stage):
         self.timestep_probs = None  # None: uniform timesteps
         self.latent_cache = None  # a LatentCache with latent_cache=True
         self.latents_checked = False  # the first batch's latents are checked for overflow
+        self.latents_finite = True  # what that check found (first_batch_checks)
 
     def build(self, cfg):
         self.cfg = cfg
@@ -215,13 +222,17 @@ class CDMStage(Stage):
 
     def _check_finite(self, *latents: torch.Tensor) -> None:
         """A VAE whose activations overflow its dtype (a fine-tuned VAE in float16) gives inf/NaN latents, and the
-        UNet would train on them silently: stop at the first batch with the fix."""
-        if not all(torch.isfinite(z).all() for z in latents):
-            dtype = str(self.vae.dtype).replace("torch.", "")
-            raise RunStopped(f"the frozen VAE's latents of the first batch are not finite in {dtype} (vae_dtype="
-                             f"{self.cfg.vae_dtype!r}): its activations overflow {dtype}; set "
-                             "vae_dtype=\"fp32\" (or \"bf16\", whose range is float32's)")
+        UNet would train on them silently: the first batch's are checked, and the loop stops every rank with the
+        fix (first_batch_problem)."""
+        self.latents_finite = bool(all(torch.isfinite(z).all() for z in latents))
         self.latents_checked = True
+
+    def first_batch_checks(self) -> List[Tuple[bool, str]]:
+        dtype = str(self.vae.dtype).replace("torch.", "")
+        return [(not self.latents_finite,
+                 f"the frozen VAE's latents of the first batch are not finite in {dtype} (vae_dtype="
+                 f"{self.cfg.vae_dtype!r}): its activations overflow {dtype}; set vae_dtype=\"fp32\" (or \"bf16\", "
+                 "whose range is float32's)")]
 
     def _encode(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         pixels = pixels.to(self.vae.dtype)
