@@ -86,10 +86,15 @@ def run_script(main: Callable[[], object], resumable: bool = True) -> object:
         exit_on_input_error(exc)
     except RunStopped as exc:  # NothingToDo included
         if not isinstance(exc, SharedStop) or os.environ.get("RANK", "0") == "0":
+            _close_progress_bars()  # the message on a line of its own
             print(f"error: {first_line(exc)}", file=sys.stderr)
         raise SystemExit(STOPPED)
     except KeyboardInterrupt:
-        for bar in list(getattr(tqdm, "_instances", ())):  # close progress bars first: the message is the last line
-            bar.close()
+        _close_progress_bars()  # the message is the last line
         print("\ninterrupted" + ("; rerun the same command to resume" if resumable else ""), file=sys.stderr)
         raise SystemExit(INTERRUPTED)
+
+
+def _close_progress_bars() -> None:
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()

@@ -241,7 +241,8 @@ def run_inference(cfg: InferSettings) -> Optional[dict]:
 def _run(cfg, state, started: float) -> Optional[dict]:
     rank, world, device = state.process_index, state.num_processes, state.device
     run, bench_json = validate(cfg, device)
-    previous = outputs.read_meta(cfg.output_dir)
+    # rank 0 reads the previous run's record for all (ranks reading a shared disk each could see different states)
+    previous = distributed.rank_zero_choice(outputs.read_meta(cfg.output_dir) if rank == 0 else None)
     check_resume(previous and previous.get("settings", {}), resume_record(cfg, run), f"output_dir {cfg.output_dir}")
     dataset = open_dataset(bench_json, **dataset_options(cfg, allow_images_outside_root=cfg.allow_images_outside_root, **run.sizes()))
     filtered = dict(dataset.filtered)

@@ -81,6 +81,8 @@ def waiting(state, timeout_s: float, what: str):
     naming ``ddp_timeout``; ``what`` says what the others were doing meanwhile."""
     try:
         yield
+    except RunStopped:  # already one line (which may itself name ddp_timeout)
+        raise
     except RuntimeError as exc:  # gloo raises RuntimeError, NCCL DistBackendError (a RuntimeError)
         if state.num_processes == 1 or not _is_timeout(exc):
             raise

@@ -42,7 +42,7 @@ import torch
 from tqdm import tqdm
 
 from textssr.runtime import distributed
-from textssr.config.checks import NothingToDo, check_output_dir, config_errors
+from textssr.config.checks import NothingToDo, RunStopped, check_output_dir, config_errors
 from textssr.config import ConfigError, require_path
 from textssr.utils.jsonio import read_json, write_json
 from textssr.data import SkipSample, mask_bbox, skips
@@ -356,31 +356,81 @@ def finish(cfg, final_lmdb: str, states: List[dict]) -> dict:
     return stats
 
 
+def existing_layout(output_dir: str) -> dict:
+    """What a previous launch left in ``output_dir``: a merged final LMDB (and its state), and the process counts of
+    unmerged shard folders ``shards/rank<r>-of-<N>``. Read by rank 0 alone and broadcast (:func:`synthesize`):
+    ranks listing a shared disk each on their own could see it differently."""
+    final_lmdb = os.path.join(output_dir, "lmdb")
+    merged = os.path.isfile(os.path.join(final_lmdb, "data.mdb"))
+    final_state = None
+    if merged:
+        with StrLmdbReader(final_lmdb) as reader:
+            final_state = reader.state
+    worlds = set()
+    for path in glob.glob(os.path.join(output_dir, "shards", "rank*-of-*")):
+        count = path.rsplit("-of-", 1)[-1].split(".")[0]
+        if count.isdigit():
+            worlds.add(int(count))
+    return dict(merged=merged, final_state=final_state, shard_worlds=sorted(worlds))
+
+
+def refuse_other_counts(layout: dict, world: int, output_dir: str) -> None:
+    """A relaunch with another process count resumes nothing and deletes nothing: an unmerged run's shards are
+    named by the count that started it (its plan deals regions by that count), so it is refused in one line naming
+    both counts."""
+    if layout["merged"]:
+        return
+    other = [n for n in layout["shard_worlds"] if n != world or world == 1]
+    if other:
+        started = " and ".join(map(str, other))
+        raise ConfigError(f"output_dir {output_dir} holds the unmerged shards of a run started with {started} "
+                          f"processes (shards/rank*-of-{other[0]}) and this launch has {world}: relaunch with "
+                          f"--num_processes {other[0]} to finish it (its committed batches are kept), or use a new "
+                          "output_dir; nothing was changed")
+
+
+def wait_for_shards(marks: List[str], timeout_s: float, poll_s: float) -> None:
+    """Rank 0 waits for every rank's ``.done`` mark, at most ``timeout_s`` (``ddp_timeout``); then one line names
+    the ranks whose shards are missing."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = [rank for rank, mark in enumerate(marks) if not os.path.isfile(mark)]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RunStopped(f"rank 0 waited more than {distributed.KEY}={timeout_s:g} s for the finished shards of "
+                             f"{distributed.names(missing)} ({os.path.dirname(marks[missing[0]])}/rank*-of-"
+                             f"{len(marks)}.done): a rank stopped producing, or output_dir is not on storage every "
+                             f"rank shares; rerun the same command to resume (committed batches are kept), raising "
+                             f"{distributed.KEY} if the ranks are only slow")
+        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())) or poll_s)
+
+
 def synthesize(cfg: SynthSettings) -> Optional[dict]:
     """Run (or resume) the synthesis ``cfg`` (textssr.synth.settings) describes. Returns the stats on rank 0, None
     elsewhere."""
     require_settings(cfg, SynthSettings, "synthesize")
     dist = distributed.process_state("auto", cfg.ddp_timeout)
+    with distributed.waiting(dist, cfg.ddp_timeout, "rank 0 reads the output folder and merges the shards alone"):
+        return _synthesize(cfg, dist)
+
+
+def _synthesize(cfg: SynthSettings, dist) -> Optional[dict]:
     rank, world = dist.process_index, dist.num_processes
     run, rule = validate(cfg, dist.device)
     now = resume_record(cfg, run)
     final_lmdb = os.path.join(cfg.output_dir, "lmdb")
-    merged = os.path.isfile(os.path.join(final_lmdb, "data.mdb"))
-    shards = glob.glob(os.path.join(cfg.output_dir, "shards", "rank*-of-*"))
-    if world == 1 and shards and not merged:  # an unmerged N-process run
-        started = shards[0].rsplit("-of-", 1)[-1].split(".")[0]
-        raise ConfigError(f"{cfg.output_dir} holds a run started with {started} processes; relaunch with "
-                          f"--num_processes {started} or use a new output_dir")
+    layout = distributed.rank_zero_choice(existing_layout(cfg.output_dir) if rank == 0 else None)
+    refuse_other_counts(layout, world, cfg.output_dir)
     regions = open_regions(cfg, run)  # nothing left to do: said before any output is written
     os.makedirs(cfg.output_dir, exist_ok=True)
-    if world > 1 and merged:
-        with StrLmdbReader(final_lmdb) as reader:
-            final_state = reader.state
+    if world > 1 and layout["merged"]:
+        final_state = layout["final_state"]
         _check_resume(final_state, now, world, final_lmdb)
         if final_state and final_state["done"]:  # merged already (killed while tidying up)
             if rank != 0:
                 return None
-            shutil.rmtree(os.path.join(cfg.output_dir, "shards"), ignore_errors=True)
+            remove_shards(cfg.output_dir, world)
             return finish(cfg, final_lmdb, final_state["shards"])
     if rank == 0:
         cfg.write(cfg.output_dir)
@@ -402,8 +452,7 @@ def synthesize(cfg: SynthSettings) -> Optional[dict]:
         return None
     paths = [shard_dir(cfg.output_dir, r, world) for r in range(world)]
     marks = [p + ".done" for p in paths]
-    while not all(os.path.isfile(m) for m in marks):
-        time.sleep(cfg.poll_seconds)
+    wait_for_shards(marks, cfg.ddp_timeout, cfg.poll_seconds)
     states = [read_json(m) for m in marks]
     merging = final_lmdb + ".merging"
     shutil.rmtree(merging, ignore_errors=True)
@@ -411,5 +460,19 @@ def synthesize(cfg: SynthSettings) -> Optional[dict]:
     merge_str_lmdbs(paths, merging, order=lambda rec: (rec.meta["region"], rec.meta["variant"]), state=final_state)
     os.replace(merging, final_lmdb)
     if not cfg.keep_shards:
-        shutil.rmtree(os.path.join(cfg.output_dir, "shards"), ignore_errors=True)
+        remove_shards(cfg.output_dir, world)
     return finish(cfg, final_lmdb, states)
+
+
+def remove_shards(output_dir: str, world: int) -> None:
+    """Delete the merged run's own shards (``rank<r>-of-<world>`` and their marks), never another run's; the shards
+    folder goes once it is empty."""
+    for r in range(world):
+        path = shard_dir(output_dir, r, world)
+        shutil.rmtree(path, ignore_errors=True)
+        if os.path.isfile(path + ".done"):
+            os.remove(path + ".done")
+    try:
+        os.rmdir(os.path.join(output_dir, "shards"))
+    except OSError:  # absent, or holding something else
+        pass
