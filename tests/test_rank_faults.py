@@ -32,7 +32,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(fault, script, options: dict, processes=2, config=None):
+def launch(fault, script, options: dict, processes=2, config=None, bound_s=BOUND_S):
     """`accelerate launch --multi_gpu --num_processes N tests/rank_fault.py FAULT SCRIPT --config ... --cfg-options`
     (FAULT None: the script alone); returns (completed process, the `error:` lines of stderr)."""
     config = config or f"configs/tiny/{ {'train_vae.py': 'train_vae', 'train_diff.py': 'train_diff_step1', 'infer.py': 'infer', 'synthesize.py': 'synth'}[script] }_cfg.py"
@@ -41,7 +41,7 @@ def launch(fault, script, options: dict, processes=2, config=None):
            "--num_processes", str(processes), "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", str(free_port()), *target, "--config", config,
            "--cfg-options", *[f"{k}={v}" for k, v in options.items()]]
-    run = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=BOUND_S)
+    run = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=bound_s)
     lines = run.stderr.replace("\r", "\n").splitlines()  # (a progress bar's last refresh is no line of its own)
     return run, [line for line in lines if line.startswith("error: ")]
 
@@ -147,3 +147,77 @@ def test_ddp_gradients_stay_in_their_buckets_across_accumulated_micro_batches(co
     assert len(pointers) == 6 and len(pointers[2]) > 0
     # after the first step (DDP rebuilds its buckets once), every micro-batch accumulates into the same storage
     assert len(set(pointers[2:])) == 1
+
+
+# ------------------------------------------------------------------------------ synthesis and infer
+
+
+@pytest.fixture(scope="module")
+def region_source(bench_mini_dir, tmp_path_factory):
+    ic13 = json.loads((bench_mini_dir / "benchmark/ic13/test.json").read_text(encoding="utf-8"))
+    path = tmp_path_factory.mktemp("fault_synth") / "source.json"
+    path.write_text(json.dumps({"data_root": str(bench_mini_dir / "benchmark/ic13/images"),
+                                "data_list": ic13["data_list"][1:4]}), encoding="utf-8")
+    return path
+
+
+def synth_options(model, source, out, **extra):
+    return dict(dict(source=str(source), output_dir=str(out), max_regions=6, pretrained_vae=str(model / "vae"),
+                     pretrained_unet=str(model / "unet"), scheduler_path=str(model / "scheduler"), resolution=RES,
+                     num_inference_steps=1, batch_size=2, variants_per_region=2, poll_seconds=0.2,
+                     ddp_timeout=30), **extra)
+
+
+def test_a_rank_that_stops_producing_ends_the_synthesis_within_ddp_timeout(tiny_model, region_source, tmp_path):
+    out = tmp_path / "stalled"
+    run, errors = launch("stall@1", "synthesize.py", synth_options(tiny_model, region_source, out, ddp_timeout=6),
+                         bound_s=120)
+    assert run.returncode != 0 and len(errors) == 1, run.stderr[-3000:]
+    assert "rank 0 waited more than ddp_timeout=6 s for the finished shards of rank 1" in errors[0]
+    assert not (out / "lmdb").exists() and (out / "shards" / "rank1-of-2").is_dir()  # nothing merged nor deleted
+
+
+def test_a_killed_synthesis_relaunched_on_three_processes_is_refused_and_kept(tiny_model, region_source, tmp_path):
+    out = tmp_path / "killed"
+    run, _ = launch("kill_after:1@1", "synthesize.py", synth_options(tiny_model, region_source, out))
+    assert run.returncode != 0 and not (out / "lmdb").exists()
+    assert (out / "shards" / "rank1-of-2" / "data.mdb").is_file()  # rank 1 committed a batch before it died
+    before = tree_digest(out)
+    run, errors = launch(None, "synthesize.py", synth_options(tiny_model, region_source, out), processes=3)
+    assert run.returncode != 0 and len(errors) == 1, run.stderr[-3000:]  # exit status 2 on every rank
+    assert "started with 2 processes" in errors[0] and "this launch has 3" in errors[0]
+    assert "--num_processes 2" in errors[0]
+    assert tree_digest(out) == before  # no shard of the old run deleted, none of the new one opened
+
+
+def test_a_killed_infer_relaunched_on_three_processes_resumes_to_the_uninterrupted_files(tiny_model, bench_mini_dir,
+                                                                                         tmp_path):
+    from textssr.infer import run_inference
+    from textssr.infer.settings import InferSettings
+    bench = json.loads((bench_mini_dir / "benchmark/shopsign/test.json").read_text(encoding="utf-8"))
+    subset = dict(bench, data_root=str(bench_mini_dir / "benchmark/shopsign/images"), data_list=bench["data_list"][:2])
+    (tmp_path / "bench.json").write_text(json.dumps(subset, ensure_ascii=False), encoding="utf-8")
+    opts = dict(bench=str(tmp_path / "bench.json"), pretrained_vae=str(tiny_model / "vae"),
+                pretrained_unet=str(tiny_model / "unet"), scheduler_path=str(tiny_model), resolution=RES, ttf_size=64,
+                max_len=25, num_inference_steps=1, batch_size=1, device="cpu", mixed_precision="no", ddp_timeout=30)
+    single = run_inference(InferSettings.load(str(REPO / "configs/tiny/infer_cfg.py"),
+                                              dict(opts, output_dir=str(tmp_path / "single"))))
+    assert single["counts"]["written"] >= 4
+    out = tmp_path / "resumed"
+    run, _ = launch("kill_after:1@1", "infer.py", dict(opts, output_dir=str(out)))
+    assert run.returncode != 0
+    finished = len(list((out / "local").glob("*.png")))
+    assert 1 <= finished < single["counts"]["written"]
+    run, errors = launch(None, "infer.py", dict(opts, output_dir=str(out)), processes=3)
+    assert run.returncode == 0 and not errors, run.stderr[-3000:]
+    meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+    assert meta["processes"] == 3 and meta["counts"]["kept_from_previous"] == finished
+    assert meta["counts"]["written"] == single["counts"]["written"]
+    for name in ("labels.json", "instances.json"):
+        assert (out / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name
+    for sub in ("local", "region", "gt"):
+        names = sorted(p.name for p in (out / sub).iterdir())
+        assert names == sorted(p.name for p in (tmp_path / "single" / sub).iterdir())
+        for name in names:  # per-instance generators, one item per batch, one thread: the same pixels
+            a, b = (np.asarray(Image.open(d / sub / name)) for d in (out, tmp_path / "single"))
+            assert np.array_equal(a, b), f"{sub}/{name}"

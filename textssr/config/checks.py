@@ -5,7 +5,6 @@ to resume" (exit 130) — all before a model loads or a file is written."""
 from __future__ import annotations
 
 import math
-import os
 import sys
 from typing import Callable, Optional
 
@@ -13,7 +12,7 @@ from tqdm import tqdm
 
 from textssr.config import ConfigError
 from textssr.utils import paths
-from textssr.utils.errors import InputError, exit_on_input_error, first_line, reraised_as
+from textssr.utils.errors import InputError, exit_on_input_error, first_line, printed_here, reraised_as
 
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT)
 STOPPED = NOTHING_DONE = 1  # exit status of a run stopped by RunStopped
@@ -27,6 +26,7 @@ class RunStopped(RuntimeError):
 class SharedStop(RunStopped):
     """A stop every rank takes together, at the same point, with the same message (the decision was reduced over
     ranks): run_script prints its line once, on the main process (``RANK`` 0), and every rank exits 1."""
+    every_rank = True
 
 
 class NothingToDo(RunStopped):
@@ -85,7 +85,7 @@ def run_script(main: Callable[[], object], resumable: bool = True) -> object:
     except InputError as exc:  # a config value, or an input file the data or model layer could not use
         exit_on_input_error(exc)
     except RunStopped as exc:  # NothingToDo included
-        if not isinstance(exc, SharedStop) or os.environ.get("RANK", "0") == "0":
+        if printed_here(exc):
             _close_progress_bars()  # the message on a line of its own
             print(f"error: {first_line(exc)}", file=sys.stderr)
         raise SystemExit(STOPPED)

@@ -34,6 +34,7 @@ from tqdm import tqdm
 from textssr.runtime import distributed
 from textssr.config.checks import NothingToDo, check_output_dir
 from textssr.config import ConfigError, require_path
+from textssr.utils.errors import on_every_rank
 from textssr.utils.jsonio import write_json
 from textssr.data import SkipSample, mask_bbox
 from textssr.data.factory import BENCH_FILE, anyword_json, dataset_options, open_dataset
@@ -243,7 +244,10 @@ def _run(cfg, state, started: float) -> Optional[dict]:
     run, bench_json = validate(cfg, device)
     # rank 0 reads the previous run's record for all (ranks reading a shared disk each could see different states)
     previous = distributed.rank_zero_choice(outputs.read_meta(cfg.output_dir) if rank == 0 else None)
-    check_resume(previous and previous.get("settings", {}), resume_record(cfg, run), f"output_dir {cfg.output_dir}")
+    try:  # the same record on every rank: the refusal is printed once
+        check_resume(previous and previous.get("settings", {}), resume_record(cfg, run), f"output_dir {cfg.output_dir}")
+    except ConfigError as exc:
+        raise on_every_rank(exc)
     dataset = open_dataset(bench_json, **dataset_options(cfg, allow_images_outside_root=cfg.allow_images_outside_root, **run.sizes()))
     filtered = dict(dataset.filtered)
     if len(dataset) == 0:

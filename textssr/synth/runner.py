@@ -26,8 +26,9 @@ k-way by (region, variant): the order of one process) into ``<output_dir>/lmdb.m
 """
 from __future__ import annotations
 
-import glob
+import contextlib
 import dataclasses
+import glob
 import os
 import shutil
 import time
@@ -44,6 +45,7 @@ from tqdm import tqdm
 from textssr.runtime import distributed
 from textssr.config.checks import NothingToDo, RunStopped, check_output_dir, config_errors
 from textssr.config import ConfigError, require_path
+from textssr.utils.errors import on_every_rank
 from textssr.utils.jsonio import read_json, write_json
 from textssr.data import SkipSample, mask_bbox, skips
 from textssr.data.factory import dataset_options, open_dataset
@@ -356,6 +358,15 @@ def finish(cfg, final_lmdb: str, states: List[dict]) -> dict:
     return stats
 
 
+@contextlib.contextmanager
+def shared_decision():
+    """A refusal raised in the block from what every rank holds alike (rank 0's broadcast view) is printed once."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise on_every_rank(exc)
+
+
 def existing_layout(output_dir: str) -> dict:
     """What a previous launch left in ``output_dir``: a merged final LMDB (and its state), and the process counts of
     unmerged shard folders ``shards/rank<r>-of-<N>``. Read by rank 0 alone and broadcast (:func:`synthesize`):
@@ -383,10 +394,10 @@ def refuse_other_counts(layout: dict, world: int, output_dir: str) -> None:
     other = [n for n in layout["shard_worlds"] if n != world or world == 1]
     if other:
         started = " and ".join(map(str, other))
-        raise ConfigError(f"output_dir {output_dir} holds the unmerged shards of a run started with {started} "
+        raise on_every_rank(ConfigError(f"output_dir {output_dir} holds the unmerged shards of a run started with {started} "
                           f"processes (shards/rank*-of-{other[0]}) and this launch has {world}: relaunch with "
                           f"--num_processes {other[0]} to finish it (its committed batches are kept), or use a new "
-                          "output_dir; nothing was changed")
+                          "output_dir; nothing was changed"))
 
 
 def wait_for_shards(marks: List[str], timeout_s: float, poll_s: float) -> None:
@@ -426,7 +437,8 @@ def _synthesize(cfg: SynthSettings, dist) -> Optional[dict]:
     os.makedirs(cfg.output_dir, exist_ok=True)
     if world > 1 and layout["merged"]:
         final_state = layout["final_state"]
-        _check_resume(final_state, now, world, final_lmdb)
+        with shared_decision():
+            _check_resume(final_state, now, world, final_lmdb)
         if final_state and final_state["done"]:  # merged already (killed while tidying up)
             if rank != 0:
                 return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import Sequence
 
@@ -34,7 +35,22 @@ def check_choice(value, key: str, choices: Sequence, hint: str = "", error: type
     return value
 
 
+def on_every_rank(exc: BaseException) -> BaseException:
+    """Mark ``exc`` as raised alike on every rank of a launch (a decision rank 0 took for all, or reduced over
+    ranks): its line is printed once, by the main process (:func:`printed_here`). Returns ``exc``."""
+    exc.every_rank = True
+    return exc
+
+
+def printed_here(exc: BaseException) -> bool:
+    """Whether this process prints ``exc``'s line: always, unless every rank raised it alike and this is not rank 0
+    (``RANK``, set by torchrun / accelerate launch)."""
+    return not getattr(exc, "every_rank", False) or os.environ.get("RANK", "0") == "0"
+
+
 def exit_on_input_error(exc: BaseException) -> None:
-    """Print the one-line message the user acts on and exit with status 2."""
-    print(f"error: {exc}", file=sys.stderr)
+    """Print the one-line message the user acts on (once per launch where every rank raised it) and exit with
+    status 2."""
+    if printed_here(exc):
+        print(f"error: {exc}", file=sys.stderr)
     raise SystemExit(2)
