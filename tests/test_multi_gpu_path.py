@@ -220,9 +220,10 @@ def test_auto_on_a_gpu_without_native_bf16_is_fp16_on_the_ranks_own_device(fake_
         precision.check_gpu_bf16(rank3, mixed_precision="bf16")
 
 
-def test_auto_on_a_gpu_with_native_bf16_is_bf16(fake_gpu):
+@pytest.mark.parametrize("capability", [(8, 0), (8, 6), (9, 0)])  # A100 (the boundary), A10/RTX 30xx, H100
+def test_auto_on_a_gpu_with_native_bf16_is_bf16(fake_gpu, capability):
     from textssr.train.precision import TrainPrecision
-    asked = fake_gpu((9, 0))
+    asked = fake_gpu(capability)
     chosen = TrainPrecision(MixedPrecision("auto", "the config"), torch.device("cuda", 5))
     assert chosen.accelerate_name == "bf16" and asked == [torch.device("cuda", 5)]
     assert "native bfloat16" in chosen.in_effect
@@ -501,3 +502,26 @@ def test_the_cdm_loader_uses_fixed_shares_only_with_the_latent_cache(corpus):
                       RankPartitionSampler)
     assert not isinstance(build_loader(data, SimpleNamespace(latent_cache=False, **common), 2, 1).sampler,
                           RankPartitionSampler)
+
+
+# ----------------------------------------------------------------------------- sampler noise on the device
+
+
+def test_step_noise_generators_live_on_the_gpu_and_the_cpu_keeps_its_own():
+    from textssr.data.seeding import item_torch_generator
+    from textssr.generation.sampling import step_generators
+    cpu = [item_torch_generator(3, i, stream=1) for i in range(3)]
+    assert step_generators(cpu, torch.device("cpu")) is cpu  # the CPU's crops are unchanged
+
+    asked = []
+
+    def on(device):  # a CUDA generator, stood in for by a CPU one on this machine
+        asked.append(device)
+        return torch.Generator()
+
+    gpu = torch.device("cuda", 3)
+    first = step_generators([item_torch_generator(3, i, stream=1) for i in range(3)], gpu, factory=on)
+    again = step_generators([item_torch_generator(3, i, stream=1) for i in range(3)], gpu, factory=on)
+    assert asked == [gpu] * 6  # one generator per item, on the rank's own device
+    seeds = [g.initial_seed() for g in first]
+    assert seeds == [g.initial_seed() for g in again] and len(set(seeds)) == 3  # per item, reproducible

@@ -78,7 +78,8 @@ def option(value) -> str:
 def cases():
     for script, (cls, config) in SCRIPTS.items():
         for key, check in field_checks(cls).items():
-            yield pytest.param(script, config, key, check.bad[0], id=f"{script}:{key}")
+            for i, bad in enumerate(check.bad):  # every bad value a check names: e.g. a Boolean given 2
+                yield pytest.param(script, config, key, bad, id=f"{script}:{key}:{i}")
 
 
 @pytest.fixture

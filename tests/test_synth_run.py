@@ -145,6 +145,26 @@ def test_overlapped_batches_write_the_bytes_of_sequential_ones(tiny_setup):
             assert sum(runs[True]["rejected"].values()) == runs[True]["generated"] > 0
 
 
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_failed_commit_of_the_last_batch_stops_the_run(tiny_setup, tmp_path, monkeypatch, overlap):
+    """With overlap the last batch is committed in a helper thread: its error (a full disk) must still surface,
+    and the shard must not be marked done without it."""
+    from textssr.synth.str_lmdb import StrLmdbWriter
+    commit = StrLmdbWriter.commit
+
+    def disk_full_at_the_end(self, records, state=None):
+        if state and state.get("done"):
+            raise OSError("No space left on device")
+        return commit(self, records, state)
+    monkeypatch.setattr(StrLmdbWriter, "commit", disk_full_at_the_end)
+    out = tmp_path / "full"
+    with pytest.raises(OSError, match="No space left"):
+        synthesize(config(tiny_setup, out, overlap=overlap, screening=None))
+    monkeypatch.setattr(StrLmdbWriter, "commit", commit)
+    with StrLmdbReader(str(out / "lmdb")) as reader:
+        assert not reader.state["done"] and 0 < reader.state["cursor"]
+
+
 def test_ocr_threads_share_the_cores_among_local_ranks(monkeypatch):
     from textssr.synth.runner import ocr_threads
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
