@@ -10,7 +10,7 @@ first and the last optimizer step (start-up and the first step's warm-up exclude
 
 ``--profile`` splits each stage's optimizer step into data wait, VAE encode, forward, backward, optimizer, logging
 and checkpoint (``profile=True`` in the training loop; the first 2 steps are left out), and times each stage also
-with the settings of main before issue 13 (``MAIN_OPTIONS``: the frozen VAE always in bf16, a float32 UNet with 8
+with the earlier default settings (``MAIN_OPTIONS``: the frozen VAE always in bf16, a float32 UNet with 8
 attention heads, no latent cache, the default AdamW, a loader worker at normal priority), alternating the two
 ``--repeats`` times in one run, so the speed-up does not depend on how busy or fast the machine is that day. The
 precision each run chose (``"auto"``) is printed beside it. Use a corpus and step count that cover several epochs,
@@ -30,7 +30,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = (("vae", "train_vae_cfg.py"), ("cdm", "train_diff_step1_cfg.py"), ("cdm", "train_diff_step2_cfg.py"))
-# configs/tiny as they were on main at e51d6d7 (before issue 13), as overrides of today's tiny configs.
+# configs/tiny as they were at e51d6d7, as overrides of today's tiny configs.
 MAIN_CDM = {"vae_dtype": "bf16", "mixed_precision": "no", "unet_arch.attention_head_dim": 8, "adam_fused": False,
             "latent_cache": False, "region_placement": "random", "dataloader_worker_nice": 0}
 MAIN_OPTIONS = {"train_vae_cfg.py": {"mixed_precision": "no", "adam_fused": False, "dataloader_worker_nice": 0},

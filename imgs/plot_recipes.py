@@ -2,7 +2,7 @@
 
     python imgs/plot_recipes.py [--data imgs/recipes.json] [--out imgs/recipes.png]
 
-Each entry of recipes.json is one recipe tried for the tiny demo (issue 7): its name, what changed, the training
+Each entry of recipes.json is one recipe tried for the tiny demo : its name, what changed, the training
 time of its three stages on the 2-core CI machine (seconds, as if run alone) and the PP-OCRv4 Sen.ACC / NED of its
 synthesized bench crops. The README's results table lists the same entries.
 """
@@ -44,7 +44,7 @@ def draw(recipes: list, out: Path) -> None:
         if any("curve" in r for r in recipes):
             ax.legend(fontsize=8, loc="upper left")
     axes[0].axhline(0.30, color="tab:red", linestyle="--", linewidth=1)
-    axes[0].text(0.2, 0.32, "issue 7 target: Sen.ACC ≥ 0.30", color="tab:red", fontsize=8)
+    axes[0].text(0.2, 0.32, "target: Sen.ACC ≥ 0.30", color="tab:red", fontsize=8)
     axes[0].set_xlim(0, max(max([r.get("train_seconds", 0)] + [p[0] for p in r.get("curve", [])])
                             for r in recipes) / 60 * 1.1)
     figure.suptitle("Tiny-demo recipes (81 bench words unseen in training; README, Results)")

@@ -20,7 +20,7 @@ unet_arch = dict(_delete_=True, sample_size=32, in_channels=13, out_channels=4,
                  block_out_channels=[64, 64, 64], layers_per_block=1, cross_attention_dim=64,
                  attention_head_dim=1, norm_num_groups=16, use_linear_projection=True,
                  ttf_embed_dim=64, ttf_depth=2, ttf_num_heads=2)
-# The recipe of README "Results" (issue 7's experiments): x0-prediction learns the glyph → text mapping several
+# The recipe of README "Results" (docs/results.md): x0-prediction learns the glyph → text mapping several
 # times faster than SD 2.1's v-prediction at this budget; the text area weighs 5× in the loss; the VAE, trained
 # from scratch without a KL term, has an untrained posterior variance, so the UNet trains on its mean. The demo
 # samples in one step from pure noise (configs/tiny/infer_cfg.py), so training draws the noisiest quarter of the
