@@ -11,6 +11,7 @@ import io
 import math
 import os
 import re
+import warnings
 from typing import List, Tuple
 
 import numpy as np
@@ -53,9 +54,13 @@ def photo_size(data: bytes) -> Tuple[int, int]:
     """(width, height) from the header of encoded bytes, without decoding the pixels; SkipSample when no reader
     knows the format."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.size
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels decides
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+    except Image.DecompressionBombError:
+        raise SkipSample(PHOTO_TOO_LARGE, f"more than {2 * Image.MAX_IMAGE_PIXELS} pixels") from None
+    except (OSError, ValueError) as exc:
         raise SkipSample(PHOTO_UNREADABLE, f"not an image ({type(exc).__name__})") from None
 
 

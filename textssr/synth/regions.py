@@ -19,6 +19,7 @@ A photo that cannot serve (empty, truncated, not an image, too small, too large)
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -49,10 +50,13 @@ RECORD_VERSION = 1  # of a stored detection record: a record of another version 
 @dataclass
 class RegionSource:
     """What the run reads (``path``: an AnyWord JSON, a benchmark folder or an AnyWord-lmdb folder), the kind of
-    source it was made from ("anyword", "icdar", "photos") and what making it counted (stats.json ``source``)."""
+    source it was made from ("anyword", "icdar", "photos"), what making it counted (stats.json ``source``) and,
+    for photos, a digest of the stored detections: what the regions are made from, whatever the filter keys (a
+    resume compares it; a changed filter key is a changed setting)."""
     path: str
     kind: str
     stats: Dict[str, object] = field(default_factory=dict)
+    detections_digest: Optional[str] = None
 
 
 def source_kind(source: str) -> str:
@@ -86,11 +90,13 @@ def region_source(cfg, state, num_threads: Optional[int] = None) -> RegionSource
     else:
         records = detect_photos(cfg, state, num_threads)
         entries, stats = filter_lines(records, cfg)
+        digest = hashlib.sha256(json.dumps([{k: r.get(k) for k in ("photo", "stamp", "skipped", "lines")}
+                                            for r in records], sort_keys=True).encode("utf-8")).hexdigest()
     path = os.path.join(cfg.output_dir, REGIONS_FILE)
     if state.process_index == 0:
         write_json({"data_root": os.path.abspath(cfg.source), "data_list": entries}, path, indent=None)
     _everyone(state, cfg, f"rank 0 writing {path}")
-    return RegionSource(path, kind, stats)
+    return RegionSource(path, kind, stats, digest if kind == "photos" else None)
 
 
 def _everyone(state, cfg, what: str) -> None:

@@ -48,16 +48,17 @@ from textssr.utils.jsonio import read_json, write_json
 from textssr.data import SkipSample, mask_bbox, skips
 from textssr.data.factory import dataset_options, open_dataset
 from textssr.data.seeding import item_torch_generator
-from textssr.eval.contact_sheet import SheetItem, default_font_path, render_contact_sheet
+from textssr.eval.contact_sheet import default_font_path, render_contact_sheet
 from textssr.data.fingerprint import source_fingerprint
 from textssr.utils.timing import Laps
 from textssr.generation import (Run, check_memory, check_resume, crop_box, denoise, load_pipeline, resolve_run,
                                 resume_record)
 from textssr.synth.anagram import TextSource, build_text_source, report_left_out, variant_rng
 from textssr.synth.regions import RegionSource, region_source, report as report_source
+from textssr.synth.sheet import sheet_items
 from textssr.eval.ocr import Recognizer
 from textssr.synth.screening import Screener, ScreeningRule, screening_rule
-from textssr.synth.str_lmdb import (StrLmdbReader, StrLmdbWriter, StrRecord, decode_image,
+from textssr.synth.str_lmdb import (StrLmdbReader, StrLmdbWriter, StrRecord,
                                     encode_crop, merge_str_lmdbs)
 from textssr.config.settings import require_settings
 from textssr.synth.settings import SynthSettings
@@ -106,8 +107,9 @@ def validate(cfg, device: torch.device) -> Tuple[Run, Optional[ScreeningRule]]:
 
 def with_source(run: Run, source: RegionSource) -> Run:
     """``run`` whose ``resolved`` holds the regions' content fingerprint: items are regions by index, an edited
-    source would shift them (a photo source's regions.json changes with its filter keys too)."""
-    return dataclasses.replace(run, resolved=dict(run.resolved, source_content=source_fingerprint(source.path)))
+    source would shift them (photos: the stored detections)."""
+    content = source.detections_digest or source_fingerprint(source.path)
+    return dataclasses.replace(run, resolved=dict(run.resolved, source_content=content))
 
 
 def text_source_for(cfg, max_len: int, font_path: Optional[str] = None) -> Tuple[TextSource, Dict[str, str]]:
@@ -353,14 +355,14 @@ def merge_stats(states: List[dict]) -> dict:
                 kept_per_s=round(c["kept"] / wall, 3) if wall else None, processes=len(states))
 
 
-def finish(cfg, final_lmdb: str, states: List[dict]) -> dict:
+def finish(cfg, final_lmdb: str, states: List[dict], dataset=None) -> dict:
     """Write stats.json and contact_sheet.png (the first ``contact_sheet_size`` crops of the final LMDB with their
-    labels and OCR readings); returns the stats."""
+    labels and PP-OCRv4 readings, beside the real lines of ``dataset``, the run's regions); returns the stats."""
     stats = merge_stats(states)
     with StrLmdbReader(final_lmdb) as reader:
         stats.update(num_samples=len(reader), lmdb=final_lmdb)
-        items = [SheetItem(f"{i:09d}", r.label, decode_image(r.image), (r.meta or {}).get("ocr_text"))
-                 for i, r in enumerate(islice(reader, cfg.contact_sheet_size), 1)]
+        records = list(islice(reader, cfg.contact_sheet_size))
+    items = sheet_items(records, dataset)
     write_json(stats, os.path.join(cfg.output_dir, "stats.json"), indent=2)
     if items:
         render_contact_sheet(items, default_font_path()).save(os.path.join(cfg.output_dir, "contact_sheet.png"))
@@ -396,7 +398,7 @@ def synthesize(cfg: SynthSettings) -> Optional[dict]:
             if rank != 0:
                 return None
             shutil.rmtree(os.path.join(cfg.output_dir, "shards"), ignore_errors=True)
-            return finish(cfg, final_lmdb, final_state["shards"])
+            return finish(cfg, final_lmdb, final_state["shards"], regions.dataset)
     if rank == 0:
         cfg.write(cfg.output_dir)
     path = shard_dir(cfg.output_dir, rank, world)
@@ -412,7 +414,7 @@ def synthesize(cfg: SynthSettings) -> Optional[dict]:
             state = state or _fresh_state(now, world, rank, regions, synth.lexicon_left_out)
             state = run_shard(cfg, plan, synth, writer, state, show_progress=rank == 0)
     if world == 1:
-        return finish(cfg, final_lmdb, [state])
+        return finish(cfg, final_lmdb, [state], regions.dataset)
     write_json(state, path + ".done", indent=None)
     if rank != 0:
         return None
@@ -428,4 +430,4 @@ def synthesize(cfg: SynthSettings) -> Optional[dict]:
     os.replace(merging, final_lmdb)
     if not cfg.keep_shards:
         shutil.rmtree(os.path.join(cfg.output_dir, "shards"), ignore_errors=True)
-    return finish(cfg, final_lmdb, states)
+    return finish(cfg, final_lmdb, states, regions.dataset)
