@@ -286,7 +286,8 @@ def test_icdar_lines_of_both_years_parse():
 
 def test_an_icdar_folder_is_read_directly_with_dont_care_words_left_out(setup, icdar15_dir, capsys):
     out = setup / "icdar"
-    stats = synthesize(config(setup, out, source=str(icdar15_dir), lexicon=LEXICON + ["नमस्ते", "😀SALE"]))
+    lexicon = LEXICON + ["नमस्ते", "😀SALE"]
+    stats = synthesize(config(setup, out, source=str(icdar15_dir), lexicon=lexicon))
     # words the font cannot draw: one line each, counted, and never a target
     assert stats["lexicon_dropped"] == 2 and sorted(stats["lexicon_left_out"]) == ["नमस्ते", "😀SALE"]
     assert all(why.startswith("missing_glyph") for why in stats["lexicon_left_out"].values())

@@ -80,7 +80,7 @@ def read_photo(path: str, min_side: int, max_pixels: int) -> np.ndarray:
     if width * height > max_pixels:
         raise SkipSample(PHOTO_TOO_LARGE, f"{path}: {width} x {height} pixels > max_photo_pixels={max_pixels}")
     if min(width, height) < min_side:
-        raise SkipSample(PHOTO_TOO_SMALL, f"{path}: {width} x {height} pixels, shorter side < min_photo_side={min_side}")
+        raise SkipSample(PHOTO_TOO_SMALL, f"{path}: {width} x {height} pixels, a side < min_photo_side={min_side}")
     try:
         return decode_image(data, path)
     except SkipSample as exc:
