@@ -177,6 +177,16 @@ def test_all_filters_together_count_each_line_once(setup):
     assert stats["lines_removed"] == {key: 1 for key in LINE_FILTERS} and stats["lines_kept"] == 1
 
 
+def test_a_folder_without_photos_is_one_line_naming_what_it_may_hold(setup, tmp_path, capsys):
+    sys.path.insert(0, REPO)
+    from synthesize import main
+    (tmp_path / "notes.txt").write_text("no photo here")
+    with pytest.raises(SystemExit) as exc:
+        main(cli(setup, tmp_path / "out", source=str(tmp_path))[2:])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and err[-1].startswith("error: ") and "holds no photo" in err[-1]
+
+
 def test_filter_keys_are_checked_at_start_up(setup):
     for key, value in (("min_line_confidence", 1.5), ("max_line_angle", 91), ("line_chars", "[A-Z"),
                        ("min_line_height", 0)):
@@ -298,3 +308,20 @@ def test_an_icdar_folder_is_read_directly_with_dont_care_words_left_out(setup, i
     assert stats["regions_read"] + sum(n for reason, n in stats["skipped_at_index"].items()
                                        if reason != "text_truncated") == 21
     assert {label for _, label, _, _ in records(out / "lmdb")} <= set(LEXICON)
+
+
+def test_two_processes_share_the_detection_and_build_the_single_process_set(setup, baseline):
+    """Rank r detects photos r, r+2, …; both ranks then build the same regions: the merged set is the one-process
+    set (texts, order; pixels may differ only through batch make-up), with the same source counts."""
+    out = setup / "two_processes"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    run = subprocess.run([*launch, *cli(setup, out)[1:]], cwd=REPO, env=dict(ENV, ACCELERATE_USE_CPU="true"),
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len([n for n in os.listdir(out / "detections") if n.endswith(".json")]) == len(PHOTOS)
+    assert [r[1:] for r in records(out / "lmdb")] == [r[1:] for r in records(baseline[0] / "lmdb")]
+    stats = json.loads((out / "stats.json").read_text())
+    same = ("photos_found", "photos_read", "lines_detected", "lines_kept", "lines_removed")
+    assert stats["processes"] == 2 and {k: stats["source"][k] for k in same} == {
+        k: baseline[1]["source"][k] for k in same}

@@ -61,14 +61,17 @@ class RegionSource:
 
 def source_kind(source: str) -> str:
     """"anyword" (an AnyWord JSON, a benchmark folder, an AnyWord-lmdb folder), "icdar" (a folder of
-    ``gt_*.txt``) or "photos" (a folder with photos and no LMDB)."""
+    ``gt_*.txt``) or "photos" (a folder with photos and no LMDB); ConfigError for a folder holding none of them."""
     if anyword_json(source) or not os.path.isdir(source):
         return "anyword"
     names = os.listdir(source)
     if any(GT_PATTERN.match(n) for n in names):
         return "icdar"
-    if any(n == "data.mdb" for n in names) or not list_photos(source):
+    if any("data.mdb" in files for _, _, files in os.walk(source, followlinks=True)):
         return "anyword"
+    if not list_photos(source):
+        raise ConfigError(f"source={source}: this folder holds no photo (.jpg, .jpeg, .png, .webp), no ICDAR "
+                          "gt_<image>.txt, no test.json and no AnyWord-lmdb (data.mdb); give one of these")
     return "photos"
 
 
