@@ -42,8 +42,10 @@ def setup(tmp_path_factory, icdar15_dir):
     root = tmp_path_factory.mktemp("sources")
     save_tiny_sd21(str(root / "model"))
     (root / "photos" / "more").mkdir(parents=True)
-    for i, name in enumerate(PHOTOS):  # one in a sub-folder: photos are found recursively
-        shutil.copy(icdar15_dir / name, root / "photos" / ("more" if i == 2 else "") / name)
+    for name in PHOTOS[:2]:
+        shutil.copy(icdar15_dir / name, root / "photos" / name)
+    # one in a sub-folder (photos are found recursively), as WebP
+    Image.open(icdar15_dir / PHOTOS[2]).save(root / "photos" / "more" / PHOTOS[2].replace(".jpg", ".webp"))
     return root
 
 
