@@ -2,19 +2,24 @@
 
 Prints crops/s end to end, the time of each phase (building samples, generation, OCR screening, encoding — the
 CPU phases overlap generation in threads) and how long generation waited for a built batch, and the peak RSS of
-a run over 1× and 4× the number of regions (flat memory: the 4× run must not need 4× the memory).
+a run over 1× and 4× the number of regions (flat memory: the 4× run must not need 4× the memory). Then a run from
+a folder of real photos (../shared/data/icdar15_toy's images, no annotations): the detection phase (PP-OCRv4
+finding the text lines, photos/s), and a rerun over the stored detections (no detection).
 
-    python benchmarks/bench_synth.py [--regions 16] [--resolution 64] [--steps 2] [--batch-size 8]
+    python benchmarks/bench_synth.py [--regions 16] [--resolution 64] [--steps 2] [--batch-size 8] [--photos 10]
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "..", "shared", "data", "textssr_bench_mini", "benchmark", "ic13")
+PHOTOS = os.path.join(REPO, "..", "shared", "data", "icdar15_toy")
 
 CHILD = r"""
 import json, resource, sys
@@ -46,8 +51,19 @@ def make_source(root: str, regions: int) -> str:
     return path
 
 
-def run(root: str, models: str, regions: int, args, screening) -> dict:
-    opts = dict(source=make_source(root, regions), output_dir=os.path.join(root, f"out_{regions}_{bool(screening)}"),
+def photo_folder(root: str, count: int) -> str:
+    """A folder of ``count`` real photos (the ICDAR 2015 toy set's images, repeated under new names), no annotations."""
+    names = sorted(n for n in os.listdir(PHOTOS) if n.endswith(".jpg"))
+    folder = os.path.join(root, f"photos_{count}")
+    os.makedirs(folder, exist_ok=True)
+    for i in range(count):
+        shutil.copy(os.path.join(PHOTOS, names[i % len(names)]), os.path.join(folder, f"photo_{i}.jpg"))
+    return folder
+
+
+def run(root: str, models: str, regions: int, args, screening, source=None, name=None) -> dict:
+    opts = dict(source=source or make_source(root, regions),
+                output_dir=os.path.join(root, name or f"out_{regions}_{bool(screening)}"),
                 max_regions=regions, pretrained_vae=os.path.join(models, "vae"),
                 pretrained_unet=os.path.join(models, "unet"), scheduler_path=os.path.join(models, "scheduler"),
                 resolution=args.resolution, num_inference_steps=args.steps, batch_size=args.batch_size,
@@ -65,6 +81,7 @@ def main():
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--photos", type=int, default=10, help="photos of the detection run (0: no such run)")
     args = parser.parse_args()
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
     from tiny_models import save_tiny_sd21  # the tests' tiny random models
@@ -81,7 +98,17 @@ def main():
             print("       phases, s (build / screening / encode run in threads beside generation): "
                   + " | ".join(f"{k[:-2]} {s[k]:.2f}" for k in ("build_s", "generation_s", "screening_s", "encode_s"))
                   + f" | generation waited for a built batch {s['wait_s']:.2f}")
-
+        if args.photos:
+            source = photo_folder(root, args.photos)
+            for label in ("detecting", "stored detections"):
+                started = time.perf_counter()
+                s = run(root, models, None, args, screening, source=source, name="out_photos")
+                wall, src = time.perf_counter() - started, s["source"]
+                phase = (f"detection {src['detection_s']:.1f} s ({args.photos / src['detection_s']:.2f} photos/s)"
+                         if label == "detecting" else "no detection")
+                print(f"{args.photos:5d} photos, {label}: {src['lines_detected']} lines, {src['lines_kept']} kept → "
+                      f"{s['generated']} crops | process {wall:.1f} s: {phase}, synthesis {s['wall_s']:.2f} s")
+                shutil.rmtree(os.path.join(root, "out_photos", "lmdb"))  # the rerun synthesizes again
 
 if __name__ == "__main__":
     main()

@@ -8,10 +8,26 @@
 
 _base_ = ["sampling_cfg.py"]
 
-# Regions: an AnyWord JSON, a benchmark folder holding test.json, or an AnyWord-lmdb folder tree.
+# Regions: an AnyWord JSON, a benchmark folder holding test.json, an AnyWord-lmdb folder tree, a folder of ICDAR
+# 2013/2015 annotations (gt_<image>.txt beside the images; "###" words are left out), or a folder of photos
+# (jpg/png/webp, searched recursively) whose text lines PP-OCRv4 finds (docs/generation.md, "Your photos").
 source = "AnyWord-lmdb/step1_lmdb"
 max_regions = None              # use only the first N regions of the source (None: all)
 output_dir = "output/textssr_f"
+
+# A folder of photos: which detected lines become regions (each removed line is counted under the first rule that
+# removes it, in stats.json "source"). Changing them re-filters the stored detections without detecting again.
+min_line_confidence = 0.5       # PP-OCRv4's recognition confidence of the line's reading, in [0, 1]
+min_line_height = 16            # pixels across the line
+min_line_aspect = 0.0           # width / height of the line
+max_line_aspect = None          # (None: no upper limit)
+max_line_angle = 30.0           # degrees between the line's direction and the horizontal, in [0, 90]
+line_chars = None               # a regular expression the reading must match whole, e.g. "[A-Za-z0-9]+" (None: any);
+                                # the `language` key ("Latin" / "Chinese") applies to the reading as well
+min_photo_side = 32             # photos smaller than this (pixels, shorter side) are skipped and counted
+max_photo_pixels = 50_000_000   # photos larger than this (width x height, read from the header) are skipped and counted
+detections_dir = None           # where the detections are stored (None: <output_dir>/detections); point a new
+                                # output_dir at an earlier run's to re-filter it without detecting again
 
 # Sampling (the keys of sampling_cfg.py) where TextSSR-F differs from infer.
 mixed_precision = "fp16"        # half precision on the GPUs that synthesize millions of crops
@@ -21,6 +37,8 @@ region_placement = "random"     # crop window around the word as in training (dr
 variants_per_region = 8
 text_source = "anagram"         # "anagram" | "lexicon" | "mix"
 lexicon = None                  # word-list file (UTF-8, one per line) or a list of words
+lexicon_sampling = "random"     # "random": each lexicon word a uniform draw | "even": every word once before any
+                                # word again (a small lexicon spread evenly over the regions)
 anagram_ratio = 0.5             # "mix": probability that a variant is an anagram
 unpermutable = "keep"           # one-character / all-same words: "keep" their text or draw a "lexicon" word
 

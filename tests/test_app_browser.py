@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 START_TIMEOUT, STEP_TIMEOUT = 180, 120  # s: the app's start (imports on a busy 2-core machine), one page action
+POLL_S = 0.2  # how often a wait looks at the page again
 WINDOW = (1400, 1650)  # browser viewport: the whole page fits, for the screenshot
 CLICK_TOLERANCE = 4  # px of the photo: one CSS pixel of the scaled-down canvas is ~2.5 photo pixels
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a CI proxy must not see 127.0.0.1
@@ -127,9 +128,32 @@ def browser(webdriver_module, tmp_path_factory):
 # ------------------------------------------------------------------------------------------- page helpers
 
 
-def wait(browser, condition, what: str):
-    from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(browser, STEP_TIMEOUT, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+def wait(browser, condition, what: str, shown=None):
+    """``condition(browser)`` once it is truthy, polled for up to STEP_TIMEOUT s: on a busy machine the page gets
+    there late, never at a fixed time. An element not there yet, re-rendered meanwhile (stale) or under the
+    loading overlay counts as "not yet". On time-out the test fails naming ``what`` it waited for and, with
+    ``shown`` (a function of the browser), what the page showed last."""
+    from selenium.common.exceptions import (ElementClickInterceptedException, ElementNotInteractableException,
+                                            NoSuchElementException, StaleElementReferenceException)
+    not_yet = (NoSuchElementException, StaleElementReferenceException, ElementClickInterceptedException,
+               ElementNotInteractableException)
+    deadline, problem = time.monotonic() + STEP_TIMEOUT, None
+    while True:
+        try:
+            result = condition(browser)
+            if result:
+                return result
+        except not_yet as exc:
+            problem = f"{type(exc).__name__}: {exc.msg.splitlines()[0] if exc.msg else ''}"
+        if time.monotonic() > deadline:
+            last = ""
+            if shown is not None:
+                try:
+                    last = f"; the page shows {shown(browser)}"
+                except not_yet as exc:
+                    last = f"; the page could not be read ({type(exc).__name__})"
+            pytest.fail(f"waited {STEP_TIMEOUT} s for {what}{last}" + (f"; last problem: {problem}" if problem else ""))
+        time.sleep(POLL_S)
 
 
 def status(browser) -> str:
@@ -137,9 +161,20 @@ def status(browser) -> str:
     return browser.find_element(By.ID, "status").text
 
 
+def shown_status(browser) -> str:
+    return f"the status {status(browser)!r}"
+
+
 def wait_status(browser, words: str) -> str:
-    wait(browser, lambda d: words in status(d), f"status to say {words!r} (it says {status(browser)!r})")
-    return status(browser)
+    """The status line once it says ``words``."""
+    return wait(browser, lambda d: words in status(d) and status(d), f"the status to say {words!r}", shown_status)
+
+
+def click(browser, elem_id: str) -> None:
+    """Click element ``elem_id`` once it is there and clickable (not covered, not re-rendering)."""
+    from selenium.webdriver.common.by import By
+    wait(browser, lambda d: d.find_element(By.ID, elem_id).click() or True, f"#{elem_id} to take a click",
+         shown_status)
 
 
 def field(browser, elem_id: str):
@@ -147,13 +182,26 @@ def field(browser, elem_id: str):
     return browser.find_element(By.CSS_SELECTOR, f"#{elem_id} textarea, #{elem_id} input")
 
 
+def type_into(browser, elem_id: str, text: str) -> None:
+    """Set text field ``elem_id`` to ``text`` by typing it (cleared and typed again until the field holds it)."""
+    def typed(d) -> bool:
+        box = field(d, elem_id)
+        if box.get_attribute("value") != text:
+            box.clear()
+            box.send_keys(text)
+        return box.get_attribute("value") == text
+    wait(browser, typed, f"#{elem_id} to hold {text!r}",
+         lambda d: f"#{elem_id} holding {field(d, elem_id).get_attribute('value')!r}")
+
+
 def open_with_photo(browser, url: str, photo: str) -> None:
     from selenium.webdriver.common.by import By
     browser.get(url)
-    upload = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#photo input[type=file]"), "the upload input")
-    upload[0].send_keys(photo)
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#photo input[type=file]").send_keys(photo) or True,
+         "the upload input to take the photo")
     wait_status(browser, "photo: click")
-    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#canvas img"), "the photo on the canvas")
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#canvas img").get_attribute("naturalWidth") not in
+         (None, "0"), "the photo loaded on the canvas", shown_status)
 
 
 def click_photo_pixel(browser, x: float, y: float) -> None:
@@ -182,6 +230,13 @@ def fetch_image(src: str) -> np.ndarray:
     return image
 
 
+def image_sources(browser, elem_id: str) -> list:
+    """The ``src`` of every image under element ``elem_id`` that has one (a data URI or a URL of the app)."""
+    from selenium.webdriver.common.by import By
+    return [src for src in (i.get_attribute("src") for i in browser.find_elements(By.CSS_SELECTOR, f"#{elem_id} img"))
+            if src]
+
+
 def polygons_close(a: np.ndarray, b: np.ndarray, tolerance: float) -> bool:
     return a.shape == b.shape and np.abs(a - b).max() <= tolerance
 
@@ -194,17 +249,19 @@ def test_edit_a_photo_in_the_browser(browser, app_url, photo_path):
     open_with_photo(browser, app_url, photo_path)
     target = parse_polygon_arg(GENAXIS)
     for k, (x, y) in enumerate(target, start=1):
-        click_photo_pixel(browser, x, y)
+        wait(browser, lambda d: click_photo_pixel(d, x, y) or True, f"the photo to take click {k}", shown_status)
         wait_status(browser, f"corner {k} of 4" if k < 4 else "region set")
-    chosen = parse_polygon_arg(field(browser, "polygon").get_attribute("value"))
+    chosen = parse_polygon_arg(wait(browser, lambda d: field(d, "polygon").get_attribute("value"),
+                                    "the clicked corners in the polygon field"))
     assert polygons_close(chosen, target, CLICK_TOLERANCE), chosen
-    field(browser, "text").send_keys("Hello World")
-    browser.find_element(By.ID, "generate").click()
+    type_into(browser, "text", "Hello World")
+    click(browser, "generate")
     done = wait_status(browser, "repainted 'Hello World'")
     assert "error" not in done
-    shown = wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#before_after img")) == 2
-                 and d.find_elements(By.CSS_SELECTOR, "#before_after img"), "the before/after images")
-    before, after = (fetch_image(image.get_attribute("src")) for image in shown)
+    sources = wait(browser, lambda d: len(image_sources(d, "before_after")) == 2 and image_sources(d, "before_after"),
+                   "both the before and the after image",
+                   lambda d: f"{len(image_sources(d, 'before_after'))} image(s) in #before_after")
+    before, after = (fetch_image(src) for src in sources)
     photo = read_photo(photo_path)
     assert before.shape == after.shape == photo.shape
     assert (before == photo).all()
@@ -212,10 +269,10 @@ def test_edit_a_photo_in_the_browser(browser, app_url, photo_path):
     assert not changed[outside_box(photo.shape, chosen, DILATE_PX + 1)].any()
     assert not changed[~edited_area(photo.shape, chosen, edit_window(photo, chosen), DILATE_PX)].any()
     assert changed[text_area(photo.shape, chosen)].mean() > 0.9
-    variant = fetch_image(browser.find_element(By.CSS_SELECTOR, "#variants_gallery img").get_attribute("src"))
+    variant = fetch_image(wait(browser, lambda d: image_sources(d, "variants_gallery")[:1], "the gallery's variant")[0])
     assert (variant == after).all()
     for view in ("window", "masked", "glyph", "ttf"):  # the conditioning the model saw is shown
-        assert browser.find_element(By.CSS_SELECTOR, f"#{view} img").get_attribute("src")
+        wait(browser, lambda d: image_sources(d, view), f"the {view} image")
     screenshot = os.environ.get("TEXTSSR_APP_SCREENSHOT")
     if screenshot:
         browser.execute_script("window.scrollTo(0, 0)")
@@ -226,11 +283,19 @@ def test_edit_a_photo_in_the_browser(browser, app_url, photo_path):
 def test_a_detected_line_sets_the_region(browser, app_url, photo_path):
     from selenium.webdriver.common.by import By
     open_with_photo(browser, app_url, photo_path)
-    browser.find_element(By.ID, "detect").click()
+    click(browser, "detect")
     wait_status(browser, "line(s) found")
-    field(browser, "lines").click()
-    options = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#lines li[role=option]"), "the line list")
-    next(o for o in options if "'Carpark'" in o.text).click()
+
+    def pick_carpark(d) -> bool:
+        options = d.find_elements(By.CSS_SELECTOR, "#lines li[role=option]")
+        if not options:
+            field(d, "lines").click()  # open the list (again, if a re-render closed it)
+            return False
+        carpark = [o for o in options if "'Carpark'" in o.text]
+        return bool(carpark) and (carpark[0].click() or True)
+
+    wait(browser, pick_carpark, "the line list to offer the line read 'Carpark'",
+         lambda d: f"{[o.text for o in d.find_elements(By.CSS_SELECTOR, '#lines li[role=option]')]} in the list")
     wait_status(browser, "region set to the line read 'Carpark'")
     chosen = parse_polygon_arg(field(browser, "polygon").get_attribute("value"))
     assert np.abs(chosen.mean(axis=0) - parse_polygon_arg(CARPARK).mean(axis=0)).max() < 5
@@ -239,14 +304,14 @@ def test_a_detected_line_sets_the_region(browser, app_url, photo_path):
 def test_mistakes_are_messages_in_the_page(browser, app_url, photo_path):
     from selenium.webdriver.common.by import By
     open_with_photo(browser, app_url, photo_path)
-    browser.find_element(By.ID, "generate").click()
+    click(browser, "generate")
     assert "no region yet" in wait_status(browser, "error")
-    polygon = field(browser, "polygon")
-    polygon.send_keys(GENAXIS)
-    browser.find_element(By.ID, "generate").click()  # no text
+    type_into(browser, "polygon", GENAXIS)
+    click(browser, "generate")  # no text
     wait_status(browser, "text is empty")
-    field(browser, "text").send_keys("Hello\u1200")  # Ethiopic: not in the font (and in the BMP, as chromedriver needs)
-    browser.find_element(By.ID, "generate").click()
+    # Ethiopic: not in the font (and in the BMP, as chromedriver needs)
+    type_into(browser, "text", "Hello\u1200")
+    click(browser, "generate")
     wait_status(browser, "has no '\u1200'")
     assert "Traceback" not in browser.page_source
 

@@ -44,7 +44,7 @@ def test_lexicon_file_filters_and_mix_uses_both(tmp_path):
     path = tmp_path / "words.txt"
     path.write_text("EXIT\n\n  shop \n" + "X" * 30 + "\n咖啡\n", encoding="utf-8")
     src, dropped = build_text_source("mix", lexicon=str(path), anagram_ratio=0.5, max_len=25)
-    assert src.lexicon == ("EXIT", "shop", "咖啡") and dropped == 1
+    assert src.lexicon == ("EXIT", "shop", "咖啡") and list(dropped) == ["X" * 30]
     hows = Counter(src.text_for("HOTEL", variant_rng(1, 2, v))[1] for v in range(200))
     assert set(hows) == {"anagram", "lexicon"} and 60 < hows["anagram"] < 140
     only_lex, _ = build_text_source("lexicon", lexicon=["EXIT"], max_len=25)
@@ -58,3 +58,28 @@ def test_bad_text_source_settings_fail_with_the_fix():
         build_text_source("shuffle")
     with pytest.raises(ValueError, match="no word"):
         build_text_source("lexicon", lexicon=["TOO-LONG-WORD"], max_len=4)
+
+
+def test_even_sampling_uses_every_word_once_before_any_again():
+    words = ["EXIT", "SHOP", "HOTEL", "PARK", "CAFE", "BAR", "INN"]
+    src, _ = build_text_source("lexicon", lexicon=words, max_len=25, sampling="even", seed=5)
+    texts = [src.text_for("HOTEL", variant_rng(5, k // 2, k % 2), item=k)[0] for k in range(3 * len(words) + 2)]
+    for start in range(0, 3 * len(words), len(words)):  # each round of 7 items: the 7 words, in a new order
+        assert sorted(texts[start:start + len(words)]) == sorted(words)
+    assert texts[:len(words)] != texts[len(words):2 * len(words)]
+    again, _ = build_text_source("lexicon", lexicon=words, max_len=25, sampling="even", seed=5)
+    assert [again.text_for("X", variant_rng(0, 0, 0), item=k)[0] for k in range(len(texts))] == texts
+    uniform, _ = build_text_source("lexicon", lexicon=words, max_len=25)  # the original's uniform draws
+    drawn = [uniform.text_for("HOTEL", variant_rng(5, k, 0))[0] for k in range(len(words))]
+    assert len(set(drawn)) < len(words)
+
+
+def test_lexicon_words_the_font_cannot_draw_are_left_out_with_the_reason():
+    from textssr.data.fonts import DEFAULT_FONT, resolve_font
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        font = resolve_font(DEFAULT_FONT)
+    src, left_out = build_text_source("lexicon", lexicon=["EXIT", "नमस्ते", "X" * 30], max_len=25, font_path=font)
+    assert src.lexicon == ("EXIT",)
+    assert left_out["नमस्ते"].startswith("missing_glyph: ") and "longer than max_len=25" in left_out["X" * 30]

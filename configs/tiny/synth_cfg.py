@@ -4,7 +4,8 @@
 # Keys not set here or in sampling_cfg.py take ../synth_cfg.py's values.
 _base_ = ["sampling_cfg.py"]
 
-source = "data/tiny/train.json"        # the tiny corpus's training regions (or the bench folder data/tiny/bench)
+source = "data/tiny/train.json"        # the tiny corpus's training regions (or the bench folder data/tiny/bench; or
+                                       # a folder of your photos / ICDAR annotations: ../synth_cfg.py says how)
 max_regions = 48
 output_dir = "output/tiny_synth"
 region_placement = "random"            # as ../synth_cfg.py (the tiny sampling base keeps infer's "center")

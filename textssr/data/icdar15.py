@@ -1,8 +1,11 @@
-"""Convert ICDAR 2015 annotations to AnyWord JSON.
+"""Read ICDAR 2013 / 2015 annotations as AnyWord entries, and convert them to AnyWord JSON.
 
 ICDAR 2015 Incidental Scene Text gives, for image ``img_N.jpg``, a file ``gt_img_N.txt`` with one word per line:
 ``x1,y1,x2,y2,x3,y3,x4,y4,transcription`` (the transcription may contain commas, a file may start with a UTF-8 BOM,
-``###`` marks an unreadable word). The output is AnyWord JSON (method.md §2), ``language`` guessed per word.
+``###`` marks an unreadable word). ICDAR 2013 Focused Scene Text writes an axis-aligned box and a quoted word,
+``left, top, right, bottom, "word"`` (test set) or ``left top right bottom "word"`` (training set).
+:func:`icdar_entries` reads a folder of them (synthesize.py reads such a folder directly); the converter writes
+AnyWord JSON (method.md §2), ``language`` guessed per word.
 
     python -m textssr.data.icdar15 --gt-dir ch4_test_gt --image-dir ch4_test_images --out ic15/test.json
 """
@@ -16,11 +19,13 @@ from collections import Counter
 from typing import List, Optional, Sequence, Tuple
 
 from textssr.data.errors import DataError
+from textssr.data.photos import natural_key
 from textssr.utils.jsonio import write_json
 
 GT_PATTERN = re.compile(r"^gt_(.+)\.txt$")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".JPG", ".JPEG", ".PNG", ".WEBP")
 DONT_CARE = "###"
+IC13_LINE = re.compile(r'^\s*(-?\d+)\s*,?\s+(-?\d+)\s*,?\s+(-?\d+)\s*,?\s+(-?\d+)\s*,?\s*"(.*)"\s*$')
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 
@@ -30,7 +35,12 @@ def guess_language(text: str) -> str:
 
 
 def parse_gt_line(line: str) -> Optional[Tuple[List[List[int]], str]]:
-    """(polygon, text) of one annotation line, None when the line is malformed."""
+    """(polygon, text) of one annotation line (ICDAR 2015's quadrilateral or ICDAR 2013's box), None when the line
+    is malformed."""
+    box = IC13_LINE.match(line)
+    if box:
+        left, top, right, bottom = (int(v) for v in box.groups()[:4])
+        return [[left, top], [right, top], [right, bottom], [left, bottom]], box.group(5)
     parts = line.split(",", 8)
     if len(parts) != 9:
         return None
@@ -67,21 +77,17 @@ def find_image(image_dir: str, stem: str) -> Optional[str]:
     return next((stem + s for s in IMAGE_SUFFIXES if os.path.isfile(os.path.join(image_dir, stem + s))), None)
 
 
-def _natural_key(name: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-
-
-def convert_icdar15(gt_dir: str, image_dir: Optional[str], out_json: str, data_root: Optional[str] = None) -> dict:
-    """Write AnyWord JSON for every ``gt_*.txt`` of ``gt_dir`` whose image is in ``image_dir`` (default: ``gt_dir``);
-    ``data_root`` defaults to ``image_dir`` relative to the output's folder. Returns a summary: images, words,
-    skipped {reason: count}, out, data_root."""
+def icdar_entries(gt_dir: str, image_dir: Optional[str] = None) -> Tuple[List[dict], Counter]:
+    """AnyWord ``data_list`` entries of every ``gt_*.txt`` of ``gt_dir`` whose image is in ``image_dir`` (default:
+    ``gt_dir``), in natural order, and what was left out {reason: count} (``dont_care``, ``malformed_line``,
+    ``image_missing``)."""
     image_dir = image_dir or gt_dir
     for key, folder in (("--gt-dir", gt_dir), ("--image-dir", image_dir)):
         if not os.path.isdir(folder):
             raise DataError(f"{key} {folder}: no such folder")
-    gt_files = sorted((n for n in os.listdir(gt_dir) if GT_PATTERN.match(n)), key=_natural_key)
+    gt_files = sorted((n for n in os.listdir(gt_dir) if GT_PATTERN.match(n)), key=natural_key)
     if not gt_files:
-        raise DataError(f"--gt-dir {gt_dir} holds no gt_<image>.txt file (ICDAR 2015 annotations)")
+        raise DataError(f"{gt_dir} holds no gt_<image>.txt file (ICDAR 2013/2015 annotations)")
     counts: Counter = Counter()
     data_list = []
     for name in gt_files:
@@ -92,6 +98,15 @@ def convert_icdar15(gt_dir: str, image_dir: Optional[str], out_json: str, data_r
             counts["image_missing"] += len(annotations)
             continue
         data_list.append({"img_name": img_name, "annotations": annotations})
+    return data_list, counts
+
+
+def convert_icdar15(gt_dir: str, image_dir: Optional[str], out_json: str, data_root: Optional[str] = None) -> dict:
+    """Write AnyWord JSON for every ``gt_*.txt`` of ``gt_dir`` whose image is in ``image_dir`` (default: ``gt_dir``);
+    ``data_root`` defaults to ``image_dir`` relative to the output's folder. Returns a summary: images, words,
+    skipped {reason: count}, out, data_root."""
+    image_dir = image_dir or gt_dir
+    data_list, counts = icdar_entries(gt_dir, image_dir)
     out_dir = os.path.dirname(os.path.abspath(out_json))
     os.makedirs(out_dir, exist_ok=True)
     root = data_root if data_root is not None else os.path.relpath(os.path.abspath(image_dir), out_dir)

@@ -32,6 +32,7 @@ class SheetItem:
     ocr: Optional[str]
     gt_crop: Optional[np.ndarray] = None
     gt_ocr: Optional[str] = None
+    gt_text: Optional[str] = None  # the real crop's own word (synthesis: the word the target replaced)
 
 
 def default_font_path() -> Path:
@@ -104,5 +105,6 @@ def render_contact_sheet(items: Sequence[SheetItem], font_path: Path | str, colu
               [(f"target: {item.target}", INK), _reading("ocr", item.ocr, item.target), (item.file, FRAME)])
         if with_gt:
             _tile(sheet, draw, font, x0 + TILE_W + PAD, y0, item.gt_crop,
-                  [("real crop", INK), _reading("ocr", item.gt_ocr, item.target)])
+                  [("real crop", INK), _reading("ocr", item.gt_ocr, item.target)] if item.gt_text is None
+                  else [(f"was: {item.gt_text}", INK)])
     return sheet

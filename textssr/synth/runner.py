@@ -50,15 +50,17 @@ from textssr.utils.jsonio import read_json, write_json
 from textssr.data import SkipSample, mask_bbox, skips
 from textssr.data.factory import dataset_options, open_dataset
 from textssr.data.seeding import item_torch_generator
-from textssr.eval.contact_sheet import SheetItem, default_font_path, render_contact_sheet
+from textssr.eval.contact_sheet import default_font_path, render_contact_sheet
 from textssr.data.fingerprint import source_fingerprint
 from textssr.utils.timing import Laps
 from textssr.generation import (Run, check_memory, check_resume, crop_box, denoise, load_pipeline, resolve_run,
                                 resume_record)
-from textssr.synth.anagram import TextSource, build_text_source, variant_rng
+from textssr.synth.anagram import TextSource, build_text_source, report_left_out, variant_rng
+from textssr.synth.regions import RegionSource, region_source, report as report_source
+from textssr.synth.sheet import sheet_items
 from textssr.eval.ocr import Recognizer
 from textssr.synth.screening import Screener, ScreeningRule, screening_rule
-from textssr.synth.str_lmdb import (StrLmdbReader, StrLmdbWriter, StrRecord, decode_image,
+from textssr.synth.str_lmdb import (StrLmdbReader, StrLmdbWriter, StrRecord,
                                     encode_crop, merge_str_lmdbs)
 from textssr.config.settings import require_settings
 from textssr.synth.settings import SynthSettings
@@ -90,10 +92,10 @@ class Plan:
 def validate(cfg, device: torch.device) -> Tuple[Run, Optional[ScreeningRule]]:
     """Fail fast, with one line, on any config value that cannot work (a batch too big for ``device``'s memory
     too); resolve checkpoints and sizes as infer does.
-    Returns the run (its ``resolved`` holds the source's content fingerprint: items are regions by index, an edited
-    source would shift them) and the screening rule (None: off). Loads no model."""
-    require_path(cfg.source, "source", "an AnyWord JSON, a benchmark folder holding test.json, or an "
-                 "AnyWord-lmdb folder (build one with `python -m textssr.data.build_lmdb`)")
+    Returns the run and the screening rule (None: off). Loads no model."""
+    require_path(cfg.source, "source", "an AnyWord JSON, a benchmark folder holding test.json, an AnyWord-lmdb "
+                 "folder (build one with `python -m textssr.data.build_lmdb`), a folder of ICDAR gt_*.txt "
+                 "annotations or a folder of photos")
     check_output_dir(cfg.output_dir)
     run = resolve_run(cfg, device.type == "cpu")
     check_memory(run, cfg.batch_size, device)
@@ -102,33 +104,43 @@ def validate(cfg, device: torch.device) -> Tuple[Run, Optional[ScreeningRule]]:
     # A bad text source / lexicon fails here, before any model is loaded (a None max_len is read from the UNet
     # later, so no word is too long yet).
     text_source_for(cfg, run.max_len)
-    return dataclasses.replace(run, resolved=dict(run.resolved, source_content=source_fingerprint(cfg.source))), rule
+    return run, rule
 
 
-def text_source_for(cfg, max_len: int, font_path: Optional[str] = None) -> Tuple[TextSource, int]:
+def with_source(run: Run, source: RegionSource) -> Run:
+    """``run`` whose ``resolved`` holds the regions' content fingerprint: items are regions by index, an edited
+    source would shift them (photos: the stored detections)."""
+    content = source.detections_digest or source_fingerprint(source.path)
+    return dataclasses.replace(run, resolved=dict(run.resolved, source_content=content))
+
+
+def text_source_for(cfg, max_len: int, font_path: Optional[str] = None) -> Tuple[TextSource, Dict[str, str]]:
     """The config's text source (lexicon words longer than ``max_len``, holding control characters or, with
-    ``font_path``, characters the font lacks dropped) and the number dropped."""
+    ``font_path``, characters the font lacks left out) and the words left out {word: why}."""
     with config_errors():
-        return build_text_source(cfg.text_source, cfg.lexicon, cfg.anagram_ratio,
-                                 cfg.unpermutable, max_len, font_path)
+        return build_text_source(cfg.text_source, cfg.lexicon, cfg.anagram_ratio, cfg.unpermutable, max_len,
+                                 font_path, cfg.lexicon_sampling, cfg.seed)
 
 
 @dataclass
 class Regions:
     """The source's regions this run uses: the first ``num_regions`` of ``dataset``, what indexing skipped
-    (``index_skips``) and what the ``language`` / ``max_regions`` filters removed (``filtered``), by reason."""
+    (``index_skips``) and what the ``language`` / ``max_regions`` filters removed (``filtered``), by reason;
+    ``source``: what making the regions from photos or ICDAR annotations counted (textssr.synth.regions)."""
     dataset: object
     num_regions: int
     index_skips: dict
     filtered: dict
+    source: dict = field(default_factory=dict)
 
 
-def open_regions(cfg, run: Run) -> Regions:
+def open_regions(cfg, run: Run, source: RegionSource) -> Regions:
     """Index the source; NothingToDo (before any model loads or output is written) when no region is left."""
-    dataset = open_dataset(str(cfg.source), **dataset_options(cfg, allow_images_outside_root=cfg.allow_images_outside_root, **run.sizes()))
+    dataset = open_dataset(source.path, **dataset_options(cfg, allow_images_outside_root=cfg.allow_images_outside_root, **run.sizes()))
     num_regions = len(dataset) if cfg.max_regions is None else min(len(dataset), cfg.max_regions)
     filtered = dict(dataset.filtered, **{skips.BEYOND_MAX_REGIONS: len(dataset) - num_regions})
-    regions = Regions(dataset, num_regions, dict(dataset.skip_counts), {k: n for k, n in filtered.items() if n})
+    regions = Regions(dataset, num_regions, dict(dataset.skip_counts), {k: n for k, n in filtered.items() if n},
+                      source.stats)
     if num_regions == 0:
         left = {k: n for k, n in regions.index_skips.items() if k != skips.TEXT_TRUNCATED}
         raise NothingToDo(f"nothing to synthesize: no region of source={cfg.source} is left (filtered: "
@@ -142,7 +154,7 @@ class Synthesizer:
     def __init__(self, cfg, run: Run, regions: Regions, screener: Optional[Screener], device):
         self.cfg, self.run, self.screener, self.device = cfg, run, screener, device
         self.dataset = regions.dataset
-        self.text_source, self.lexicon_dropped = text_source_for(cfg, run.max_len, self.dataset.font_path)
+        self.text_source, self.lexicon_left_out = text_source_for(cfg, run.max_len, self.dataset.font_path)
         self.pipe, self.run = load_pipeline(run, cfg, device)
 
     def generate(self, samples: List[dict], items: List[Tuple[int, int]]) -> List[np.ndarray]:
@@ -154,11 +166,11 @@ class Synthesizer:
         return [crop_box(image, mask_bbox(sample["mask"])) for image, sample in zip(images, samples)]
 
 
-def _fresh_state(settings: dict, world: int, rank: int, index_skips: dict, filtered: dict,
-                 lexicon_dropped: int) -> dict:
+def _fresh_state(settings: dict, world: int, rank: int, regions: Regions, lexicon_left_out: Dict[str, str]) -> dict:
     return dict(settings=settings, world_size=world, rank=rank, cursor=0, done=False,
                 counters={k: 0 for k in COUNTER_KEYS}, timers={k: 0.0 for k in TIMER_KEYS}, rejected={}, skipped={},
-                text_how={}, index_skips=index_skips, filtered=filtered, lexicon_dropped=lexicon_dropped)
+                text_how={}, index_skips=regions.index_skips, filtered=regions.filtered, source=regions.source,
+                lexicon_dropped=len(lexicon_left_out), lexicon_left_out=lexicon_left_out)
 
 
 def _check_resume(state: Optional[dict], now: dict, world: int, where: str) -> None:
@@ -216,7 +228,7 @@ def build_batches(cfg, plan: Plan, synth: Synthesizer, start: int, bad_regions: 
             rng = variant_rng(cfg.seed, region, variant)
             try:
                 info = synth.dataset.instance_info(region)
-                text, how = synth.text_source.text_for(info["text"], rng)
+                text, how = synth.text_source.text_for(info["text"], rng, region * plan.variants + variant)
                 batch.samples.append(synth.dataset.build(region, rng=rng, text=text))
             except SkipSample as exc:
                 if strict:
@@ -337,21 +349,22 @@ def merge_stats(states: List[dict]) -> dict:
     return dict(regions_read=c["regions_read"], items=c["items"], generated=c["generated"], kept=c["kept"],
                 rejected=dict(total["rejected"]), skipped=dict(total["skipped"]), skipped_items=c["skipped_items"],
                 skipped_at_index=first.get("index_skips", {}), filtered=first.get("filtered", {}),
-                lexicon_dropped=first.get("lexicon_dropped", 0),
+                lexicon_dropped=first.get("lexicon_dropped", 0), lexicon_left_out=first.get("lexicon_left_out", {}),
+                source=first.get("source", {}),
                 texts=dict(total["text_how"]),
                 **{key: round(t[key], 3) for key in TIMER_KEYS if key != "elapsed_s"},
                 wall_s=round(wall, 3), crops_per_s=round(c["generated"] / wall, 3) if wall else None,
                 kept_per_s=round(c["kept"] / wall, 3) if wall else None, processes=len(states))
 
 
-def finish(cfg, final_lmdb: str, states: List[dict]) -> dict:
+def finish(cfg, final_lmdb: str, states: List[dict], dataset=None) -> dict:
     """Write stats.json and contact_sheet.png (the first ``contact_sheet_size`` crops of the final LMDB with their
-    labels and OCR readings); returns the stats."""
+    labels and PP-OCRv4 readings, beside the real lines of ``dataset``, the run's regions); returns the stats."""
     stats = merge_stats(states)
     with StrLmdbReader(final_lmdb) as reader:
         stats.update(num_samples=len(reader), lmdb=final_lmdb)
-        items = [SheetItem(f"{i:09d}", r.label, decode_image(r.image), (r.meta or {}).get("ocr_text"))
-                 for i, r in enumerate(islice(reader, cfg.contact_sheet_size), 1)]
+        records = list(islice(reader, cfg.contact_sheet_size))
+    items = sheet_items(records, dataset)
     write_json(stats, os.path.join(cfg.output_dir, "stats.json"), indent=2)
     if items:
         render_contact_sheet(items, default_font_path()).save(os.path.join(cfg.output_dir, "contact_sheet.png"))
@@ -429,11 +442,15 @@ def synthesize(cfg: SynthSettings) -> Optional[dict]:
 def _synthesize(cfg: SynthSettings, dist) -> Optional[dict]:
     rank, world = dist.process_index, dist.num_processes
     run, rule = validate(cfg, dist.device)
-    now = resume_record(cfg, run)
     final_lmdb = os.path.join(cfg.output_dir, "lmdb")
     layout = distributed.rank_zero_choice(existing_layout(cfg.output_dir) if rank == 0 else None)
     refuse_other_counts(layout, world, cfg.output_dir)
-    regions = open_regions(cfg, run)  # nothing left to do: said before any output is written
+    source = region_source(cfg, dist, ocr_threads())  # photos: detected (and stored) here
+    if rank == 0:
+        report_source(source)
+    run = with_source(run, source)
+    now = resume_record(cfg, run)
+    regions = open_regions(cfg, run, source)  # nothing left to do: said before any generated output is written
     os.makedirs(cfg.output_dir, exist_ok=True)
     if world > 1 and layout["merged"]:
         final_state = layout["final_state"]
@@ -443,7 +460,7 @@ def _synthesize(cfg: SynthSettings, dist) -> Optional[dict]:
             if rank != 0:
                 return None
             remove_shards(cfg.output_dir, world)
-            return finish(cfg, final_lmdb, final_state["shards"])
+            return finish(cfg, final_lmdb, final_state["shards"], regions.dataset)
     if rank == 0:
         cfg.write(cfg.output_dir)
     path = shard_dir(cfg.output_dir, rank, world)
@@ -454,11 +471,12 @@ def _synthesize(cfg: SynthSettings, dist) -> Optional[dict]:
             screener = Screener(rule, Recognizer(num_threads=ocr_threads())) if rule else None
             synth = Synthesizer(cfg, run, regions, screener, dist.device)
             plan = Plan(rank, world, regions.num_regions, cfg.variants_per_region)
-            state = state or _fresh_state(now, world, rank, regions.index_skips, regions.filtered,
-                                          synth.lexicon_dropped)
+            if rank == 0:
+                report_left_out(synth.lexicon_left_out)
+            state = state or _fresh_state(now, world, rank, regions, synth.lexicon_left_out)
             state = run_shard(cfg, plan, synth, writer, state, show_progress=rank == 0)
     if world == 1:
-        return finish(cfg, final_lmdb, [state])
+        return finish(cfg, final_lmdb, [state], regions.dataset)
     write_json(state, path + ".done", indent=None)
     if rank != 0:
         return None
@@ -473,7 +491,7 @@ def _synthesize(cfg: SynthSettings, dist) -> Optional[dict]:
     os.replace(merging, final_lmdb)
     if not cfg.keep_shards:
         remove_shards(cfg.output_dir, world)
-    return finish(cfg, final_lmdb, states)
+    return finish(cfg, final_lmdb, states, regions.dataset)
 
 
 def remove_shards(output_dir: str, world: int) -> None:
