@@ -98,3 +98,11 @@ def fresh_accelerate_state():
     reset_accelerate()
     yield
     reset_accelerate()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a launch's rendezvous or a local server)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

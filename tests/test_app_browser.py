@@ -16,7 +16,6 @@ import base64
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from textssr.edit.region import edit_window
 
 from browser_network import outside_requests
 from edit_fixtures import CARPARK, GENAXIS, model_options, models, outside_box, photo_path, text_area  # noqa: F401
+from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -63,11 +63,6 @@ def webdriver_module():
         unavailable(f"{exc.name} not installed (pip install -r requirements.txt)")
     return webdriver
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def answers(url: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import reset_accelerate
+from conftest import free_port, reset_accelerate
 from textssr.synth.settings import SynthSettings
 from textssr.infer.settings import InferSettings
 from textssr.train.settings import TrainSettings
@@ -26,12 +26,6 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", ACCELERATE_USE_
 pytestmark = [pytest.mark.skipif(torch.cuda.is_available(), reason="CPU (gloo) launches; on a GPU machine it is DDP"),
               pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")]
 
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch_cmd(script, *args):

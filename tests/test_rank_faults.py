@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import reset_accelerate
+from conftest import free_port, reset_accelerate
 
 REPO = Path(__file__).resolve().parents[1]
 RES = 32
@@ -24,12 +24,6 @@ BOUND_S = 240  # no launch here may take longer, even when the fault makes a ran
 pytestmark = [pytest.mark.skipif(torch.cuda.is_available(), reason="CPU (gloo) launches"),
               pytest.mark.usefixtures("one_thread", "fresh_accelerate_state")]
 
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch(fault, script, options: dict, processes=2, config=None, bound_s=BOUND_S):

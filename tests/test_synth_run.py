@@ -13,6 +13,7 @@ from textssr.synth.settings import SynthSettings
 from textssr.config import ConfigError, load_config
 from textssr.synth.runner import synthesize
 from textssr.synth.str_lmdb import StrLmdbReader
+from conftest import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
@@ -280,12 +281,6 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tiny_setup, baseline):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert records(str(out / "lmdb")) == records(str(baseline[0] / "lmdb"))
 
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_machines_of_one_process_merge_to_the_one_machine_set(tiny_setup):
