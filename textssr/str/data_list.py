@@ -193,65 +193,84 @@ def _candidate_indices(txn, entries: int):
     return sorted(found), True
 
 
-def open_lmdb(lmdb_path: str):
-    """A read-only environment; a ConfigError naming the file when it is no LMDB."""
+_ENVS: Dict[str, "lmdb.Environment"] = {}  # py-lmdb opens a file once per process: one environment, shared
+
+
+def _open(lmdb_path: str):
     try:
-        return lmdb.open(lmdb_path, readonly=True, lock=False, readahead=False, meminit=False, max_readers=8)
+        return lmdb.open(lmdb_path, readonly=True, lock=False, readahead=False, meminit=False, max_readers=32)
     except lmdb.Error as exc:
         raise ConfigError(f"{os.path.join(lmdb_path, 'data.mdb')} is not a readable LMDB ({exc}); "
                           "rebuild it or remove it from the config") from None
+
+
+def environment(lmdb_path: str):
+    """The process's read-only environment of an STR LMDB, kept open for the datasets (OpenOCR rebuilds them every
+    epoch); a ConfigError naming the file when it is no LMDB."""
+    real = os.path.realpath(lmdb_path)  # one file reached by two paths (a link) is still one environment
+    if real not in _ENVS:
+        _ENVS[real] = _open(lmdb_path)
+    return _ENVS[real]
 
 
 def scan_lmdb(lmdb_path: str, charset: str, max_text_length: int, use_space_char: bool = False,
               progress=None, test: bool = False) -> DataList:
     """Check every sample of the STR LMDB at ``lmdb_path`` (see the module doc); ``test``: a test set's labels
     (OpenOCR's normalisation). ``progress(done, total)`` is called now and then."""
-    allowed = frozenset(charset)
-    keep, sizes, skipped, examples = [], [], Counter(), {}
-    normalised = 0
-    env = open_lmdb(lmdb_path)
+    kept = _ENVS.get(os.path.realpath(lmdb_path))  # py-lmdb opens a file once per process: share the datasets'
+    env = kept or _open(lmdb_path)
     try:
-        with env.begin() as txn:
-            candidates, missing_n = _candidate_indices(txn, env.stat()["entries"])
-            total = len(candidates)
-            for done, i in enumerate(candidates):
-                reason = None
-                raw_label = txn.get(key("label", i))
-                if raw_label is None:
-                    reason = LABEL_MISSING
-                else:
-                    try:
-                        label = bytes(raw_label).decode("utf-8")
-                        if test:
-                            scored, reason = scored_label(label, charset, max_text_length)
-                            normalised += scored is not None and scored != "".join(label.split())
-                        else:
-                            reason = label_problem(label, allowed, max_text_length, use_space_char)
-                    except UnicodeDecodeError:
-                        reason = LABEL_UNDECODABLE
-                wh = None
-                if reason is None:
-                    image = txn.get(key("image", i))
-                    if not image:
-                        reason = IMAGE_MISSING
-                    else:
-                        wh = image_size(bytes(image))
-                        reason = IMAGE_UNREADABLE if wh is None else None
-                if reason is None:
-                    keep.append(i)
-                    sizes.append(wh)
-                else:
-                    skipped[reason] += 1
-                    examples.setdefault(reason, f"sample {i}")
-                if progress is not None and (done % 5000 == 0 or done == total - 1):
-                    progress(done + 1, total)
+        scanned = _scan(env, charset, max_text_length, use_space_char, progress, test)
     finally:
-        env.close()
+        if kept is None:
+            env.close()
+    keep, sizes, skipped, examples, normalised, missing_n = scanned
     notes = {NUM_SAMPLES_MISSING: 1} if missing_n else {}
     if normalised:
         notes[LABELS_NORMALISED] = int(normalised)
     return DataList(lmdb_path, np.asarray(keep, np.int64), np.asarray(sizes, np.int32).reshape(-1, 2),
                     dict(skipped), notes, examples)
+
+
+def _scan(env, charset: str, max_text_length: int, use_space_char: bool, progress, test: bool):
+    allowed = frozenset(charset)
+    keep, sizes, skipped, examples = [], [], Counter(), {}
+    normalised = 0
+    with env.begin() as txn:
+        candidates, missing_n = _candidate_indices(txn, env.stat()["entries"])
+        total = len(candidates)
+        for done, i in enumerate(candidates):
+            reason = None
+            raw_label = txn.get(key("label", i))
+            if raw_label is None:
+                reason = LABEL_MISSING
+            else:
+                try:
+                    label = bytes(raw_label).decode("utf-8")
+                    if test:
+                        scored, reason = scored_label(label, charset, max_text_length)
+                        normalised += scored is not None and scored != "".join(label.split())
+                    else:
+                        reason = label_problem(label, allowed, max_text_length, use_space_char)
+                except UnicodeDecodeError:
+                    reason = LABEL_UNDECODABLE
+            wh = None
+            if reason is None:
+                image = txn.get(key("image", i))
+                if not image:
+                    reason = IMAGE_MISSING
+                else:
+                    wh = image_size(bytes(image))
+                    reason = IMAGE_UNREADABLE if wh is None else None
+            if reason is None:
+                keep.append(i)
+                sizes.append(wh)
+            else:
+                skipped[reason] += 1
+                examples.setdefault(reason, f"sample {i}")
+            if progress is not None and (done % 5000 == 0 or done == total - 1):
+                progress(done + 1, total)
+    return keep, sizes, skipped, examples, normalised, missing_n
 
 
 def list_path(lmdb_path: str, cache_dir: str, test: bool = False) -> str:

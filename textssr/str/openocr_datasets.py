@@ -17,10 +17,8 @@ This module is imported by :func:`textssr.str.openocr_glue.import_openocr`, whic
 """
 from __future__ import annotations
 
-import os
 import random
 
-import lmdb
 import numpy as np
 
 from textssr.str import data_list as dl
@@ -34,17 +32,6 @@ from tools.data.ratio_dataset_test import RatioDataSetTest  # noqa: E402
 from tools.data.ratio_dataset_tvresize import RatioDataSetTVResize  # noqa: E402
 from tools.data.ratio_dataset_tvresize_test import RatioDataSetTVResizeTest  # noqa: E402
 from tools.data.ratio_sampler import RatioSampler  # noqa: E402
-
-
-_ENVS = {}  # one read-only environment per LMDB and process: py-lmdb refuses to open one twice, and OpenOCR
-# rebuilds the dataset every epoch when it draws afresh
-
-
-def _env(path: str):
-    real = os.path.realpath(path)  # one file reached by two paths (a link) is still one environment
-    if real not in _ENVS:
-        _ENVS[real] = lmdb.open(path, max_readers=32, readonly=True, lock=False, readahead=False, meminit=False)
-    return _ENVS[real]
 
 
 def read_list(path: str):
@@ -65,7 +52,7 @@ class _ListedSamples:
     def load_hierarchical_lmdb_dataset(self, data_dir_list, ratio_list):
         sets = {}
         for n, (path, ratio) in enumerate(zip(data_dir_list, ratio_list)):
-            env = _env(path)
+            env = dl.environment(path)  # py-lmdb opens a file once per process; OpenOCR rebuilds datasets
             size = int(self._lists[n][0].size)
             sets[n] = {"dirpath": path, "env": env, "txn": env.begin(write=False), "num_samples": size,
                        "ratio_num_samples": int(ratio * size)}
