@@ -244,3 +244,20 @@ def test_the_sampler_keeps_a_bucket_whose_size_is_a_multiple_of_the_batch_size()
         seen = sorted({item[2] for batch in batches for item in batch})
         assert seen == list(range(37)) and len(batches) == 3
         assert all(item[3] == 2 and item[:2] == [64, 32] for item in batches[0] + batches[1] if item[2] < 32)
+
+
+def test_validation_keeps_the_best_checkpoint_and_both_are_scored(str_data, tmp_path):
+    """val_data (no test set) every eval_step iterations: best.pth beside latest.pth, each scored on the test sets."""
+    synth, _, real = str_data
+    ic13 = os.path.join(os.path.dirname(real), "ic13")
+    out = tmp_path / "val"
+    done = run(command(out, f"train_data=[{synth}]", f"test_data.tiny_bench={real}", f"val_data={ic13}",
+                       "eval_step=2", "epoch_num=2", "samples_per_epoch=8", "batch_size=4"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "best.pth").is_file() and (out / "latest.pth").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    best = metrics["best"]
+    assert best["checkpoint"]["path"] == str(out / "best.pth")
+    assert best["checkpoint"]["validation"]["num_samples"] == 38  # the IC13 subset's crops, not a test set
+    assert set(best["test_sets"]) == {"tiny_bench"} and (out / "eval_best/tiny_bench/metrics.json").is_file()
+    assert "cur metric" in (out / "train.log").read_text()  # OpenOCR's own evaluation during training ran

@@ -717,28 +717,41 @@ def evaluate_checkpoint(s: dict, checkpoint: str, log=print) -> dict:
 
 
 def evaluate_all(s: dict, trainer, log=print, checkpoint: Optional[str] = None) -> dict:
-    """Every test set, one table (:mod:`protocol`), ``metrics.json`` (and ``eval/<set>/metrics.json``)."""
-    checkpoint = checkpoint or os.path.join(s["output_dir"], LATEST)
-    info = dict(checkpoint_info(checkpoint), weights_sha256=weights_digest(trainer.unwrapped()))
-    best = os.path.join(s["output_dir"], BEST)
+    """Every test set, one table (:mod:`protocol`), ``metrics.json`` (and ``eval/<set>/metrics.json``). The run's
+    ``latest.pth`` comes with its ``best.pth`` where validation kept one: both are scored (``best`` in
+    ``metrics.json``, ``eval_best/<set>/``)."""
+    latest = os.path.join(s["output_dir"], LATEST)
+    checkpoint = checkpoint or latest
     lists = {name: build_lists(s, [{"path": t["path"]}], f"test set {name}", log, test=True)
              for name, t in s["test_sets"].items()}
-    reports = {}
-    for name, t in s["test_sets"].items():
+    for name in lists:
         log(f"test {name}: {describe(lists[name])}")
-        reports[name] = evaluate_set(trainer, s, name, t, lists[name], info)
-    result = protocol.summary(s["test_sets"], reports)
-    result["checkpoint"] = info
-    if not reports:
+    result = _score(s, trainer, checkpoint, lists, "eval", log)
+    if not lists:
         result["note"] = "no test set configured (test_data, test_benchmarks): no evaluation ran"
         log("no evaluation ran: no test set is configured (test_data, test_benchmarks)")
-    if os.path.isfile(best) and os.path.abspath(best) != info["path"]:
-        result["best_checkpoint"] = checkpoint_info(best)
-        result["best_checkpoint"]["validation"] = trainer_metrics_of(best)
-    for line in protocol.table(result):
-        log(line)
+    best = os.path.join(s["output_dir"], BEST)
+    if lists and os.path.abspath(checkpoint) == os.path.abspath(latest) and os.path.isfile(best):
+        chosen = _trainer_class()(translate(s, [], [], None), None, training=False, weights=best)
+        result["best"] = _score(s, chosen, best, lists, "eval_best", log)
+        result["best"]["checkpoint"]["validation"] = trainer_metrics_of(best)
     write_json(result, os.path.join(s["output_dir"], "metrics.json"))
     log(f"metrics → {os.path.join(s['output_dir'], 'metrics.json')}")
+    return result
+
+
+def _score(s: dict, trainer, checkpoint: str, lists: Dict[str, List[dl.DataList]], folder: str, log=print) -> dict:
+    """One checkpoint on every test set: the reports, the group averages, its table."""
+    info = dict(checkpoint_info(checkpoint), weights_sha256=weights_digest(trainer.unwrapped()))
+    reports = {name: evaluate_set(trainer, s, name, s["test_sets"][name], lists[name], info, folder)
+               for name in lists}
+    result = protocol.summary(s["test_sets"], reports)
+    result["checkpoint"] = info
+    if reports:
+        where = f"epoch {info['epoch']}, step {info['global_step']}" if "epoch" in info else "no epoch recorded"
+        log(f"{os.path.basename(checkpoint)} ({where}):")
+        for line in protocol.table(result):
+            log(line)
     return result
 
 
@@ -759,8 +772,9 @@ def trainer_metrics_of(path: str) -> dict:
     return {k: v for k, v in (state.get("metrics") or {}).items() if isinstance(v, (int, float))}
 
 
-def evaluate_set(trainer, s: dict, name: str, test_set: dict, lists: Sequence[dl.DataList], info: dict) -> dict:
-    """OpenOCR's RecMetric (``with_ratio``) on one test set; its ``eval/<name>/metrics.json``."""
+def evaluate_set(trainer, s: dict, name: str, test_set: dict, lists: Sequence[dl.DataList], info: dict,
+                 folder: str = "eval") -> dict:
+    """OpenOCR's RecMetric (``with_ratio``) on one test set; its ``<folder>/<name>/metrics.json``."""
     from tools.data import build_dataloader
 
     report = {"test_set": name, "lmdbs": [x.lmdb_path for x in lists], "skipped": dl.merge_skips(lists),
@@ -781,7 +795,7 @@ def evaluate_set(trainer, s: dict, name: str, test_set: dict, lists: Sequence[dl
         report.update(acc=None, acc_exact=None, norm_edit_dis=None,
                       note="no sample of this test set can be read by this recogniser (see skipped)")
     report["checkpoint"] = info
-    folder = os.path.join(s["output_dir"], "eval", *name.split("/"))
-    os.makedirs(folder, exist_ok=True)
-    write_json(report, os.path.join(folder, "metrics.json"))
+    where = os.path.join(s["output_dir"], folder, *name.split("/"))
+    os.makedirs(where, exist_ok=True)
+    write_json(report, os.path.join(where, "metrics.json"))
     return report
