@@ -141,3 +141,33 @@ def test_a_num_samples_beyond_the_lmdb_is_bounded_by_its_entries(tmp_path):
     calls = []
     result = scan_lmdb(path, "abcdefghijklmnopqrstuvwxyz", 25, progress=lambda done, total: calls.append(total))
     assert len(result) == 20 and max(calls) <= 41  # entries: 20 images + 20 labels + num-samples
+
+
+def test_the_unionst_recipe_builds_its_model_and_says_it_needs_cuda_on_the_cpu(lmdbs, tmp_path, capsys):
+    """configs/str/unionst_svtrv2_nrtr.py: SVTRv2 + OpenOCR's NRTR decoder (built once); on the CPU, one line."""
+    train, test = lmdbs
+    from textssr.str import openocr_glue as glue
+    from textssr.str.settings import StrSettings
+
+    settings = StrSettings.load(os.path.join(REPO, "configs/str/unionst_svtrv2_nrtr.py"),
+                                dict(train_data=[train], output_dir=str(tmp_path / "u")))
+    assert settings.epoch_num == 40 and settings.batch_size == 256
+    s = settings.to_dict()
+    s.update(openocr_config=glue.openocr_file(s["openocr_config"], glue.openocr_root(), "openocr_config"),
+             character_dict=glue.openocr_file(s["character_dict"], glue.openocr_root(), "character_dict"),
+             train_sources=[{"path": train, "ratio": 1.0}], val_sources=[])
+    oc = glue.translate(s, [], [], None)
+    assert oc["Architecture"]["Encoder"]["name"] == "SVTRv2LNConvTwo33" and oc["Architecture"]["Decoder"]["name"] \
+        == "NRTRDecoder"
+    glue.build_once(oc)
+    line = one_line_exit_2(capsys, f"output_dir={tmp_path / 'o'}", f"train_data=[{train}]",
+                           f"test_data.tiny_bench={test}", "openocr_config=configs/rec/nrtr/svtrv2_nrtr.yml",
+                           "device=cpu")
+    assert "CUDA only" in line
+
+
+def test_the_linear_rule_scales_the_learning_rate_with_the_global_batch():
+    from textssr.str.openocr_glue import learning_rate
+    s = dict(learning_rate=0.00065, lr_scaling="none", batch_size=128, lr_reference_batch=1024)
+    assert learning_rate(s) == 0.00065  # OpenOCR's behaviour: the value as it is, whatever the GPU count
+    assert learning_rate(dict(s, lr_scaling="linear")) == pytest.approx(0.00065 * 128 / 1024)

@@ -47,9 +47,9 @@ _DECODERS = ("DecodeImage", "DecodeImagePIL")
 _AUGMENT_OPS = ("SVTRAug", "ABINetAug", "PARSeqAug", "PARSeqAugPIL")
 # OpenOCR's datasets our listed twins derive from (openocr_datasets), by the name a YAML gives for training
 DATASETS = ("RatioDataSet", "RatioDataSetTVResize")
-# the recognisers whose batches and metric the evaluation reads (CTC decoding, RecMetric): OpenOCR's SVTRv2 YAMLs
-# svtrv2_rctc, svtrv2_ctc, svtrv2_small_rctc and svtrv2_tiny_rctc
-POSTPROCESS, METRIC = ("CTCLabelDecode",), ("RecMetric",)
+# the recognisers whose batches and metric the evaluation reads (CTC or autoregressive decoding, RecMetric):
+# OpenOCR's SVTRv2 YAMLs svtrv2_rctc, svtrv2_ctc, svtrv2_small_rctc, svtrv2_tiny_rctc, and nrtr/svtrv2_nrtr
+POSTPROCESS, METRIC = ("CTCLabelDecode", "ARLabelDecode"), ("RecMetric",)
 RUN_SETTINGS = "train_str_settings.json"
 # keys a resume may change
 FREE_KEYS = ("test_data", "test_benchmarks", "benchmark_root", "num_workers", "torch_threads", "print_batch_step",
@@ -244,6 +244,10 @@ def check_config(settings: StrSettings, eval_only: bool = False, checkpoint: Opt
     _check_options(s.get("openocr_options") or {}, yaml_cfg)
     merged = _merge(copy.deepcopy(yaml_cfg), s.get("openocr_options") or {})
     _check_supported(merged, s["openocr_config"])
+    decoder = (merged["Architecture"].get("Decoder") or {}).get("name")
+    if decoder == "NRTRDecoder" and not pg.uses_cuda(s["device"]):
+        raise ConfigError(f"openocr_config={s['openocr_config']}: OpenOCR 0.1.5's NRTRDecoder runs on CUDA only (its "
+                          "attention mask is built on tensor.get_device(), -1 on the CPU); run it on a GPU")
     out = os.path.realpath(os.path.abspath(s["output_dir"]))
     if out == os.path.dirname(out) or out == os.path.realpath(os.path.expanduser("~")):
         raise ConfigError(f"output_dir={s['output_dir']!r}: a filesystem root or home folder; name a folder of its "
@@ -275,10 +279,11 @@ def _check_supported(cfg: dict, path: str) -> None:
         problems.append(f"its datasets {sorted(map(str, names))} (supported: {', '.join(DATASETS)})")
     if cfg["PostProcess"].get("name") not in POSTPROCESS or cfg["Metric"].get("name") not in METRIC:
         problems.append(f"its decoding {cfg['PostProcess'].get('name')} / metric {cfg['Metric'].get('name')} "
-                        f"(supported: {'/'.join(POSTPROCESS + METRIC)}, the CTC recognisers)")
+                        f"(supported: {', '.join(POSTPROCESS)} with {', '.join(METRIC)})")
     if problems:
         raise ConfigError(f"openocr_config={path}: train_str.py does not run {' and '.join(problems)}; use "
-                          "configs/rec/svtrv2/svtrv2_rctc.yml (or svtrv2_ctc, svtrv2_small_rctc, svtrv2_tiny_rctc)")
+                          "configs/rec/svtrv2/svtrv2_rctc.yml (or svtrv2_ctc, svtrv2_small_rctc, svtrv2_tiny_rctc, "
+                          "nrtr/svtrv2_nrtr.yml)")
 
 
 def _warnings(s: dict) -> List[str]:
