@@ -439,13 +439,15 @@ def build_lists(s: dict, sources: Sequence[dict], what: str, log=print, test: bo
     of a distributed run wait; then they read its lists."""
     charset = dl.read_charset(s["character_dict"], s["use_space_char"])
     cache = os.path.join(s["output_dir"], "data_lists")
-    if pg.rank() == 0:
+
+    def scan():
         for src in sources:
             def progress(done, total, path=src["path"]):
                 if total > 5000 and (done % 100000 < 5000 or done == total):
                     log(f"checking {what} {path}: {done}/{total}")
             dl.data_list(src["path"], charset, s["max_text_length"], s["use_space_char"], cache, progress, test)
-    pg.barrier(s["ddp_timeout"], f"rank 0 checks the samples of the {what}")
+    with pg.waiting(s["ddp_timeout"], f"rank 0 checks the samples of the {what}"):
+        _rank0_decides(scan)  # a bad file is the same one line on every rank
     out = []
     for src in sources:
         found = dl.cached_list(src["path"], charset, s["max_text_length"], s["use_space_char"], cache, test)
