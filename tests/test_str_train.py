@@ -261,3 +261,27 @@ def test_validation_keeps_the_best_checkpoint_and_both_are_scored(str_data, tmp_
     assert best["checkpoint"]["validation"]["num_samples"] == 38  # the IC13 subset's crops, not a test set
     assert set(best["test_sets"]) == {"tiny_bench"} and (out / "eval_best/tiny_bench/metrics.json").is_file()
     assert "cur metric" in (out / "train.log").read_text()  # OpenOCR's own evaluation during training ran
+
+
+def test_images_are_read_as_the_yaml_says_the_checkpoint_was_trained(str_data, tmp_path):
+    """svtrv2_rctc.yml: PIL, RGB, bicubic (RatioDataSetTVResize) in training and evaluation alike; a YAML naming
+    RatioDataSet: OpenCV (BGR, bilinear)."""
+    synth, _, real = str_data
+    sys.path.insert(0, REPO)
+    from textssr.str import openocr_glue as glue
+    from textssr.str.settings import StrSettings
+
+    def translated(**options):
+        settings = StrSettings.load(os.path.join(REPO, TINY), dict(
+            output_dir=str(tmp_path / "t"), train_data=[synth], test_data={"tiny_bench": real}, **options))
+        return glue.translate(glue.check_config(settings), [], [], None)
+
+    oc = translated(augment="SVTRAug")
+    for mode, name in (("Train", "ListedRatioDataSetTVResize"), ("Eval", "ListedRatioDataSetTVResizeTest")):
+        assert oc[mode]["dataset"]["name"] == name
+        assert oc[mode]["dataset"]["transforms"][0] == {"DecodeImagePIL": {"img_mode": "RGB"}}
+    assert oc["Train"]["dataset"]["transforms"][1] == {"NumpyAugment": {"op": "SVTRAug"}}
+    cv2_yaml = dict(Train=dict(dataset=dict(name="RatioDataSet")), Eval=dict(dataset=dict(name="RatioDataSet")))
+    oc = translated(openocr_options=cv2_yaml)
+    assert oc["Train"]["dataset"]["name"] == "ListedRatioDataSet"
+    assert oc["Eval"]["dataset"]["name"] == "ListedRatioDataSetTest"
