@@ -102,7 +102,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     rows.append(("TextSSR-F read by (a): --eval-only", run([
         py, "train_str.py", "--config", "configs/str/tiny/train_str_cfg.py", "--eval-only", "--checkpoint",
         f"{OUT}/train_{TRAININGS[0][1]}/latest.pth", "--cfg-options", f"output_dir={readable}",
-        f"test_data.textssr_f={TEXTSSR_F}/lmdb"])))
+        f"test_data=dict(textssr_f='{TEXTSSR_F}/lmdb')"])))
     with open(os.path.join(readable, "metrics.json"), encoding="utf-8") as f:
         readability = json.load(f)["test_sets"]["textssr_f"]
     total = time.perf_counter() - started
