@@ -26,7 +26,7 @@ benchmark_root = "data/str/benchmarks"
 # Validation [yaml: eval_batch_step]: an STR LMDB that is no test set, evaluated every eval_step iterations and at
 # each epoch's end; the best (by acc) is kept as best.pth beside latest.pth. None: no validation, no best.pth.
 val_data = None
-eval_step = 2000
+eval_step = 500         # [yaml] eval_batch_step: [0, 500]
 output_dir = "output/str/svtrv2_rctc"
 device = "gpu"            # "gpu": each process its CUDA device when present, else the CPU; "cpu": never CUDA
 epoch_num = 20            # [yaml] OpenOCR trains by epochs; it saves latest.pth after each one (what a rerun resumes)
