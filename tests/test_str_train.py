@@ -57,7 +57,17 @@ def command(out, *options):
 
 
 def run(cmd, timeout=300):
-    return subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+    """``cmd`` in its own process group: a run past ``timeout`` (a hang) is killed with every process it started
+    (torchrun's ranks too), then the test fails."""
+    child = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, child.returncode, out, err)
 
 
 def test_trains_on_synthesized_data_and_evaluates_on_converted_real_crops(str_data, tmp_path, real_crops_dir):
@@ -116,9 +126,9 @@ def test_two_processes_under_torchrun_are_one_run_with_one_metrics_json_that_eva
     ic13 = os.path.join(os.path.dirname(real), "ic13")
     out = tmp_path / "ddp"
     options = [f"train_data=[{synth},{ic13}]", f"test_data.tiny_bench={real}", "epoch_num=2", "samples_per_epoch=32",
-               "batch_size=4"]
+               "batch_size=4", "ddp_timeout=60"]  # a rank left waiting (uneven batches: a hang) stops in a minute
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = run(launch + command(out, *options)[1:], timeout=400)
+    done = run(launch + command(out, *options)[1:], timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert done.stdout.count("metrics → ") == 1  # rank 0 alone reports
     log = (out / "train.log").read_text()

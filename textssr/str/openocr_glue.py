@@ -711,7 +711,8 @@ def train(s: dict, log=print):
         if checkpoint:
             log(f"resuming from {checkpoint}")
     trainer = _trainer_class()(oc, os.path.join(s["output_dir"], "train.log"), training=True)
-    with pg.waiting(s["ddp_timeout"], "training: rank 0 evaluates the validation set and writes checkpoints"):
+    with pg.waiting(s["ddp_timeout"], "in training: DDP's gradient reduction, while rank 0 may be evaluating the "
+                    "validation set or writing a checkpoint"):
         trainer.train()
     return trainer
 
