@@ -12,6 +12,12 @@ STR LMDB keys (1-based): ``num-samples``, ``image-%09d``, ``label-%09d`` (and op
 without (or with an unreadable) ``num-samples`` is read by its ``label-`` keys instead, and says so
 (``num_samples_missing`` in its report).
 
+Test sets are read as OpenOCR reads them (its ``RatioDataSetTest``, the protocol of the STR benchmarks): each label
+without whitespace, folded to ASCII (``NFKD``: "café" → "cafe"), skipped when longer than ``max_text_length``,
+then lowercased for a lowercase-only character set and stripped of characters outside the set, and skipped when
+nothing is left; the rest are scored against that normalised label. So a test set counts the same samples as
+everyone else's; how many labels the normalisation changed is reported (``labels_normalised``).
+
 Spaces: without ``use_space_char`` the recogniser has no space class; OpenOCR's label encoder drops spaces and its
 test sets remove whitespace, so spaces are not counted as foreign characters (and not in the length).
 """
@@ -21,6 +27,8 @@ import hashlib
 import json
 import os
 import re
+import unicodedata
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -28,6 +36,8 @@ from typing import Dict, List, Optional, Sequence
 import cv2
 import lmdb
 import numpy as np
+
+from textssr.config import ConfigError
 
 # Reasons a sample is skipped (one source of truth; what each means is in REASONS).
 LABEL_MISSING = "label_missing"
@@ -38,6 +48,7 @@ TOO_LONG = "too_long"
 IMAGE_MISSING = "image_missing"
 IMAGE_UNREADABLE = "image_unreadable"
 NUM_SAMPLES_MISSING = "num_samples_missing"  # an LMDB-level note, not a skipped sample
+LABELS_NORMALISED = "labels_normalised"  # a test set's note: labels the test normalisation changed
 
 REASONS = {
     LABEL_MISSING: "no label-%09d record",
@@ -48,9 +59,10 @@ REASONS = {
     IMAGE_MISSING: "no image-%09d record (or an empty one)",
     IMAGE_UNREADABLE: "image bytes could not be decoded",
     NUM_SAMPLES_MISSING: "LMDB without a readable num-samples key: samples found from its label- keys",
+    LABELS_NORMALISED: "test labels changed by the test normalisation (accents folded, foreign characters removed)",
 }
 _LABEL_KEY = re.compile(rb"^label-(\d{9})$")
-LIST_VERSION = 1
+LIST_VERSION = 2
 
 
 def key(kind: str, index: int) -> bytes:
@@ -59,8 +71,13 @@ def key(kind: str, index: int) -> bytes:
 
 def read_charset(dict_path: str, use_space_char: bool = False) -> str:
     """The recogniser's characters: one per line of OpenOCR's ``character_dict_path`` (+ space)."""
-    with open(dict_path, "rb") as f:
-        chars = [line.decode("utf-8").rstrip("\r\n") for line in f]
+    try:
+        with open(dict_path, "rb") as f:
+            chars = [line.decode("utf-8").rstrip("\r\n") for line in f]
+    except UnicodeDecodeError:
+        raise ConfigError(f"character_dict={dict_path!r}: not a UTF-8 text file of one character per line") from None
+    if not "".join(chars):
+        raise ConfigError(f"character_dict={dict_path!r}: holds no character (one per line)")
     return "".join(chars) + (" " if use_space_char else "")
 
 
@@ -74,6 +91,21 @@ def label_problem(label: str, charset: frozenset, max_text_length: int, use_spac
     if len(text) > max_text_length:
         return TOO_LONG
     return None
+
+
+def scored_label(label: str, charset: str, max_text_length: int):
+    """(the label a test set scores against, or None; the skip reason) — OpenOCR's test normalisation (module
+    doc)."""
+    text = unicodedata.normalize("NFKD", "".join(label.split())).encode("ascii", "ignore").decode()
+    if len(text) > max_text_length:
+        return None, TOO_LONG
+    if charset == charset.lower():
+        text = text.lower()
+    elif charset == charset.upper():
+        text = text.upper()
+    allowed = set(charset)
+    text = "".join(c for c in text if c in allowed)
+    return (text, None) if text else (None, EMPTY_LABEL)
 
 
 def image_size(data: Optional[bytes]):
@@ -128,26 +160,27 @@ class DataList:
                     return None
                 return cls(header["lmdb"], a["indices"], a["wh"], header["skipped"], header["notes"],
                            header.get("examples", {}))
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a truncated file: scanned afresh
             return None
 
 
-def fingerprint(lmdb_path: str, charset: str, max_text_length: int, use_space_char: bool) -> str:
+def fingerprint(lmdb_path: str, charset: str, max_text_length: int, use_space_char: bool, test: bool = False) -> str:
     """What a data list depends on: the LMDB file (path, size, mtime) and the label checks."""
     st = os.stat(os.path.join(lmdb_path, "data.mdb"))
-    parts = [os.path.abspath(lmdb_path), st.st_size, st.st_mtime_ns, charset, max_text_length, use_space_char]
+    parts = [os.path.abspath(lmdb_path), st.st_size, st.st_mtime_ns, charset, max_text_length, use_space_char, test]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
 
 
-def _candidate_indices(txn):
-    """(1-based indices to check, whether num-samples was missing)."""
+def _candidate_indices(txn, entries: int):
+    """(1-based indices to check, whether num-samples was missing). A num-samples beyond the LMDB's entry count
+    is bounded by it (no sample can lie beyond)."""
     raw = txn.get(b"num-samples")
     try:
         n = int(raw) if raw is not None else None
     except ValueError:
         n = None
     if n is not None and n >= 0:
-        return range(1, n + 1), False
+        return range(1, min(n, entries) + 1), False
     found = []
     with txn.cursor() as cur:
         if cur.set_range(b"label-"):
@@ -160,75 +193,114 @@ def _candidate_indices(txn):
     return sorted(found), True
 
 
+_ENVS: Dict[str, "lmdb.Environment"] = {}  # py-lmdb opens a file once per process: one environment, shared
+
+
+def _open(lmdb_path: str):
+    try:
+        return lmdb.open(lmdb_path, readonly=True, lock=False, readahead=False, meminit=False, max_readers=32)
+    except lmdb.Error as exc:
+        raise ConfigError(f"{os.path.join(lmdb_path, 'data.mdb')} is not a readable LMDB ({exc}); "
+                          "rebuild it or remove it from the config") from None
+
+
+def environment(lmdb_path: str):
+    """The process's read-only environment of an STR LMDB, kept open for the datasets (OpenOCR rebuilds them every
+    epoch); a ConfigError naming the file when it is no LMDB."""
+    real = os.path.realpath(lmdb_path)  # one file reached by two paths (a link) is still one environment
+    if real not in _ENVS:
+        _ENVS[real] = _open(lmdb_path)
+    return _ENVS[real]
+
+
 def scan_lmdb(lmdb_path: str, charset: str, max_text_length: int, use_space_char: bool = False,
-              progress=None) -> DataList:
-    """Check every sample of the STR LMDB at ``lmdb_path`` (see the module doc). ``progress(done, total)`` is
-    called now and then."""
+              progress=None, test: bool = False) -> DataList:
+    """Check every sample of the STR LMDB at ``lmdb_path`` (see the module doc); ``test``: a test set's labels
+    (OpenOCR's normalisation). ``progress(done, total)`` is called now and then."""
+    kept = _ENVS.get(os.path.realpath(lmdb_path))  # py-lmdb opens a file once per process: share the datasets'
+    env = kept or _open(lmdb_path)
+    try:
+        scanned = _scan(env, charset, max_text_length, use_space_char, progress, test)
+    finally:
+        if kept is None:
+            env.close()
+    keep, sizes, skipped, examples, normalised, missing_n = scanned
+    notes = {NUM_SAMPLES_MISSING: 1} if missing_n else {}
+    if normalised:
+        notes[LABELS_NORMALISED] = int(normalised)
+    return DataList(lmdb_path, np.asarray(keep, np.int64), np.asarray(sizes, np.int32).reshape(-1, 2),
+                    dict(skipped), notes, examples)
+
+
+def _scan(env, charset: str, max_text_length: int, use_space_char: bool, progress, test: bool):
     allowed = frozenset(charset)
     keep, sizes, skipped, examples = [], [], Counter(), {}
-    env = lmdb.open(lmdb_path, readonly=True, lock=False, readahead=False, meminit=False, max_readers=8)
-    try:
-        with env.begin() as txn:
-            candidates, missing_n = _candidate_indices(txn)
-            total = len(candidates)
-            for done, i in enumerate(candidates):
-                reason = None
-                raw_label = txn.get(key("label", i))
-                if raw_label is None:
-                    reason = LABEL_MISSING
-                else:
-                    try:
-                        label = bytes(raw_label).decode("utf-8")
-                        reason = label_problem(label, allowed, max_text_length, use_space_char)
-                    except UnicodeDecodeError:
-                        reason = LABEL_UNDECODABLE
-                wh = None
-                if reason is None:
-                    image = txn.get(key("image", i))
-                    if not image:
-                        reason = IMAGE_MISSING
+    normalised = 0
+    with env.begin() as txn:
+        candidates, missing_n = _candidate_indices(txn, env.stat()["entries"])
+        total = len(candidates)
+        for done, i in enumerate(candidates):
+            reason = None
+            raw_label = txn.get(key("label", i))
+            if raw_label is None:
+                reason = LABEL_MISSING
+            else:
+                try:
+                    label = bytes(raw_label).decode("utf-8")
+                    if test:
+                        scored, reason = scored_label(label, charset, max_text_length)
+                        normalised += scored is not None and scored != "".join(label.split())
                     else:
-                        wh = image_size(bytes(image))
-                        reason = IMAGE_UNREADABLE if wh is None else None
-                if reason is None:
-                    keep.append(i)
-                    sizes.append(wh)
+                        reason = label_problem(label, allowed, max_text_length, use_space_char)
+                except UnicodeDecodeError:
+                    reason = LABEL_UNDECODABLE
+            wh = None
+            if reason is None:
+                image = txn.get(key("image", i))
+                if not image:
+                    reason = IMAGE_MISSING
                 else:
-                    skipped[reason] += 1
-                    examples.setdefault(reason, f"sample {i}")
-                if progress is not None and (done % 5000 == 0 or done == total - 1):
-                    progress(done + 1, total)
-    finally:
-        env.close()
-    return DataList(lmdb_path, np.asarray(keep, np.int64), np.asarray(sizes, np.int32).reshape(-1, 2),
-                    dict(skipped), {NUM_SAMPLES_MISSING: 1} if missing_n else {}, examples)
+                    wh = image_size(bytes(image))
+                    reason = IMAGE_UNREADABLE if wh is None else None
+            if reason is None:
+                keep.append(i)
+                sizes.append(wh)
+            else:
+                skipped[reason] += 1
+                examples.setdefault(reason, f"sample {i}")
+            if progress is not None and (done % 5000 == 0 or done == total - 1):
+                progress(done + 1, total)
+    return keep, sizes, skipped, examples, normalised, missing_n
 
 
-def list_path(lmdb_path: str, cache_dir: str) -> str:
-    """Where the data list of ``lmdb_path`` is cached in ``cache_dir``."""
+def list_path(lmdb_path: str, cache_dir: str, test: bool = False) -> str:
+    """Where the data list of ``lmdb_path`` is cached in ``cache_dir`` (a test set's apart: other label rules)."""
     full = os.path.abspath(lmdb_path)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", full.strip("/"))[-80:]
-    return os.path.join(cache_dir, f"{name}.{hashlib.sha256(full.encode()).hexdigest()[:8]}.npz")
+    return os.path.join(cache_dir, f"{name}.{hashlib.sha256(full.encode()).hexdigest()[:8]}"
+                                   f"{'.test' if test else ''}.npz")
 
 
 def cached_list(lmdb_path: str, charset: str, max_text_length: int, use_space_char: bool,
-                cache_dir: str) -> Optional[DataList]:
+                cache_dir: str, test: bool = False) -> Optional[DataList]:
     """The cached data list of ``lmdb_path`` if it is up to date, else None."""
-    path = list_path(lmdb_path, cache_dir)
+    path = list_path(lmdb_path, cache_dir, test)
     if not os.path.isfile(path):
         return None
-    return DataList.load(path, fingerprint(lmdb_path, charset, max_text_length, use_space_char))
+    return DataList.load(path, fingerprint(lmdb_path, charset, max_text_length, use_space_char, test))
 
 
 def data_list(lmdb_path: str, charset: str, max_text_length: int, use_space_char: bool, cache_dir: str,
-              progress=None) -> DataList:
-    """:func:`scan_lmdb`, cached in ``cache_dir`` (rescanned when the LMDB file or the checks change)."""
-    cached = cached_list(lmdb_path, charset, max_text_length, use_space_char, cache_dir)
+              progress=None, test: bool = False) -> DataList:
+    """:func:`scan_lmdb`, cached in ``cache_dir`` (rescanned when the LMDB file or the checks change, or the
+    cached file is unreadable)."""
+    cached = cached_list(lmdb_path, charset, max_text_length, use_space_char, cache_dir, test)
     if cached is not None:
         return cached
-    result = scan_lmdb(lmdb_path, charset, max_text_length, use_space_char, progress)
+    result = scan_lmdb(lmdb_path, charset, max_text_length, use_space_char, progress, test)
     os.makedirs(cache_dir, exist_ok=True)
-    result.save(list_path(lmdb_path, cache_dir), fingerprint(lmdb_path, charset, max_text_length, use_space_char))
+    result.save(list_path(lmdb_path, cache_dir, test),
+                fingerprint(lmdb_path, charset, max_text_length, use_space_char, test))
     return result
 
 
