@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from textssr.config import ConfigError
@@ -32,7 +33,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
 PHOTOS = ("img_1.jpg", "img_3.jpg", "img_7.jpg")  # ICDAR 2015 photos with several legible lines each
 LEXICON = ["EXIT", "SHOP", "HOTEL", "PARK", "CAFE"]
-ONE_PROCESS = SimpleNamespace(process_index=0, num_processes=1)
+ONE_PROCESS = SimpleNamespace(process_index=0, num_processes=1, device=torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
