@@ -106,3 +106,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def write_ic13_regions(bench_mini_dir: Path, folder: Path) -> Path:
+    """An AnyWord JSON of three real ic13 bench photos (11 words; absolute data_root) in ``folder``: the regions of
+    the multi-process synthesis tests."""
+    import json
+    ic13 = json.loads((bench_mini_dir / "benchmark/ic13/test.json").read_text(encoding="utf-8"))
+    path = folder / "source.json"
+    path.write_text(json.dumps({"data_root": str(bench_mini_dir / "benchmark/ic13/images"),
+                                "data_list": ic13["data_list"][1:4]}), encoding="utf-8")
+    return path

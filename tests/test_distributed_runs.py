@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import free_port, reset_accelerate
+from conftest import free_port, reset_accelerate, write_ic13_regions
 from textssr.synth.settings import SynthSettings
 from textssr.infer.settings import InferSettings
 from textssr.train.settings import TrainSettings
@@ -230,11 +230,7 @@ def shard_state(path):
 
 @pytest.fixture(scope="module")
 def synth_source(bench_mini_dir, tmp_path_factory):
-    ic13 = json.loads((bench_mini_dir / "benchmark/ic13/test.json").read_text(encoding="utf-8"))
-    path = tmp_path_factory.mktemp("dist_synth") / "source.json"
-    path.write_text(json.dumps({"data_root": str(bench_mini_dir / "benchmark/ic13/images"),
-                                "data_list": ic13["data_list"][1:4]}), encoding="utf-8")
-    return path
+    return write_ic13_regions(bench_mini_dir, tmp_path_factory.mktemp("dist_synth"))
 
 
 @pytest.fixture(scope="module")

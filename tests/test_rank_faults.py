@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import free_port, reset_accelerate
+from conftest import free_port, reset_accelerate, write_ic13_regions
 
 REPO = Path(__file__).resolve().parents[1]
 RES = 32
@@ -148,11 +148,7 @@ def test_ddp_gradients_stay_in_their_buckets_across_accumulated_micro_batches(co
 
 @pytest.fixture(scope="module")
 def region_source(bench_mini_dir, tmp_path_factory):
-    ic13 = json.loads((bench_mini_dir / "benchmark/ic13/test.json").read_text(encoding="utf-8"))
-    path = tmp_path_factory.mktemp("fault_synth") / "source.json"
-    path.write_text(json.dumps({"data_root": str(bench_mini_dir / "benchmark/ic13/images"),
-                                "data_list": ic13["data_list"][1:4]}), encoding="utf-8")
-    return path
+    return write_ic13_regions(bench_mini_dir, tmp_path_factory.mktemp("fault_synth"))
 
 
 def synth_options(model, source, out, **extra):
