@@ -172,11 +172,11 @@ def main(argv=None) -> int:
             f"pretrained_unet={step1}", f"output_dir={step2}"], os.path.join(step2, "checkpoint-2")),
         (f"infer.py, {REGIONS} regions", [
             args.python, "infer.py", "--config", "configs/infer_cfg.py", "--cfg-options", f"bench={bench}",
-            f"output_dir={os.path.join(runs, 'infer')}", f"pretrained_vae={vae_dir}", f"pretrained_unet={step2}",
+            f"output_dir={os.path.join(runs, 'infer')}", f"pretrained_vae={vae_dir}", f"pretrained_unet={step2}", "batch_size=2",
             f"scheduler_path={sd}"], None),
         (f"synthesize.py, {REGIONS} regions", [
             args.python, "synthesize.py", "--config", "configs/synth_cfg.py", "--cfg-options", f"source={bench}",
-            f"max_regions={REGIONS}", f"output_dir={os.path.join(runs, 'synth')}", f"pretrained_vae={vae_dir}",
+            f"max_regions={REGIONS}", "batch_size=8", f"output_dir={os.path.join(runs, 'synth')}", f"pretrained_vae={vae_dir}",
             f"pretrained_unet={step2}", f"scheduler_path={sd}", "mixed_precision=no", "screening=None"], None),
     ]
     rows = []

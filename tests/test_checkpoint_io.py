@@ -181,3 +181,61 @@ def test_cast_model_keeps_the_modules_a_class_keeps_in_float32(monkeypatch):
     vae = cast_model(AutoencoderKL(**TINY_VAE_ARCH), torch.float16)
     assert vae.quant_conv.weight.dtype == torch.float32 and vae.post_quant_conv.weight.dtype == torch.float16
     assert vae.encoder.conv_in.weight.dtype == torch.float16
+
+
+FORK_PROBE = """
+import os, sys, time, torch
+from accelerate import Accelerator
+from diffusers import AutoencoderKL
+sys.path.insert(0, sys.argv[2])
+from tiny_models import TINY_VAE_ARCH
+from textssr.train import checkpoint as ckpt
+def private(pid):  # bytes only this process maps
+    fields = dict(l.split()[:2] for l in open(f"/proc/{pid}/smaps_rollup") if l.startswith("Private_"))
+    return sum(int(v) for v in fields.values()) * 1024
+accelerator = Accelerator(cpu=True)
+model = AutoencoderKL(**dict(TINY_VAE_ARCH, block_out_channels=(64, 128, 256, 256)))
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+model, optimizer = accelerator.prepare(model, optimizer)
+ckpt.register_model_hooks(accelerator, "vae")
+ckpt.load_checkpoint(accelerator, sys.argv[1], torch.Generator())
+for p in model.parameters():
+    p.grad = torch.ones_like(p)
+read, write = os.pipe()
+child = os.fork()  # what a DataLoader worker is
+if child == 0:
+    os.read(read, 1)
+    os._exit(0)
+time.sleep(0.5)
+before = private(child)
+optimizer.step()  # writes every weight and every state tensor
+after = private(child)
+os.write(write, b"x")
+os.waitpid(child, 0)
+print(after - before)
+"""
+
+
+def test_a_worker_forked_after_a_resume_holds_no_copy_of_the_optimizer_state(tmp_path):
+    """After a resume the first step writes the weights and the whole AdamW state. A process forked before it (a
+    DataLoader worker) keeps the pages the step copied on write: the weights' (as in a fresh run), and not the
+    optimizer state's, which stays in the checkpoint file's pages until written (memory-mapped load)."""
+    from accelerate import Accelerator
+    from textssr.train.settings import TrainSettings
+    cfg = TrainSettings.load(str(REPO / "configs/tiny/train_vae_cfg.py"), dict(output_dir=str(tmp_path)))
+    accelerator = Accelerator(cpu=True)
+    torch.manual_seed(0)
+    model = AutoencoderKL(**dict(TINY_VAE_ARCH, block_out_channels=(64, 128, 256, 256)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    ckpt.register_model_hooks(accelerator, "vae")
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    path = ckpt.save_checkpoint(accelerator, str(tmp_path), 1, cfg, {"global_step": 1}, torch.Generator())
+    weights = sum(p.numel() * 4 for p in model.parameters())  # the optimizer state is twice this
+    run = subprocess.run([sys.executable, "-c", FORK_PROBE, path, str(REPO / "tests")], capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    copied = int(run.stdout.split()[-1])
+    assert copied < weights * 2  # fully read state: weights + 2 × weights copied for the worker

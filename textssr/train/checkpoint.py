@@ -218,8 +218,17 @@ def save_checkpoint(accelerator, output_dir: str, step: int, cfg, state: dict, g
 
 def load_checkpoint(accelerator, path: str, generator: torch.Generator) -> dict:
     """Restore the accelerate state (model, optimizer, lr schedule, RNGs) and this rank's generator from
-    ``path``; return its trainer_state.json."""
-    accelerator.load_state(path)
+    ``path``; return its trainer_state.json.
+
+    The model (and EMA) weights are read into the model in place (:func:`read_into`). The optimizer state is
+    memory-mapped (``torch.load(mmap=True)``): its tensors stay in the file's pages until the first step writes them.
+    Read into anonymous memory instead, the state (2× the weights for AdamW) would be there when the DataLoader forks
+    its workers, and the first step's writes would copy every page of it (copy-on-write) while the workers hold the
+    originals: a second full copy that a fresh run, whose state is created after the fork, never has. Under several
+    processes the ranks share the file's pages instead of each holding the state on the host. The file's disk space
+    is held until the run ends, even when ``checkpoints_total_limit`` prunes its checkpoint.
+    """
+    accelerator.load_state(path, load_kwargs={"mmap": True})
     gen_file = os.path.join(path, f"generator_{accelerator.process_index}.pt")
     state = read_json(os.path.join(path, STATE_FILE))
     if os.path.isfile(gen_file):
