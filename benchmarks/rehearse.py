@@ -12,7 +12,8 @@ full-size configs (``configs/*.py``), overriding only steps, batch, workers, pat
     "fp16" needs a GPU; screening=None: random weights draw no readable text, and an empty LMDB is an error)
 
 Each stage is the command a user types (printed before it runs), one process on the CPU. The table: stage, wall
-seconds, peak RSS of the stage's process tree (``wait4``: exact, not sampled) and the size on disk of the
+seconds, peak RSS of the stage's largest process (``wait4``: exact, not sampled), peak PSS of all its processes
+together (sampled twice a second: counts the pages forked DataLoader workers keep) and the size on disk of the
 checkpoint it wrote. ``--tiny`` runs the same on tiny models in a minute (to work on this script). Not in CI: the
 full-size run needs ~20 GB of RAM, ~45 GB of disk under ``--root`` and tens of minutes on two cores.
 """
@@ -27,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import List, Optional
 
@@ -100,16 +102,46 @@ def disk_gb(path: Optional[str]) -> Optional[float]:
     return total / 1e9
 
 
+def tree_pss(pid: int) -> float:
+    """Proportional set size (bytes) of ``pid`` and its descendants: what they hold together, each shared page
+    counted once — pages a forked DataLoader worker keeps after the trainer wrote its copy count too."""
+    import psutil
+    total = 0
+    try:
+        processes = [psutil.Process(pid)]
+        processes += processes[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    for process in processes:
+        try:
+            with open(f"/proc/{process.pid}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:")) * 1024
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
 def run_stage(command: List[str], log_path: str) -> tuple:
     """Run ``command`` from the repository root (output into ``log_path`` and its tail on failure); return (wall
-    seconds, peak RSS in GB of the process and its descendants)."""
+    seconds, peak RSS in GB of its largest process, peak PSS in GB of all its processes together, sampled twice a
+    second)."""
     print("$ " + " ".join(shlex.quote(c) for c in command), flush=True)
     start = time.perf_counter()
+    peak_pss, done = [0], threading.Event()
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                    env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        # wait4's rusage is the child's with its waited-for descendants (accelerate launch → the training process)
+
+        def sample():
+            while not done.wait(0.5):
+                peak_pss[0] = max(peak_pss[0], tree_pss(process.pid))
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        # wait4's rusage is the child's with its waited-for descendants (accelerate launch → the training process):
+        # ru_maxrss is the largest of their peaks, exact
         _, status, usage = os.wait4(process.pid, 0)
+        done.set()
+        sampler.join()
         process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
     if process.returncode:
@@ -117,7 +149,7 @@ def run_stage(command: List[str], log_path: str) -> tuple:
             tail = f.read()[-4000:]
         sys.exit(f"{tail}\nrehearsal stopped: the command above failed (exit status {process.returncode}); its "
                  f"log: {log_path}")
-    return seconds, usage.ru_maxrss / 1e6  # ru_maxrss: kB
+    return seconds, usage.ru_maxrss / 1e6, peak_pss[0] / 1e9  # ru_maxrss: kB
 
 
 def cpu_model() -> str:
@@ -136,6 +168,9 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the run folders (the SD 2.1 folder is kept anyway)")
     parser.add_argument("--python", default=sys.executable, help="the interpreter of the project's environment")
     parser.add_argument("--out", help="also write the table as JSON here")
+    parser.add_argument("--workers", type=int, default=0, help="dataloader_num_workers of the training stages "
+                        "(default 0; each worker is forked from the trainer, and the weights it keeps in copy-on-write "
+                        "pages add the UNet's size, 3.8 GB, to the run: too much beside other jobs on 24 GB)")
     args = parser.parse_args(argv)
     root = os.path.abspath(os.path.join(args.root, "tiny" if args.tiny else "full"))
     runs = os.path.join(root, "runs")
@@ -155,7 +190,7 @@ def main(argv=None) -> int:
     accelerate = [args.python, "-m", "accelerate.commands.launch", "--cpu", "--num_machines", "1",
                   "--num_processes", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                   "--num_cpu_threads_per_process", str(os.cpu_count() or 1)]
-    train = ["train_batch_size=1", "gradient_accumulation_steps=1", "dataloader_num_workers=0",
+    train = ["train_batch_size=1", "gradient_accumulation_steps=1", f"dataloader_num_workers={args.workers}",
              "gradient_checkpointing=True", f"pretrained_model_name_or_path={sd}"]
     stages = [  # (stage, command, checkpoint it writes)
         ("VAE fine-tune, 2 steps", accelerate + [
@@ -172,28 +207,32 @@ def main(argv=None) -> int:
             f"pretrained_unet={step1}", f"output_dir={step2}"], os.path.join(step2, "checkpoint-2")),
         (f"infer.py, {REGIONS} regions", [
             args.python, "infer.py", "--config", "configs/infer_cfg.py", "--cfg-options", f"bench={bench}",
-            f"output_dir={os.path.join(runs, 'infer')}", f"pretrained_vae={vae_dir}", f"pretrained_unet={step2}", "batch_size=2",
-            f"scheduler_path={sd}"], None),
+            f"output_dir={os.path.join(runs, 'infer')}", f"pretrained_vae={vae_dir}", f"pretrained_unet={step2}",
+            f"scheduler_path={sd}", "batch_size=2"], None),
         (f"synthesize.py, {REGIONS} regions", [
             args.python, "synthesize.py", "--config", "configs/synth_cfg.py", "--cfg-options", f"source={bench}",
-            f"max_regions={REGIONS}", "batch_size=8", f"output_dir={os.path.join(runs, 'synth')}", f"pretrained_vae={vae_dir}",
-            f"pretrained_unet={step2}", f"scheduler_path={sd}", "mixed_precision=no", "screening=None"], None),
+            f"max_regions={REGIONS}", f"output_dir={os.path.join(runs, 'synth')}", f"pretrained_vae={vae_dir}",
+            f"pretrained_unet={step2}", f"scheduler_path={sd}", "batch_size=8", "mixed_precision=no",
+            "screening=None"], None),
     ]
     rows = []
     for name, command, checkpoint in stages:
-        seconds, peak = run_stage(command, os.path.join(runs, f"{len(rows)}.log"))
-        rows.append(dict(stage=name, seconds=round(seconds, 1), peak_rss_gb=round(peak, 2),
+        seconds, peak, pss = run_stage(command, os.path.join(runs, f"{len(rows)}.log"))
+        rows.append(dict(stage=name, seconds=round(seconds, 1), peak_rss_gb=round(peak, 2), peak_pss_gb=round(pss, 2),
                          checkpoint_gb=None if checkpoint is None else round(disk_gb(checkpoint), 2)))
-        print(f"  {name}: {seconds:.0f} s, peak RSS {peak:.2f} GB", flush=True)
+        print(f"  {name}: {seconds:.0f} s, peak RSS {peak:.2f} GB, all processes {pss:.2f} GB", flush=True)
 
     fresh, resumed = rows[1]["peak_rss_gb"], rows[2]["peak_rss_gb"]
     lines = [f"rehearsal on {cpu_model()} ({os.cpu_count()} logical CPUs), {time.strftime('%Y-%m-%d')}, "
              f"{'tiny models' if args.tiny else 'SD 2.1 shapes'}; total {time.perf_counter() - started:.0f} s",
-             "", "| stage | seconds | peak RSS | checkpoint on disk |", "|---|---:|---:|---:|"]
+             "", "| stage | seconds | peak RSS | all its processes (PSS) | checkpoint on disk |",
+             "|---|---:|---:|---:|---:|"]
     for r in rows:
         size = "-" if r["checkpoint_gb"] is None else f"{r['checkpoint_gb']:.2f} GB"
-        lines.append(f"| {r['stage']} | {r['seconds']:.0f} | {r['peak_rss_gb']:.2f} GB | {size} |")
-    lines.append(f"\nresume / fresh peak RSS (CDM step 1): {resumed / fresh:.2f}")
+        lines.append(f"| {r['stage']} | {r['seconds']:.0f} | {r['peak_rss_gb']:.2f} GB | {r['peak_pss_gb']:.2f} GB | "
+                     f"{size} |")
+    lines.append(f"\nCDM step 1, resume / fresh: peak RSS {resumed / fresh:.2f}, all processes "
+                 f"{rows[2]['peak_pss_gb'] / rows[1]['peak_pss_gb']:.2f}")
     print("\n".join(lines), flush=True)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
