@@ -92,7 +92,7 @@ def cast_model(model, dtype: torch.dtype, device=None):
     none (AutoencoderKL: "modules ... that should be kept in float32: []"), and asks for this. Returns ``model``."""
     if device is not None:
         model.to(device)  # no dtype: no warning
-    keep = tuple(model._keep_in_fp32_modules or ())
+    keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())  # a plain torch module keeps none
     with torch.no_grad():
         for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
             if tensor.is_floating_point() and tensor.dtype != dtype and not any(k in name.split(".") for k in keep):
