@@ -46,8 +46,8 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # The shipped full-size configs on SD 2.1-shaped random models, on the CPU: VAE, CDM step 1 (+ resume), CDM step 2,
-# infer, synthesize; a table of time, peak memory and checkpoint size (docs/training.md). ~20 GB RAM, ~45 GB disk
-# under $$TMPDIR, ~25 minutes on 2 cores. Not in CI; run it before submitting a change to training or generation.
+# infer, synthesize; a table of time, peak memory and checkpoint size (docs/training.md). ~17 GB RAM, ~45 GB disk
+# under $$TMPDIR, ~30 minutes on 2 cores. Not in CI; run it before submitting a change to training or generation.
 rehearse: $(STAMP)
 	$(BIN)/python benchmarks/rehearse.py
 

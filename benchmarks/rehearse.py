@@ -15,7 +15,7 @@ Each stage is the command a user types (printed before it runs), one process on 
 seconds, peak RSS of the stage's largest process (``wait4``: exact, not sampled), peak PSS of all its processes
 together (sampled twice a second: counts the pages forked DataLoader workers keep) and the size on disk of the
 checkpoint it wrote. ``--tiny`` runs the same on tiny models in a minute (to work on this script). Not in CI: the
-full-size run needs ~20 GB of RAM, ~45 GB of disk under ``--root`` and tens of minutes on two cores.
+full-size run needs ~17 GB of RAM, ~45 GB of disk under ``--root`` and ~30 minutes on two cores.
 """
 from __future__ import annotations
 
