@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install install-str demo str-demo test app bench clean-demo
+.PHONY: install install-str demo str-demo test app bench rehearse clean-demo
 
 $(STAMP): requirements.txt tools/system_deps.sh pyproject.toml setup.py textssr/data/_jpeg_window.c diffusers/pyproject.toml
 	bash tools/system_deps.sh
@@ -44,6 +44,12 @@ app: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The shipped full-size configs on SD 2.1-shaped random models, on the CPU: VAE, CDM step 1 (+ resume), CDM step 2,
+# infer, synthesize; a table of time, peak memory and checkpoint size (docs/training.md). ~17 GB RAM, ~45 GB disk
+# under $$TMPDIR, ~30 minutes on 2 cores. Not in CI; run it before submitting a change to training or generation.
+rehearse: $(STAMP)
+	$(BIN)/python benchmarks/rehearse.py
 
 clean-demo:
 	rm -rf data/tiny model/tiny output/tiny

@@ -9,8 +9,8 @@ forward + backward, AdamW) and the VAE step (batch 8) under each of fp32, fp32 +
 gradient checkpointing: ms per micro-batch, the VAE-encode share of the CDM step, peak GPU memory
 (``max_memory_allocated``), whether the loss is finite and whether every trainable parameter got a gradient. Then
 ``train_diff.py`` for 8 steps at 256 px (fp16, EMA, gradient accumulation 2, a checkpoint at step 3, killed there
-and resumed to 8) and one ``infer.py`` batch on its checkpoint. The steps are the project's own (``CDMStage.loss``,
-``VAEStage.loss``, the scripts).
+and resumed to 8; one checkpoint kept, scratch under ``TMPDIR``) and one ``infer.py`` batch on its checkpoint. The
+steps are the project's own (``CDMStage.loss``, ``VAEStage.loss``, the scripts).
 
 Without CUDA (or with ``--tiny``) the same code runs at tiny sizes in seconds; fp16 autocast is then timed on the
 CPU, and the script runs train_diff.py in bf16 (fp16 needs a GPU). A CI test runs it so, so it cannot rot.
@@ -170,6 +170,7 @@ def script_runs(size: dict, cuda: bool, root: str) -> dict:
                 f"unet_arch = dict(_delete_=True, **{size['unet_arch']!r})\n"
                 f"resolution = {size['resolution']}\ntrain_batch_size = 2\ngradient_accumulation_steps = 2\n"
                 f"mixed_precision = {precision!r}\nuse_ema = True\ncheckpointing_steps = 3\n"
+                "checkpoints_total_limit = 1\n"  # the shipped None keeps every ~15 GB full-size checkpoint
                 "dataloader_num_workers = 0\nreport_to = None\nlogging_steps = 1\nlearning_rate = 1e-5\n")
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
               "--dynamo_backend", "no", "--mixed_precision", "no"] + ([] if cuda else ["--cpu"])
@@ -187,6 +188,7 @@ def script_runs(size: dict, cuda: bool, root: str) -> dict:
     starts = [r for r in starts if r["event"] == "start"]
     out["train_resumed_from_3"] = len(starts) == 2 and str(starts[1]["resumed_from"]).endswith("checkpoint-3")
     out["ema_saved"] = os.path.isdir(os.path.join(root, "step1", "checkpoint-8", "unet_ema"))
+    out["checkpoints_kept"] = sorted(n for n in os.listdir(os.path.join(root, "step1")) if n.startswith("checkpoint-"))
     started = time.perf_counter()
     run = subprocess.run([sys.executable, "infer.py", "--config", os.path.join(REPO, "configs/infer_cfg.py"),
                           "--cfg-options", f"bench={os.path.join(root, 'data/bench/test.json')}",
@@ -278,8 +280,9 @@ def main():
     started = time.perf_counter()
     rows = model_steps(size, device)
     print(table(rows), flush=True)
-    with tempfile.TemporaryDirectory() as root:
+    with tempfile.TemporaryDirectory(prefix="bench_gpu-") as root:  # under TMPDIR (tempfile's rule), removed after
         runs = script_runs(size, cuda, root)
+        runs["scratch"] = root
     print(f"train_diff.py ({'fp16' if cuda else 'bf16'}, EMA, accumulation 2): steps 1-3 in "
           f"{runs['train_to_3']['seconds']} s, resumed from checkpoint-3 to step {runs['train_to_8']['step']} in "
           f"{runs['train_to_8']['seconds']} s (resumed: {runs['train_resumed_from_3']}, EMA saved: "

@@ -7,11 +7,13 @@ Every mistake is a one-line :class:`~textssr.config.ConfigError` naming the path
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import warnings
 from typing import List, Optional, Tuple
 
+import torch
 from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
                        EulerDiscreteScheduler, UNet2DConditionModel, UniPCMultistepScheduler)
 from diffusers_textssr import CONV_IN_INITS, TextSSRUNet2DConditionModel
@@ -81,6 +83,21 @@ def scheduler_folder(path: Optional[str]) -> Optional[str]:
 def load_vae(pretrained_vae: Optional[str], vae_arch: Optional[dict] = None) -> AutoencoderKL:
     """AutoencoderKL from ``pretrained_vae`` (:func:`resolve_model_dir`), or fresh from ``vae_arch`` if None."""
     return _load(AutoencoderKL, pretrained_vae, vae_arch, "vae", ("AutoencoderKL",))
+
+
+def cast_model(model, dtype: torch.dtype, device=None):
+    """``model`` (a diffusers model) on ``device`` with its floating-point weights in ``dtype``, cast as diffusers'
+    ``from_pretrained(torch_dtype=...)`` casts them: every tensor but those of the modules the class keeps in float32
+    (``_keep_in_fp32_modules``). Diffusers' own ``model.to(dtype)`` warns on every cast, even of a class that keeps
+    none (AutoencoderKL: "modules ... that should be kept in float32: []"), and asks for this. Returns ``model``."""
+    if device is not None:
+        model.to(device)  # no dtype: no warning
+    keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())  # a plain torch module keeps none
+    with torch.no_grad():
+        for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
+            if tensor.is_floating_point() and tensor.dtype != dtype and not any(k in name.split(".") for k in keep):
+                tensor.data = tensor.data.to(dtype)
+    return model
 
 
 def load_unet(pretrained_unet: Optional[str], unet_arch: Optional[dict] = None,

@@ -25,7 +25,7 @@ from diffusers_textssr import TextSSRPipeline
 from textssr.config.checks import config_errors
 from textssr.utils.jsonio import read_json, write_json
 from textssr.train.latent_cache import LatentCache
-from textssr.models import load_scheduler, load_unet, load_vae, scheduler_class
+from textssr.models import cast_model, load_scheduler, load_unet, load_vae, scheduler_class
 from textssr.train.precision import probe_vae_dtype
 
 TIMESTEP_BIAS_STRATEGIES = ("none", "later", "earlier", "range")
@@ -191,7 +191,7 @@ class CDMStage(Stage):
         # the frozen VAE in the mixed-precision dtype (as the original), or in its own: bfloat16 / float32
         # (vae_dtype="bf16" / "fp32"); "auto" starts in the mixed-precision dtype and is settled on the first batch
         vae_dtype = VAE_DTYPE_OF.get(self.cfg.vae_dtype, weight_dtype)
-        self.vae.to(accelerator.device, dtype=vae_dtype)
+        cast_model(self.vae, vae_dtype, accelerator.device)
         if self.latent_cache is not None:
             self.latent_cache.pin = accelerator.device.type == "cuda"
 
