@@ -40,14 +40,15 @@ SHARED_BENCH = "/work/shared/data/textssr_bench_mini/benchmark/ic13/test.json"
 REGIONS = 2  # bench regions for infer.py and synthesize.py
 
 
-def write_models(folder: str, tiny: bool) -> str:
+def write_models(folder: str, shape: str) -> str:
     """An SD 2.1-shaped folder with random weights: vae/ (the hub's vae config), unet/ (its 4-channel
-    UNet2DConditionModel config), scheduler/ (its scheduler config). Kept when complete (``.complete``)."""
+    UNet2DConditionModel config; ``shape="half"``: at half its width), scheduler/ (its scheduler config); or tiny
+    models in that layout (``shape="tiny"``). Kept when complete (``.complete``)."""
     marker = os.path.join(folder, ".complete")
     if os.path.isfile(marker):
         return folder
     shutil.rmtree(folder, ignore_errors=True)
-    if tiny:
+    if shape == "tiny":
         from tiny_models import save_tiny_sd21
         save_tiny_sd21(folder)
     else:
@@ -58,6 +59,8 @@ def write_models(folder: str, tiny: bool) -> str:
         # stabilityai/stable-diffusion-2-1 unet/config.json: diffusers' defaults but for UNET_DEFAULTS' keys, with
         # SD's own 4 input channels and 96 × 96 latents (768 px)
         unet_config = dict(UNET_DEFAULTS, in_channels=4, sample_size=96)
+        if shape == "half":
+            unet_config["block_out_channels"] = (160, 320, 640, 640)
         torch.manual_seed(0)
         AutoencoderKL(**SD21_VAE_ARCH).save_pretrained(os.path.join(folder, "vae"))
         UNet2DConditionModel(**unet_config).save_pretrained(os.path.join(folder, "unet"))
@@ -164,7 +167,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "textssr-rehearse"),
                         help="scratch folder: models, data, run folders (default: $TMPDIR/textssr-rehearse)")
-    parser.add_argument("--tiny", action="store_true", help="tiny models instead of SD 2.1's shapes (seconds)")
+    parser.add_argument("--tiny", action="store_true", help="tiny models instead of SD 2.1's shapes (minutes)")
+    parser.add_argument("--half-unet", action="store_true", help="SD 2.1's UNet at half its width (a third of the "
+                        "memory: room for --workers beside other jobs)")
+    parser.add_argument("--resume-only", action="store_true", help="only CDM step 1 for 2 steps and resumed to 3, "
+                        "from the SD 2.1 folder's VAE: fresh vs resumed memory in minutes")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (the SD 2.1 folder is kept anyway)")
     parser.add_argument("--python", default=sys.executable, help="the interpreter of the project's environment")
     parser.add_argument("--out", help="also write the table as JSON here")
@@ -172,15 +179,17 @@ def main(argv=None) -> int:
                         "(default 0; each worker is forked from the trainer, and the weights it keeps in copy-on-write "
                         "pages add the UNet's size, 3.8 GB, to the run: too much beside other jobs on 24 GB)")
     args = parser.parse_args(argv)
-    root = os.path.abspath(os.path.join(args.root, "tiny" if args.tiny else "full"))
+    shape = "tiny" if args.tiny else "half" if args.half_unet else "full"
+    label = {"tiny": "tiny models", "half": "SD 2.1 shapes, UNet at half width", "full": "SD 2.1 shapes"}[shape]
+    root = os.path.abspath(os.path.join(args.root, shape))
     runs = os.path.join(root, "runs")
     shutil.rmtree(runs, ignore_errors=True)
     os.makedirs(runs)
     started = time.perf_counter()
 
-    print(f"rehearsal ({'tiny models' if args.tiny else 'SD 2.1 shapes, random weights'}) under {root}", flush=True)
+    print(f"rehearsal ({label}, random weights) under {root}", flush=True)
     from textssr.data.tiny_data import generate
-    sd = write_models(os.path.join(root, "stable-diffusion-v2-1"), args.tiny)
+    sd = write_models(os.path.join(root, "stable-diffusion-v2-1"), shape)
     corpus = os.path.join(root, "data")
     generate(corpus, num_images=8, bench_images=1, seed=3, progress=False)
     bench = write_bench(root, corpus)
@@ -197,7 +206,8 @@ def main(argv=None) -> int:
             "train_vae.py", "--config", "configs/train_vae_cfg.py", "--cfg-options", *train, "max_train_steps=2",
             f"lmdb_path={lmdb}", f"output_dir={vae_dir}"], os.path.join(vae_dir, "checkpoint-2"))]
     cdm1 = accelerate + ["train_diff.py", "--config", "configs/train_diff_step1_cfg.py", "--cfg-options", *train,
-                         f"lmdb_path={lmdb}/step1_lmdb", f"pretrained_vae={vae_dir}", f"output_dir={step1}"]
+                         f"lmdb_path={lmdb}/step1_lmdb", f"output_dir={step1}",
+                         f"pretrained_vae={os.path.join(sd, 'vae') if args.resume_only else vae_dir}"]
     stages += [
         ("CDM step 1, 2 steps", cdm1 + ["max_train_steps=2"], os.path.join(step1, "checkpoint-2")),
         ("CDM step 1, resumed to 3", cdm1 + ["max_train_steps=3"], os.path.join(step1, "checkpoint-3")),
@@ -215,6 +225,8 @@ def main(argv=None) -> int:
             f"pretrained_unet={step2}", f"scheduler_path={sd}", "batch_size=8", "mixed_precision=no",
             "screening=None"], None),
     ]
+    if args.resume_only:
+        stages = stages[1:3]
     rows = []
     for name, command, checkpoint in stages:
         seconds, peak, pss = run_stage(command, os.path.join(runs, f"{len(rows)}.log"))
@@ -222,21 +234,22 @@ def main(argv=None) -> int:
                          checkpoint_gb=None if checkpoint is None else round(disk_gb(checkpoint), 2)))
         print(f"  {name}: {seconds:.0f} s, peak RSS {peak:.2f} GB, all processes {pss:.2f} GB", flush=True)
 
-    fresh, resumed = rows[1]["peak_rss_gb"], rows[2]["peak_rss_gb"]
+    fresh, resumed = (next(r for r in rows if r["stage"].startswith(f"CDM step 1, {s}")) for s in ("2", "resumed"))
     lines = [f"rehearsal on {cpu_model()} ({os.cpu_count()} logical CPUs), {time.strftime('%Y-%m-%d')}, "
-             f"{'tiny models' if args.tiny else 'SD 2.1 shapes'}; total {time.perf_counter() - started:.0f} s",
+             f"{label}, dataloader_num_workers={args.workers}; total {time.perf_counter() - started:.0f} s",
              "", "| stage | seconds | peak RSS | all its processes (PSS) | checkpoint on disk |",
              "|---|---:|---:|---:|---:|"]
     for r in rows:
         size = "-" if r["checkpoint_gb"] is None else f"{r['checkpoint_gb']:.2f} GB"
         lines.append(f"| {r['stage']} | {r['seconds']:.0f} | {r['peak_rss_gb']:.2f} GB | {r['peak_pss_gb']:.2f} GB | "
                      f"{size} |")
-    lines.append(f"\nCDM step 1, resume / fresh: peak RSS {resumed / fresh:.2f}, all processes "
-                 f"{rows[2]['peak_pss_gb'] / rows[1]['peak_pss_gb']:.2f}")
+    lines.append(f"\nCDM step 1, resume / fresh: peak RSS {resumed['peak_rss_gb'] / fresh['peak_rss_gb']:.2f}, all "
+                 f"processes {resumed['peak_pss_gb'] / fresh['peak_pss_gb']:.2f}")
     print("\n".join(lines), flush=True)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(dict(cpu=cpu_model(), date=time.strftime("%Y-%m-%d"), tiny=args.tiny, rows=rows), f, indent=2)
+            json.dump(dict(cpu=cpu_model(), date=time.strftime("%Y-%m-%d"), shape=shape, workers=args.workers,
+                           rows=rows), f, indent=2)
     if not args.keep:
         shutil.rmtree(runs, ignore_errors=True)
     return 0
