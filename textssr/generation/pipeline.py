@@ -12,7 +12,7 @@ from diffusers_textssr import TextSSRPipeline
 from textssr.runtime import precision
 from textssr.config import ConfigError
 from textssr.generation.run import Run
-from textssr.models import load_scheduler, load_unet, load_vae
+from textssr.models import cast_model, load_scheduler, load_unet, load_vae
 from textssr.runtime.precision import check_gpu_bf16, configure_backends, dtype_name, gpu_mixed_precision
 
 def load_pipeline(run: Run, cfg, device: torch.device) -> Tuple[TextSSRPipeline, Run]:
@@ -35,8 +35,8 @@ def load_pipeline(run: Run, cfg, device: torch.device) -> Tuple[TextSSRPipeline,
     elif run.mixed is not None:
         print(f"{run.mixed.describe()}: {dtype_name(run.dtype)}")
     if run.dtype != torch.float32:
-        pipe.vae.to(dtype=run.dtype)
-        pipe.unet.to(dtype=run.dtype)
+        cast_model(pipe.vae, run.dtype)  # as diffusers asks (a plain .to(dtype) warns on every run)
+        cast_model(pipe.unet, run.dtype)
     return pipe, run
 
 
@@ -47,8 +47,8 @@ def settle_precision(pipe, run: Run, device: torch.device, batch_size: int):
     if device.type == "cuda":
         choice = gpu_mixed_precision(device)
     else:
-        fast = TextSSRPipeline(vae=copy.deepcopy(pipe.vae).to(dtype=torch.bfloat16),
-                               unet=copy.deepcopy(pipe.unet).to(dtype=torch.bfloat16), scheduler=pipe.scheduler)
+        fast = TextSSRPipeline(vae=cast_model(copy.deepcopy(pipe.vae), torch.bfloat16),
+                               unet=cast_model(copy.deepcopy(pipe.unet), torch.bfloat16), scheduler=pipe.scheduler)
         inputs = probe_inputs(pipe, run.resolution, min(batch_size, 4))
 
         def sampler(p):

@@ -9,6 +9,7 @@ from typing import Callable, Tuple
 
 import torch
 
+from textssr.models import cast_model
 from textssr.runtime import precision
 from textssr.runtime.profiling import autocast
 
@@ -33,7 +34,7 @@ def probe_vae_dtype(vae, pixels: torch.Tensor, device: torch.device,
                     agree: Callable = lambda choice: choice) -> Tuple[object, precision.Choice]:
     """``vae_dtype="auto"``: the VAE (``vae`` or a bfloat16 copy) that encodes ``pixels`` (a real batch) faster,
     and the choice; ``agree`` makes every rank take rank 0's."""
-    candidate = copy.deepcopy(vae).to(dtype=torch.bfloat16)
+    candidate = cast_model(copy.deepcopy(vae), torch.bfloat16)
 
     def encoder(model):
         def run():
