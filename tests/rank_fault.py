@@ -51,7 +51,7 @@ def plant(name: str, arg: str) -> None:
 
         def run_shard(*args, **kwargs):
             shard(*args, **kwargs)
-            time.sleep(3600)
+            time.sleep(300)  # past any ddp_timeout the tests give; never forever, even if the launcher is gone
         runner.run_shard = run_shard
     elif name == "kill_after":
         from textssr.infer import runner as infer_runner

@@ -35,7 +35,17 @@ def launch(fault, script, options: dict, processes=2, config=None, bound_s=BOUND
            "--num_processes", str(processes), "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", str(free_port()), *target, "--config", config,
            "--cfg-options", *[f"{k}={v}" for k, v in options.items()]]
-    run = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=bound_s)
+    with subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=bound_s)
+        except subprocess.TimeoutExpired:  # the launcher and every rank it started (each in a session of its own)
+            import psutil
+            launcher = psutil.Process(proc.pid)
+            for p in launcher.children(recursive=True) + [launcher]:
+                p.kill()
+            proc.communicate()
+            raise
+    run = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     lines = run.stderr.replace("\r", "\n").splitlines()  # (a progress bar's last refresh is no line of its own)
     return run, [line for line in lines if line.startswith("error: ")]
 
