@@ -33,6 +33,7 @@ import sys
 import types
 from typing import Dict, List, Optional, Sequence
 
+from textssr.utils.errors import on_every_rank
 from textssr.config import ConfigError
 from textssr.config.checks import as_float, check_output_dir
 from textssr.str import data_list as dl
@@ -642,7 +643,8 @@ class _Lock:
 
 
 def _rank0_decides(fn):
-    """``fn()`` on rank 0 (None or a ConfigError's message) → the same ConfigError on every rank."""
+    """``fn()`` on rank 0 (None or a ConfigError's message) → the same ConfigError on every rank, its line printed
+    once (by rank 0: the others could be stopped by the launcher before they print)."""
     message = None
     if pg.rank() == 0:
         try:
@@ -651,7 +653,7 @@ def _rank0_decides(fn):
             message = str(exc)
     message = pg.broadcast(message)
     if message:
-        raise ConfigError(message)
+        raise on_every_rank(ConfigError(message))
 
 
 def run(s: dict, eval_only: bool = False, log=print) -> Optional[dict]:
