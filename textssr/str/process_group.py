@@ -7,13 +7,10 @@ with ``ddp_timeout`` seconds, and every wait that runs out is one line naming th
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
 
-from textssr.config.checks import RunStopped
 
-KEY = "ddp_timeout"
 
 
 def world_size() -> int:
@@ -55,18 +52,13 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
-@contextlib.contextmanager
 def waiting(timeout_s: float, what: str):
     """A collective inside the block that runs past the timeout becomes one RunStopped line naming ``ddp_timeout``
-    and ``what`` the others were doing."""
-    try:
-        yield
-    except RuntimeError as exc:  # gloo: RuntimeError; NCCL: DistBackendError (a RuntimeError)
-        text = str(exc).lower()
-        if world_size() == 1 or not ("timed out" in text or "timeout" in text):
-            raise
-        raise RunStopped(f"rank {rank()} waited more than {KEY}={float(timeout_s):g} s for the other processes "
-                         f"({what}); raise {KEY} (seconds)") from exc
+    and ``what`` the others were doing (the scripts' one rule, textssr.runtime.distributed.waiting, for a group
+    formed here rather than by accelerate)."""
+    from types import SimpleNamespace
+    from textssr.runtime import distributed
+    return distributed.waiting(SimpleNamespace(num_processes=world_size(), process_index=rank()), timeout_s, what)
 
 
 def barrier(timeout_s: float, what: str) -> None:
