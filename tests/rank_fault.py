@@ -11,6 +11,7 @@ Faults:
   old_listing       training: the newest checkpoint is missing from this rank's listing of output_dir
   blind_resume      training: this rank cannot see any checkpoint's trainer_state.json
   stall             synthesis: the rank stops producing (sleeps) before it marks its shard done
+  stall_detection   synthesis from photos: the rank's text-line detection stops (sleeps) at its first photo
   kill_after:K      synthesis / infer: SIGKILL this rank once K batches are committed / written
   record_grads:PATH training: after each backward, append the gradients' storage addresses to PATH (JSON lines)
 """
@@ -53,6 +54,9 @@ def plant(name: str, arg: str) -> None:
             shard(*args, **kwargs)
             time.sleep(300)  # past any ddp_timeout the tests give; never forever, even if the launcher is gone
         runner.run_shard = run_shard
+    elif name == "stall_detection":
+        from textssr.eval.lines import LineFinder
+        LineFinder.detect = lambda *args, **kwargs: time.sleep(300)  # never forever, as `stall`
     elif name == "kill_after":
         from textssr.infer import runner as infer_runner
         from textssr.synth import runner as synth_runner

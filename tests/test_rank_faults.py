@@ -177,6 +177,20 @@ def test_a_rank_that_stops_producing_ends_the_synthesis_within_ddp_timeout(tiny_
     assert not (out / "lmdb").exists() and (out / "shards" / "rank1-of-2").is_dir()  # nothing merged nor deleted
 
 
+def test_a_rank_whose_detection_stalls_ends_a_photo_synthesis_within_ddp_timeout(tiny_model, icdar15_dir, tmp_path):
+    """Rank 0 numbers the regions of rank 1's photos from rank 1's stored detections: a wait for a file, bounded."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("img_1.jpg", "img_3.jpg"):
+        (photos / name).write_bytes((icdar15_dir / name).read_bytes())
+    out = tmp_path / "stalled_detection"
+    options = synth_options(tiny_model, photos, out, ddp_timeout=6, max_regions=None, text_source="anagram")
+    run, errors = launch("stall_detection@1", "synthesize.py", options, bound_s=180)
+    assert run.returncode != 0 and len(errors) == 1, run.stderr[-3000:]
+    assert "rank 0 waited more than ddp_timeout=6 s for rank 1's detection of photo img_3.jpg" in errors[0]
+    assert not (out / "lmdb").exists()
+
+
 def test_a_killed_synthesis_relaunched_on_three_processes_is_refused_and_kept(tiny_model, region_source, tmp_path):
     out = tmp_path / "killed"
     run, _ = launch("kill_after:1@1", "synthesize.py", synth_options(tiny_model, region_source, out))

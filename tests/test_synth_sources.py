@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from types import SimpleNamespace
@@ -22,7 +23,8 @@ from textssr.data.photos import (PHOTO_EMPTY, PHOTO_TOO_LARGE, PHOTO_TOO_SMALL, 
                                  list_photos, read_photo)
 from textssr.data.skips import SkipSample
 from textssr.eval.lines import LineFinder
-from textssr.synth.regions import LINE_FILTERS, detections_dir, filter_lines, region_source
+from textssr.data.anyword import AnyWordDataset
+from textssr.synth.regions import LINE_FILTERS, PhotoRegions, detections_dir, filter_lines, region_source
 from textssr.synth.runner import synthesize
 from textssr.synth.settings import SynthSettings
 from textssr.synth.str_lmdb import StrLmdbReader
@@ -115,11 +117,15 @@ def test_a_rerun_with_other_filter_keys_refilters_without_detecting(setup, basel
     stamps = {name: os.stat(os.path.join(folder, name)).st_mtime_ns for name in os.listdir(folder)}
     assert len(stamps) == len(PHOTOS)
     monkeypatch.setattr(LineFinder, "detect", lambda *a, **k: pytest.fail("detected again"))
-    strict = region_source(config(setup, setup / "refiltered", detections_dir=folder, min_line_confidence=0.95),
-                           ONE_PROCESS)
-    assert strict.stats["lines_detected"] == stats["source"]["lines_detected"]
-    assert strict.stats["lines_kept"] < stats["source"]["lines_kept"]
-    assert strict.stats["lines_removed"]["min_line_confidence"] > stats["source"]["lines_removed"].get(
+    cfg = config(setup, setup / "refiltered", detections_dir=folder, min_line_confidence=0.95)
+    photos = PhotoRegions(cfg, ONE_PROCESS, region_source(cfg, ONE_PROCESS), AnyWordDataset((), resolution=32))
+    assert photos.todo == []  # all stored: nothing to detect
+    photos.drain()
+    strict = photos.stats()
+    assert strict["lines_detected"] == stats["source"]["lines_detected"]
+    assert strict["lines_kept"] < stats["source"]["lines_kept"] == len(
+        AnyWordDataset(str(out / "regions.json"), resolution=32)) + stats["skipped_at_index"].get("missing_glyph", 0)
+    assert strict["lines_removed"]["min_line_confidence"] > stats["source"]["lines_removed"].get(
         "min_line_confidence", 0)
     assert {name: os.stat(os.path.join(folder, name)).st_mtime_ns for name in os.listdir(folder)} == stamps
 
@@ -128,6 +134,43 @@ def test_a_changed_filter_key_is_refused_on_resume_of_the_same_output(setup, bas
     out, _ = baseline
     with pytest.raises(ConfigError, match="min_line_height"):
         synthesize(config(setup, out, min_line_height=40))
+
+
+def test_photos_are_detected_beside_the_generation_and_give_the_same_set_either_way(setup, baseline, monkeypatch):
+    """With ``overlap`` the last photo's detection waits here until a batch is committed: it can only go on when
+    generation runs beside it. Without ``overlap`` every photo is detected first; the records are the same."""
+    from textssr.synth import runner
+    committed, seen = threading.Event(), []
+    commit, detect = runner.ShardCommitter.__call__, LineFinder.detect
+
+    def counted_commit(self, batch):
+        commit(self, batch)
+        committed.set()
+
+    def slow_last(self, image, **kwargs):
+        seen.append(1)
+        if len(seen) == len(PHOTOS):
+            seen.append(committed.wait(timeout=30))
+        return detect(self, image, **kwargs)
+
+    monkeypatch.setattr(runner.ShardCommitter, "__call__", counted_commit)
+    monkeypatch.setattr(LineFinder, "detect", slow_last)
+    stats = synthesize(config(setup, setup / "overlapped", overlap=True))
+    assert seen[-1] is True, "no batch was committed while the last photo was being detected"
+    assert stats["detection_wait_s"] >= 0 and records(setup / "overlapped" / "lmdb") == records(baseline[0] / "lmdb")
+    monkeypatch.setattr(LineFinder, "detect", detect)
+    synthesize(config(setup, setup / "sequential", overlap=False))
+    assert records(setup / "sequential" / "lmdb") == records(baseline[0] / "lmdb")
+
+
+def test_max_regions_stops_reading_photos_once_its_regions_are_numbered(setup, baseline):
+    out = setup / "few"
+    stats = synthesize(config(setup, out, max_regions=2))
+    source = stats["source"]
+    assert stats["regions_read"] == 2 and source["photos_beyond_max_regions"] >= 1
+    assert source["photos_read"] + source["photos_beyond_max_regions"] == source["photos_found"] == len(PHOTOS)
+    assert len([n for n in os.listdir(out / "detections") if n.endswith(".json")]) < len(PHOTOS)
+    assert records(out / "lmdb") == [r for r in records(baseline[0] / "lmdb") if r[2] < 2]
 
 
 # ---------------------------------------------------------------------------------------------- filter keys

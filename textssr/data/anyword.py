@@ -265,29 +265,35 @@ def load_anyword_json(json_path: str) -> dict:
 
 
 class AnyWordDataset(AnyWordBase):
-    """AnyWord JSON (one file or a list of them) + image files; ``options`` are :class:`AnyWordBase`'s."""
+    """AnyWord JSON (one file or a list of them) + image files; ``options`` are :class:`AnyWordBase`'s.
+    ``json_path=()`` gives an empty dataset that :meth:`add_entries` fills (entries known in memory, e.g. a
+    folder of photos whose lines are found while the run goes on)."""
 
     def __init__(self, json_path: Union[str, Sequence[str]], **options):
         super().__init__(**options)
         paths = [json_path] if isinstance(json_path, (str, os.PathLike)) else list(json_path)
-        if not paths:
+        if not paths and json_path != ():
             raise DataError("json_path is empty: give one AnyWord JSON or a list of them")
         self.image_paths: List[str] = []
         self.image_names: List[str] = []
         self.samples: List[Tuple[int, int, str, Optional[str], np.ndarray]] = []
         self.numbers: List[int] = []  # per sample: its instance number (annotations counted in JSON order)
         self._next_number = 0
+        self._extents = np.full((0, 4), -1, dtype=np.int32)  # learned on first decode
         for path in paths:
             self._add_json(str(path))
-        self._extents = np.full((len(self.image_paths), 4), -1, dtype=np.int32)  # learned on first decode
 
     def _add_json(self, json_path: str) -> None:
-        """Index one AnyWord JSON. Instance numbers count every annotation of every entry whose ``annotations``
-        is a list, bad ones included, so they never change when an instance is skipped."""
         content = load_anyword_json(json_path)
         entries = content["data_list"]
         root = resolve_data_root(str(content.get("data_root") or "."), json_path,
                                  [e.get("img_name") for e in entries if isinstance(e, dict)])
+        self.add_entries(entries, root, json_path)
+
+    def add_entries(self, entries: Sequence[dict], root: str, where: str) -> None:
+        """Index AnyWord ``data_list`` entries whose images are under ``root`` (``where``: what to name in
+        messages). Instance numbers count every annotation of every entry whose ``annotations`` is a list, bad
+        ones included, so they never change when an instance is skipped."""
         for position, entry in enumerate(entries):
             reason, detail, name, annotations = screen_entry(entry)
             first = self._next_number
@@ -297,7 +303,7 @@ class AnyWordDataset(AnyWordBase):
             if reason is not None:  # a bad img_name: each of its annotations counted
                 per_annotation = reason in (skips.IMAGE_NAME_INVALID, skips.IMAGE_OUTSIDE_ROOT)
                 for ann_index in range(len(annotations)) if per_annotation else (-1,):
-                    self._reject(reason, f"{json_path} data_list[{position}]", ann_index, detail)
+                    self._reject(reason, f"{where} data_list[{position}]", ann_index, detail)
                 continue
             image_key = len(self.image_paths)
             self.image_paths.append(os.path.join(root, name))
@@ -307,6 +313,9 @@ class AnyWordDataset(AnyWordBase):
                 if kept is not None:
                     self.samples.append((image_key, ann_index) + kept)
                     self.numbers.append(first + ann_index)
+        grown = len(self.image_paths) - len(self._extents)
+        if grown:
+            self._extents = np.concatenate([self._extents, np.full((grown, 4), -1, dtype=np.int32)])
 
     def __len__(self) -> int:
         return len(self.samples)

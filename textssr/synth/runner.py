@@ -48,6 +48,7 @@ from textssr.config import ConfigError, require_path
 from textssr.utils.errors import on_every_rank
 from textssr.utils.jsonio import read_json, write_json
 from textssr.data import SkipSample, mask_bbox, skips
+from textssr.data.anyword import AnyWordDataset
 from textssr.data.factory import dataset_options, open_dataset
 from textssr.data.seeding import item_torch_generator
 from textssr.eval.contact_sheet import default_font_path, render_contact_sheet
@@ -56,7 +57,7 @@ from textssr.utils.timing import Laps
 from textssr.generation import (Run, check_memory, check_resume, crop_box, denoise, load_pipeline, resolve_run,
                                 resume_record)
 from textssr.synth.anagram import TextSource, build_text_source, report_left_out, variant_rng
-from textssr.synth.regions import RegionSource, region_source, report as report_source
+from textssr.synth.regions import REGIONS_FILE, PhotoRegions, RegionSource, region_source, report as report_source
 from textssr.synth.sheet import sheet_items
 from textssr.eval.ocr import Recognizer
 from textssr.synth.screening import Screener, ScreeningRule, screening_rule
@@ -66,27 +67,41 @@ from textssr.config.settings import require_settings
 from textssr.synth.settings import SynthSettings
 
 COUNTER_KEYS = ("items", "regions_read", "generated", "kept", "skipped_items")
-TIMER_KEYS = ("build_s", "wait_s", "generation_s", "screening_s", "encode_s", "elapsed_s")
+TIMER_KEYS = ("build_s", "detection_wait_s", "wait_s", "generation_s", "screening_s", "encode_s", "elapsed_s")
 TALLIES = ("counters", "timers", "rejected", "skipped", "text_how")  # a shard state's counts, summed by merge_stats
 LATENT_STREAM = 1  # extra SeedSequence word: the noise stream of an item, apart from its variant_rng
 
 
 @dataclass
 class Plan:
-    """This rank's share of the work."""
+    """This rank's share of the work: ``num_regions`` regions, or the regions ``photos`` numbers as its photos are
+    read (their number known once all are)."""
     rank: int
     world: int
-    num_regions: int
+    num_regions: Optional[int]
     variants: int
+    photos: Optional[PhotoRegions] = None
 
     @property
-    def num_items(self) -> int:
-        regions = max(0, -(-(self.num_regions - self.rank) // self.world))
-        return regions * self.variants
+    def num_items(self) -> Optional[int]:
+        """This rank's items, None while the photos are still being numbered."""
+        total = self.num_regions if self.photos is None else self.photos.num_regions
+        if total is None:
+            return None
+        return max(0, -(-(total - self.rank) // self.world)) * self.variants
 
     def item(self, k: int) -> Tuple[int, int]:
         """Item k of this rank → (region index, variant)."""
         return self.rank + self.world * (k // self.variants), k % self.variants
+
+    def has(self, k: int) -> bool:
+        """Whether item k exists (photos: read until its region is numbered or none is left)."""
+        region = self.item(k)[0]
+        return self.photos.reach(region) if self.photos is not None else region < self.num_regions
+
+    def totals(self) -> dict:
+        """What a finished shard's state records once the regions are all numbered (photos: the source counts)."""
+        return self.photos.totals() if self.photos is not None else {}
 
 
 def validate(cfg, device: torch.device) -> Tuple[Run, Optional[ScreeningRule]]:
@@ -110,7 +125,7 @@ def validate(cfg, device: torch.device) -> Tuple[Run, Optional[ScreeningRule]]:
 def with_source(run: Run, source: RegionSource) -> Run:
     """``run`` whose ``resolved`` holds the regions' content fingerprint: items are regions by index, an edited
     source would shift them (photos: the stored detections)."""
-    content = source.detections_digest or source_fingerprint(source.path)
+    content = source.content or source_fingerprint(source.path)
     return dataclasses.replace(run, resolved=dict(run.resolved, source_content=content))
 
 
@@ -126,17 +141,24 @@ def text_source_for(cfg, max_len: int, font_path: Optional[str] = None) -> Tuple
 class Regions:
     """The source's regions this run uses: the first ``num_regions`` of ``dataset``, what indexing skipped
     (``index_skips``) and what the ``language`` / ``max_regions`` filters removed (``filtered``), by reason;
-    ``source``: what making the regions from photos or ICDAR annotations counted (textssr.synth.regions)."""
+    ``source``: what making the regions from ICDAR annotations counted (textssr.synth.regions). A photo source's
+    regions are numbered as its photos are read (``photos``; ``num_regions`` None, the counts at the end)."""
     dataset: object
-    num_regions: int
+    num_regions: Optional[int]
     index_skips: dict
     filtered: dict
     source: dict = field(default_factory=dict)
+    photos: Optional[PhotoRegions] = None
 
 
-def open_regions(cfg, run: Run, source: RegionSource) -> Regions:
-    """Index the source; NothingToDo (before any model loads or output is written) when no region is left."""
-    dataset = open_dataset(source.path, **dataset_options(cfg, allow_images_outside_root=cfg.allow_images_outside_root, **run.sizes()))
+def open_regions(cfg, run: Run, source: RegionSource, state) -> Regions:
+    """Index the source; NothingToDo (before any model loads or output is written) when no region is left. A photo
+    source starts detecting this rank's photos (:class:`PhotoRegions`), beside what follows with ``overlap``, else
+    to the end here, and waits for its first region."""
+    options = dataset_options(cfg, allow_images_outside_root=cfg.allow_images_outside_root, **run.sizes())
+    if source.kind == "photos":
+        return open_photos(cfg, source, state, AnyWordDataset((), **options))
+    dataset = open_dataset(source.path, **options)
     num_regions = len(dataset) if cfg.max_regions is None else min(len(dataset), cfg.max_regions)
     filtered = dict(dataset.filtered, **{skips.BEYOND_MAX_REGIONS: len(dataset) - num_regions})
     regions = Regions(dataset, num_regions, dict(dataset.skip_counts), {k: n for k, n in filtered.items() if n},
@@ -146,6 +168,24 @@ def open_regions(cfg, run: Run, source: RegionSource) -> Regions:
         raise NothingToDo(f"nothing to synthesize: no region of source={cfg.source} is left (filtered: "
                           f"{skips.brief(regions.filtered)}; skipped: {skips.brief(left)})")
     return regions
+
+
+def open_photos(cfg, source: RegionSource, state, dataset: AnyWordDataset) -> Regions:
+    photos = PhotoRegions(cfg, state, source, dataset)
+    photos.start(ocr_threads(), show_progress=state.process_index == 0 and not cfg.overlap)
+    try:
+        if not cfg.overlap:
+            photos.wait_detected()
+        if not photos.reach(0):
+            s = photos.stats()
+            raise NothingToDo(f"nothing to synthesize: no text line of the {s['photos_found']} photos in "
+                              f"source={cfg.source} was kept ({s['photos_read']} read, {s['lines_detected']} lines "
+                              f"detected, removed: {skips.brief(s['lines_removed'])}; photos skipped: "
+                              f"{skips.brief(s['photos_skipped'])}); loosen the line filter keys")
+    except BaseException:
+        photos.stop()
+        raise
+    return Regions(dataset, None, {}, {}, photos=photos)
 
 
 class Synthesizer:
@@ -199,8 +239,11 @@ def shard_dir(output_dir: str, rank: int, world: int) -> str:
 @dataclass
 class ShardBatch:
     """The next ``batch_size`` buildable items of a rank and what building them counted; ``end``: the cursor after
-    them. ``crops`` and the timings are filled in as the batch moves on."""
+    them; ``done``: no item follows (``totals``: what the finished shard's state then records). ``crops`` and the
+    timings are filled in as the batch moves on."""
     end: int = 0
+    done: bool = False
+    totals: dict = field(default_factory=dict)
     samples: List[dict] = field(default_factory=list)
     items: List[Tuple[int, int]] = field(default_factory=list)
     metas: List[dict] = field(default_factory=list)
@@ -214,10 +257,11 @@ def build_batches(cfg, plan: Plan, synth: Synthesizer, start: int, bad_regions: 
     """This rank's batches from item ``start`` on. A region whose sample cannot be built is counted once (raised
     when ``strict``) and its other variants are passed over (``bad_regions``, updated here)."""
     k, strict = start, cfg.strict
-    while k < plan.num_items:
+    while plan.has(k):
         started, batch = time.perf_counter(), ShardBatch()
+        waited = plan.photos.waited_s if plan.photos is not None else 0.0
         counters, skipped = batch.counts["counters"], batch.counts["skipped"]
-        while len(batch.samples) < cfg.batch_size and k < plan.num_items:
+        while len(batch.samples) < cfg.batch_size and plan.has(k):
             region, variant = plan.item(k)
             k += 1
             counters["items"] += 1
@@ -242,8 +286,13 @@ def build_batches(cfg, plan: Plan, synth: Synthesizer, start: int, bad_regions: 
             batch.metas.append(dict(region=region, variant=variant, img_name=info["img_name"],
                                     ann_index=info["ann_index"], source_text=info["text"], how=how,
                                     language=info.get("language")))
-        batch.end = k
-        batch.counts["timers"]["build_s"] += time.perf_counter() - started
+        batch.end, batch.done = k, not plan.has(k)
+        if batch.done:
+            batch.totals = plan.totals()
+        timers = batch.counts["timers"]
+        timers["build_s"] += time.perf_counter() - started
+        if plan.photos is not None:
+            timers["detection_wait_s"] += plan.photos.waited_s - waited
         yield batch
 
 
@@ -282,11 +331,15 @@ class ShardCommitter:
         now = time.perf_counter()
         tally["timers"]["elapsed_s"] += now - self.mark
         self.mark = now
-        self.state = dict(self.state, cursor=batch.end, done=batch.end >= self.plan.num_items,
-                          bad_regions=dict(self.bad_regions), **{name: dict(c) for name, c in tally.items()})
+        self.state = dict(self.state, cursor=batch.end, done=batch.done, bad_regions=dict(self.bad_regions),
+                          **{name: dict(c) for name, c in tally.items()}, **batch.totals)
         self.writer.commit(records, self.state)
-        self.bar.update(batch.end - self.bar.n)
-        self.bar.set_postfix(kept=tally["counters"]["kept"], gen=tally["counters"]["generated"])
+        bar, photos = self.bar, self.plan.photos
+        if bar.total is None and self.plan.num_items is not None:
+            bar.total = self.plan.num_items
+        bar.update(batch.end - bar.n)
+        extra = {} if photos is None else dict(photos=f"{len(photos.records)}/{len(photos.photos)}")
+        bar.set_postfix(kept=tally["counters"]["kept"], gen=tally["counters"]["generated"], **extra)
 
 
 def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state: dict, show_progress: bool) -> dict:
@@ -328,7 +381,7 @@ def run_shard(cfg, plan: Plan, synth: Synthesizer, writer: StrLmdbWriter, state:
     bar.close()
     state = commit.state
     if not state["done"]:  # nothing left to do (e.g. an empty shard): mark it
-        state = dict(state, done=True)
+        state = dict(state, done=True, **plan.totals())
         writer.commit([], state)
     return state
 
@@ -357,10 +410,16 @@ def merge_stats(states: List[dict]) -> dict:
                 kept_per_s=round(c["kept"] / wall, 3) if wall else None, processes=len(states))
 
 
-def finish(cfg, final_lmdb: str, states: List[dict], dataset=None) -> dict:
+def finish(cfg, final_lmdb: str, states: List[dict], regions: Optional[Regions] = None) -> dict:
     """Write stats.json and contact_sheet.png (the first ``contact_sheet_size`` crops of the final LMDB with their
-    labels and PP-OCRv4 readings, beside the real lines of ``dataset``, the run's regions); returns the stats."""
+    labels and PP-OCRv4 readings, beside the real lines of ``regions``); a photo source's regions are written as
+    ``regions.json`` and reported here. Returns the stats."""
     stats = merge_stats(states)
+    dataset = regions.dataset if regions is not None else None
+    if regions is not None and regions.photos is not None:
+        regions.photos.drain()  # all stored: read the photos a finished shard read before a resume
+        regions.photos.write(os.path.join(cfg.output_dir, REGIONS_FILE))
+        report_source("photos", stats["source"])
     with StrLmdbReader(final_lmdb) as reader:
         stats.update(num_samples=len(reader), lmdb=final_lmdb)
         records = list(islice(reader, cfg.contact_sheet_size))
@@ -442,15 +501,24 @@ def synthesize(cfg: SynthSettings) -> Optional[dict]:
 def _synthesize(cfg: SynthSettings, dist) -> Optional[dict]:
     rank, world = dist.process_index, dist.num_processes
     run, rule = validate(cfg, dist.device)
-    final_lmdb = os.path.join(cfg.output_dir, "lmdb")
     layout = distributed.rank_zero_choice(existing_layout(cfg.output_dir) if rank == 0 else None)
     refuse_other_counts(layout, world, cfg.output_dir)
-    source = region_source(cfg, dist, ocr_threads())  # photos: detected (and stored) here
-    if rank == 0:
-        report_source(source)
+    source = region_source(cfg, dist)
+    if rank == 0 and source.kind != "photos":
+        report_source(source.kind, source.stats)
     run = with_source(run, source)
     now = resume_record(cfg, run)
-    regions = open_regions(cfg, run, source)  # nothing left to do: said before any generated output is written
+    regions = open_regions(cfg, run, source, dist)  # nothing left to do: said before any generated output is written
+    try:
+        return _generate(cfg, dist, run, rule, layout, now, regions)
+    finally:
+        if regions.photos is not None:
+            regions.photos.stop()
+
+
+def _generate(cfg: SynthSettings, dist, run: Run, rule, layout: dict, now: dict, regions: Regions) -> Optional[dict]:
+    rank, world = dist.process_index, dist.num_processes
+    final_lmdb = os.path.join(cfg.output_dir, "lmdb")
     os.makedirs(cfg.output_dir, exist_ok=True)
     if world > 1 and layout["merged"]:
         final_state = layout["final_state"]
@@ -460,7 +528,7 @@ def _synthesize(cfg: SynthSettings, dist) -> Optional[dict]:
             if rank != 0:
                 return None
             remove_shards(cfg.output_dir, world)
-            return finish(cfg, final_lmdb, final_state["shards"], regions.dataset)
+            return finish(cfg, final_lmdb, final_state["shards"], regions)
     if rank == 0:
         cfg.write(cfg.output_dir)
     path = shard_dir(cfg.output_dir, rank, world)
@@ -470,13 +538,13 @@ def _synthesize(cfg: SynthSettings, dist) -> Optional[dict]:
         if state is None or not state["done"]:
             screener = Screener(rule, Recognizer(num_threads=ocr_threads())) if rule else None
             synth = Synthesizer(cfg, run, regions, screener, dist.device)
-            plan = Plan(rank, world, regions.num_regions, cfg.variants_per_region)
+            plan = Plan(rank, world, regions.num_regions, cfg.variants_per_region, regions.photos)
             if rank == 0:
                 report_left_out(synth.lexicon_left_out)
             state = state or _fresh_state(now, world, rank, regions, synth.lexicon_left_out)
             state = run_shard(cfg, plan, synth, writer, state, show_progress=rank == 0)
     if world == 1:
-        return finish(cfg, final_lmdb, [state], regions.dataset)
+        return finish(cfg, final_lmdb, [state], regions)
     write_json(state, path + ".done", indent=None)
     if rank != 0:
         return None
@@ -484,6 +552,7 @@ def _synthesize(cfg: SynthSettings, dist) -> Optional[dict]:
     marks = [p + ".done" for p in paths]
     wait_for_shards(marks, cfg.ddp_timeout, cfg.poll_seconds)
     states = [read_json(m) for m in marks]
+    refuse_other_detections(states, regions)
     merging = final_lmdb + ".merging"
     shutil.rmtree(merging, ignore_errors=True)
     final_state = dict(settings=now, world_size=world, done=True, shards=states)
@@ -491,7 +560,19 @@ def _synthesize(cfg: SynthSettings, dist) -> Optional[dict]:
     os.replace(merging, final_lmdb)
     if not cfg.keep_shards:
         remove_shards(cfg.output_dir, world)
-    return finish(cfg, final_lmdb, states, regions.dataset)
+    return finish(cfg, final_lmdb, states, regions)
+
+
+def refuse_other_detections(states: List[dict], regions: Regions) -> None:
+    """Rank 0, before merging a photo source's shards: every rank must have numbered its regions from the records
+    rank 0 read (a record rewritten meanwhile, or storage the ranks do not share, would give other regions)."""
+    if regions.photos is None:
+        return
+    apart = [r for r, s in enumerate(states) if s.get("detections") != states[0].get("detections")]
+    if apart:
+        raise RunStopped(f"{distributed.names(apart)} numbered their regions from other detections than rank 0 "
+                         f"({regions.photos.folder}): was {regions.photos.root} changed meanwhile, or is the folder "
+                         "not on storage every rank shares? The shards are kept, unmerged; use a new output_dir")
 
 
 def remove_shards(output_dir: str, world: int) -> None:
