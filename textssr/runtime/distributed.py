@@ -15,7 +15,7 @@ from typing import List
 
 from accelerate import PartialState
 import torch
-from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list, gather, parse_flag_from_env
+from accelerate.utils import InitProcessGroupKwargs, gather, parse_flag_from_env
 
 from textssr.config.checks import RunStopped
 
@@ -63,7 +63,9 @@ def rank_zero_choice(value):
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()) \
             or torch.distributed.get_world_size() == 1:
         return value
-    return broadcast_object_list([value], from_process=0)[0]
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)  # any initialised group: accelerate's, or train_str.py's own
+    return box[0]
 
 
 def names(ranks: List[int]) -> str:

@@ -81,10 +81,8 @@ def agree_min(value: int) -> int:
 
 
 def broadcast(obj):
-    """Rank 0's ``obj`` on every rank (a decision made once)."""
-    import torch.distributed as dist
-    if not dist.is_initialized():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    """Rank 0's ``obj`` on every rank (a decision made once; the scripts' rule,
+    textssr.runtime.distributed.rank_zero_choice)."""
+    from textssr.runtime import distributed
+    return distributed.rank_zero_choice(obj)
+

@@ -124,7 +124,8 @@ def validate(cfg, device: torch.device) -> Tuple[Run, Optional[ScreeningRule]]:
 
 def with_source(run: Run, source: RegionSource) -> Run:
     """``run`` whose ``resolved`` holds the regions' content fingerprint: items are regions by index, an edited
-    source would shift them (photos: the stored detections)."""
+    source would shift them (photos: the listing with each photo's size and time, whose stored detections number
+    the same regions again)."""
     content = source.content or source_fingerprint(source.path)
     return dataclasses.replace(run, resolved=dict(run.resolved, source_content=content))
 
