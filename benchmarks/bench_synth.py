@@ -4,8 +4,8 @@ Prints crops/s end to end, the time of each phase (building samples, generation,
 CPU phases overlap generation in threads) and how long generation waited for a built batch, and the peak RSS of
 a run over 1× and 4× the number of regions (flat memory: the 4× run must not need 4× the memory). Then a run from
 a folder of real photos (../shared/data/icdar15_toy's images, no annotations): the detection phase (PP-OCRv4
-finding the text lines, photos/s) in its thread beside the generation (``overlap=True``) and before it
-(``overlap=False``), how long building samples waited for a detection, and a rerun over the stored detections.
+finding the text lines, photos/s) in its thread beside the generation (``detection="beside"``) and before it
+(``"first"``), how long building samples waited for a detection, and a rerun over the stored detections.
 
     python benchmarks/bench_synth.py [--regions 16] [--resolution 64] [--steps 2] [--batch-size 8] [--photos 10]
 """
@@ -101,11 +101,11 @@ def main():
                   + f" | generation waited for a built batch {s['wait_s']:.2f}")
         if args.photos:
             source = photo_folder(root, args.photos)
-            runs = (("detecting beside generation", "out_photos", True), ("detecting first", "out_photos_first", False),
-                    ("stored detections", "out_photos", True))
-            for label, name, overlap in runs:
+            runs = (("detecting beside generation", "out_photos", "beside"),
+                    ("detecting first", "out_photos_first", "first"), ("stored detections", "out_photos", "first"))
+            for label, name, detection in runs:
                 started = time.perf_counter()
-                s = run(root, models, None, args, screening, source=source, name=name, overlap=overlap)
+                s = run(root, models, None, args, screening, source=source, name=name, detection=detection)
                 wall, src = time.perf_counter() - started, s["source"]
                 phase = (f"detection {src['detection_s']:.1f} s ({args.photos / src['detection_s']:.2f} photos/s), "
                          if label != "stored detections" else "")

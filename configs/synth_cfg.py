@@ -54,3 +54,6 @@ poll_seconds = 5.0              # how often rank 0 checks whether the other rank
 overlap = True                  # build the next batch and screen + encode the previous one in threads while the current
                                 # one denoises (the GPU never waits for the CPU parts); False: one after another.
                                 # The same bytes either way
+detection = "auto"              # photos: "beside" detects text lines in a CPU thread beside model loading and denoising,
+                                # "first" every photo before generation starts, "auto" beside on a GPU and first on a
+                                # CPU (where denoising keeps the cores busy). The same bytes either way

@@ -137,8 +137,8 @@ def test_a_changed_filter_key_is_refused_on_resume_of_the_same_output(setup, bas
 
 
 def test_photos_are_detected_beside_the_generation_and_give_the_same_set_either_way(setup, baseline, monkeypatch):
-    """With ``overlap`` the last photo's detection waits here until a batch is committed: it can only go on when
-    generation runs beside it. Without ``overlap`` every photo is detected first; the records are the same."""
+    """``detection="beside"``: the last photo's detection waits here until a batch is committed, so it can only go
+    on when generation runs beside it. ``"first"``: every photo is detected before; the records are the same."""
     from textssr.synth import runner
     committed, seen = threading.Event(), []
     commit, detect = runner.ShardCommitter.__call__, LineFinder.detect
@@ -155,17 +155,17 @@ def test_photos_are_detected_beside_the_generation_and_give_the_same_set_either_
 
     monkeypatch.setattr(runner.ShardCommitter, "__call__", counted_commit)
     monkeypatch.setattr(LineFinder, "detect", slow_last)
-    stats = synthesize(config(setup, setup / "overlapped", overlap=True))
+    stats = synthesize(config(setup, setup / "overlapped", detection="beside"))
     assert seen[-1] is True, "no batch was committed while the last photo was being detected"
     assert stats["detection_wait_s"] >= 0 and records(setup / "overlapped" / "lmdb") == records(baseline[0] / "lmdb")
     monkeypatch.setattr(LineFinder, "detect", detect)
-    synthesize(config(setup, setup / "sequential", overlap=False))
+    synthesize(config(setup, setup / "sequential", detection="first"))
     assert records(setup / "sequential" / "lmdb") == records(baseline[0] / "lmdb")
 
 
 def test_max_regions_stops_reading_photos_once_its_regions_are_numbered(setup, baseline):
     out = setup / "few"
-    stats = synthesize(config(setup, out, max_regions=2))
+    stats = synthesize(config(setup, out, max_regions=2, detection="beside"))
     source = stats["source"]
     assert stats["regions_read"] == 2 and source["photos_beyond_max_regions"] >= 1
     assert source["photos_read"] + source["photos_beyond_max_regions"] == source["photos_found"] == len(PHOTOS)

@@ -117,6 +117,13 @@ def _everyone(state, cfg, what: str) -> None:
 # ---------------------------------------------------------------------------------------------- detection
 
 
+def detect_beside(mode: str, device) -> bool:
+    """The `detection` key: "beside" detects in a CPU thread beside model loading and denoising, "first" every
+    photo before generation starts, "auto" beside on an accelerator and first on a CPU (where denoising already
+    keeps every core busy, a detection thread only competes with it)."""
+    return mode == "beside" or (mode == "auto" and device.type != "cpu")
+
+
 def detections_dir(cfg) -> str:
     return cfg.detections_dir or os.path.join(cfg.output_dir, DETECTIONS)
 
@@ -182,7 +189,7 @@ class PhotoRegions:
     photos: :meth:`reach` reads the detection records photo after photo (waiting for this rank's thread, or for
     another rank's record file at most ``ddp_timeout``), filters their lines, and adds the kept ones to
     ``dataset`` (an AnyWord dataset filled from memory) until region ``g`` exists or every photo is read (or
-    ``max_regions`` regions are numbered: later photos are neither read nor detected). Every rank numbers the same
+    ``max_regions`` regions are numbered: later photos are not read, and the thread stops detecting). Every rank numbers the same
     regions from the same records, so the plan (rank r owns regions r, r+N, …), the texts and the noise are those
     of a run that detected everything first; :attr:`digest` (the records read) lets rank 0 check that ranks agreed.
     """

@@ -57,7 +57,7 @@ from textssr.utils.timing import Laps
 from textssr.generation import (Run, check_memory, check_resume, crop_box, denoise, load_pipeline, resolve_run,
                                 resume_record)
 from textssr.synth.anagram import TextSource, build_text_source, report_left_out, variant_rng
-from textssr.synth.regions import REGIONS_FILE, PhotoRegions, RegionSource, region_source, report as report_source
+from textssr.synth.regions import REGIONS_FILE, PhotoRegions, detect_beside, RegionSource, region_source, report as report_source
 from textssr.synth.sheet import sheet_items
 from textssr.eval.ocr import Recognizer
 from textssr.synth.screening import Screener, ScreeningRule, screening_rule
@@ -154,8 +154,8 @@ class Regions:
 
 def open_regions(cfg, run: Run, source: RegionSource, state) -> Regions:
     """Index the source; NothingToDo (before any model loads or output is written) when no region is left. A photo
-    source starts detecting this rank's photos (:class:`PhotoRegions`), beside what follows with ``overlap``, else
-    to the end here, and waits for its first region."""
+    source starts detecting this rank's photos (:class:`PhotoRegions`), in a thread beside what follows or to the
+    end here (the ``detection`` key), and waits for its first region."""
     options = dataset_options(cfg, allow_images_outside_root=cfg.allow_images_outside_root, **run.sizes())
     if source.kind == "photos":
         return open_photos(cfg, source, state, AnyWordDataset((), **options))
@@ -173,9 +173,10 @@ def open_regions(cfg, run: Run, source: RegionSource, state) -> Regions:
 
 def open_photos(cfg, source: RegionSource, state, dataset: AnyWordDataset) -> Regions:
     photos = PhotoRegions(cfg, state, source, dataset)
-    photos.start(ocr_threads(), show_progress=state.process_index == 0 and not cfg.overlap)
+    beside = detect_beside(cfg.detection, state.device)
+    photos.start(ocr_threads(), show_progress=state.process_index == 0 and not beside)
     try:
-        if not cfg.overlap:
+        if not beside:
             photos.wait_detected()
         if not photos.reach(0):
             s = photos.stats()

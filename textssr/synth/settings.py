@@ -12,6 +12,8 @@ from textssr.generation.settings import SamplingSettings
 from textssr.synth.anagram import LEXICON_SAMPLINGS, TEXT_SOURCES, UNPERMUTABLE_POLICIES
 from textssr.synth.str_lmdb import IMAGE_FORMATS
 
+DETECTION_MODES = ("auto", "beside", "first")  # photos: textssr.synth.regions.detect_beside
+
 
 class Pattern(Check):
     """A regular expression (Python ``re``) a whole text must match, or None."""
@@ -62,3 +64,4 @@ class SynthSettings(SamplingSettings):
     contact_sheet_size: int = setting(Integer(0), resume=False)
     poll_seconds: float = setting(Number(0, exclusive=True), resume=False)
     overlap: bool = setting(Boolean(), resume=False)
+    detection: str = setting(Choice(*DETECTION_MODES), resume=False)
