@@ -247,10 +247,11 @@ class PhotoRegions:
         self._raise()
 
     def stop(self) -> None:
-        """Stop detecting (the photos not reached are not needed) and wait for the thread."""
+        """Stop detecting (the photos not reached are not needed) and let the thread finish its photo, at most
+        ``ddp_timeout`` (a record is written whole or not at all, so a thread left behind spoils nothing)."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(timeout=float(self.cfg.ddp_timeout))
 
     def _raise(self) -> None:
         if self._error is not None:
