@@ -24,7 +24,7 @@ from textssr.data.photos import (PHOTO_EMPTY, PHOTO_TOO_LARGE, PHOTO_TOO_SMALL, 
 from textssr.data.skips import SkipSample
 from textssr.eval.lines import LineFinder
 from textssr.data.anyword import AnyWordDataset
-from textssr.synth.regions import LINE_FILTERS, PhotoRegions, detections_dir, filter_lines, region_source
+from textssr.synth.regions import LINE_FILTERS, LineTally, PhotoRegions, detections_dir, region_source
 from textssr.synth.runner import synthesize
 from textssr.synth.settings import SynthSettings
 from textssr.synth.str_lmdb import StrLmdbReader
@@ -205,21 +205,27 @@ def test_the_line_shape_is_height_aspect_and_angle():
     assert (round(height, 6), round(aspect, 6), round(angle, 6)) == (30, 4, 25)
 
 
+def tally(record, cfg):
+    """(the photo's AnyWord entry, the counts) of one detection record under ``cfg``'s filter keys."""
+    lines = LineTally(cfg)
+    return lines.add(record), lines.stats()
+
+
 @pytest.mark.parametrize("key", LINE_FILTERS)
 def test_each_filter_key_removes_its_lines_and_counts_them_under_its_name(setup, key):
     record = dict(photo="a.jpg", lines=[KEEP] + list(LINES.values()))
-    entries, stats = filter_lines([record], config(setup, setup / "unused", **dict(LOOSE, **{key: STRICT[key]})))
-    kept = [a["text"] for a in entries[0]["annotations"]]
+    entry, stats = tally(record, config(setup, setup / "unused", **dict(LOOSE, **{key: STRICT[key]})))
+    kept = [a["text"] for a in entry["annotations"]]
     removed_text = LINES[key]["text"]
     assert stats["lines_removed"] == {key: 1} and stats["lines_kept"] == len(LINES)
     assert kept.count(removed_text) == [line["text"] for line in LINES.values()].count(removed_text) - 1
-    _, loose = filter_lines([record], config(setup, setup / "unused", **LOOSE))
+    _, loose = tally(record, config(setup, setup / "unused", **LOOSE))
     assert loose["lines_removed"] == {} and loose["lines_kept"] == len(LINES) + 1
 
 
 def test_all_filters_together_count_each_line_once(setup):
-    _, stats = filter_lines([dict(photo="a.jpg", lines=[KEEP] + list(LINES.values()))],
-                            config(setup, setup / "unused", **STRICT))
+    record = dict(photo="a.jpg", lines=[KEEP] + list(LINES.values()))
+    _, stats = tally(record, config(setup, setup / "unused", **STRICT))
     assert stats["lines_removed"] == {key: 1 for key in LINE_FILTERS} and stats["lines_kept"] == 1
 
 

@@ -19,11 +19,11 @@ from collections import Counter
 from typing import List, Optional, Sequence, Tuple
 
 from textssr.data.errors import DataError
-from textssr.data.photos import natural_key
+from textssr.data.photos import PHOTO_SUFFIXES, natural_key
 from textssr.utils.jsonio import write_json
 
 GT_PATTERN = re.compile(r"^gt_(.+)\.txt$")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".JPG", ".JPEG", ".PNG", ".WEBP")
+IMAGE_SUFFIXES = PHOTO_SUFFIXES + tuple(s.upper() for s in PHOTO_SUFFIXES)  # tried in this order
 DONT_CARE = "###"
 IC13_LINE = re.compile(r'^\s*(-?\d+)\s*,?\s+(-?\d+)\s*,?\s+(-?\d+)\s*,?\s+(-?\d+)\s*,?\s*"(.*)"\s*$')
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-from typing import List
+import time
+from typing import Callable, List, Optional, TypeVar
 
 from accelerate import PartialState
 import torch
@@ -19,6 +20,7 @@ from accelerate.utils import InitProcessGroupKwargs, gather, parse_flag_from_env
 
 from textssr.config.checks import RunStopped
 
+T = TypeVar("T")
 KEY = "ddp_timeout"
 DEFAULT_TIMEOUT_S = 7200  # 2 h: a 15 GB checkpoint written at ~2 MB/s still fits
 
@@ -75,6 +77,25 @@ def names(ranks: List[int]) -> str:
 def _is_timeout(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "timed out" in text or "timeout" in text
+
+
+def poll_until(ready: Callable[[], Optional[T]], timeout_s: float, poll_s: float, stopped: Callable[[], str],
+               first_pause_s: Optional[float] = None) -> T:
+    """Call ``ready()`` until it returns something other than None, and return that: the one way a rank waits for
+    files other ranks write. Pauses start at ``first_pause_s`` (default ``poll_s``) and double up to ``poll_s``;
+    past ``timeout_s`` (``ddp_timeout``) the wait ends with RunStopped(``stopped()``), one line naming what it
+    waited for (built then, so that it can name what is still missing)."""
+    deadline = time.monotonic() + float(timeout_s)
+    pause = float(poll_s if first_pause_s is None else first_pause_s)
+    while True:
+        value = ready()
+        if value is not None:
+            return value
+        left = deadline - time.monotonic()
+        if left < 0:
+            raise RunStopped(stopped())
+        time.sleep(min(pause, left) or pause)
+        pause = min(2 * pause, float(poll_s))
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ Rules (the paper's "anagram expansion", made precise):
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -146,7 +147,16 @@ class TextSource:
 
     def shuffle(self, cycle: int) -> np.ndarray:
         """The word order of one round of ``"even"`` sampling: a permutation of the lexicon's indices."""
-        return item_rng(self.seed, SHUFFLE_STREAM, cycle).permutation(len(self.lexicon))
+        return lexicon_shuffle(self.seed, len(self.lexicon), cycle)
+
+
+@functools.lru_cache(maxsize=4)
+def lexicon_shuffle(seed: int, size: int, cycle: int) -> np.ndarray:
+    """Round ``cycle`` of ``"even"`` sampling over ``size`` words, drawn once per round (not once per item: a
+    round serves ``size`` consecutive items, and a large lexicon's permutation is not free). Read-only."""
+    order = item_rng(seed, SHUFFLE_STREAM, cycle).permutation(size)
+    order.flags.writeable = False
+    return order
 
 
 def report_left_out(left_out: Dict[str, str], file=None) -> None:

@@ -32,7 +32,6 @@ from typing import Dict, List, Optional, Tuple
 from tqdm import tqdm
 
 from textssr.config import ConfigError
-from textssr.config.checks import RunStopped
 from textssr.data import SkipSample, skips
 from textssr.data.errors import DataError
 from textssr.data.factory import anyword_json
@@ -40,6 +39,7 @@ from textssr.data.icdar15 import GT_PATTERN, guess_language, icdar_entries
 from textssr.data.photos import line_shape, list_photos, read_photo
 from textssr.eval.lines import LineFinder
 from textssr.runtime import distributed
+from textssr.utils.errors import on_every_rank
 from textssr.utils.jsonio import read_json, write_json
 
 REGIONS_FILE = "regions.json"
@@ -81,37 +81,40 @@ def source_kind(source: str) -> str:
 
 def region_source(cfg, state) -> RegionSource:
     """The regions of ``cfg.source`` for this run (see the module docstring); ``state``: the process state (rank,
-    number of processes). An ICDAR source writes ``<output_dir>/regions.json`` here; a photo source lists its
-    photos here and is numbered later (:class:`PhotoRegions`)."""
-    kind = source_kind(str(cfg.source))
-    if kind == "anyword":
-        return RegionSource(str(cfg.source), kind)
-    os.makedirs(cfg.output_dir, exist_ok=True)
-    path = os.path.join(cfg.output_dir, REGIONS_FILE)
-    if kind == "photos":
-        photos, stamps = distributed.rank_zero_choice(photo_listing(str(cfg.source)) if state.process_index == 0
-                                                      else None)  # one listing for all ranks
-        return RegionSource(path, kind, content=listing_digest(photos, stamps), photos=(photos, stamps))
+    number of processes). Rank 0 looks at the source for every rank (what kind it is; an ICDAR source's regions,
+    written as ``<output_dir>/regions.json``; a photo source's listing, numbered later by :class:`PhotoRegions`)
+    and broadcasts what it found, or the one-line refusal every rank then raises."""
+    with distributed.waiting(state, cfg.ddp_timeout, f"rank 0 reading source={cfg.source}"):
+        found = distributed.rank_zero_choice(_look(cfg) if state.process_index == 0 else None)
+    if isinstance(found, str):
+        raise on_every_rank(ConfigError(found))
+    return found
+
+
+def _look(cfg):
+    """Rank 0: the RegionSource of ``cfg.source``, or the refusal's message."""
     try:
-        entries, left_out = icdar_entries(str(cfg.source))
-    except DataError as exc:
-        raise ConfigError(f"source={cfg.source}: {exc}") from None
-    stats = dict(kind=kind, images=len(entries), words=sum(len(e["annotations"]) for e in entries),
-                 left_out=dict(left_out))
-    if state.process_index == 0:
+        kind = source_kind(str(cfg.source))
+        if kind == "anyword":
+            return RegionSource(str(cfg.source), kind)
+        os.makedirs(cfg.output_dir, exist_ok=True)
+        path = os.path.join(cfg.output_dir, REGIONS_FILE)
+        if kind == "photos":
+            photos, stamps = photo_listing(str(cfg.source))
+            return RegionSource(path, kind, content=listing_digest(photos, stamps), photos=(photos, stamps))
+        try:
+            entries, left_out = icdar_entries(str(cfg.source))
+        except DataError as exc:
+            raise ConfigError(f"source={cfg.source}: {exc}") from None
         write_regions(path, str(cfg.source), entries)
-    _everyone(state, cfg, f"rank 0 writing {path}")
-    return RegionSource(path, kind, stats)
+        words = sum(len(e["annotations"]) for e in entries)
+        return RegionSource(path, kind, dict(kind=kind, images=len(entries), words=words, left_out=dict(left_out)))
+    except ConfigError as exc:
+        return str(exc)
 
 
 def write_regions(path: str, root: str, entries: List[dict]) -> None:
     write_json({"data_root": os.path.abspath(root), "data_list": entries}, path, indent=None)
-
-
-def _everyone(state, cfg, what: str) -> None:
-    if state.num_processes > 1:
-        with distributed.waiting(state, cfg.ddp_timeout, what):
-            state.wait_for_everyone()
 
 
 # ---------------------------------------------------------------------------------------------- detection
@@ -205,8 +208,10 @@ class PhotoRegions:
         self.entries: List[dict] = []  # the AnyWord entries of the kept lines so far
         self.complete = False
         self.waited_s = 0.0  # how long reach() waited for a detection record
-        own = range(self.rank, len(self.photos), self.world)
-        self.todo = [i for i in own if stored_record(self.folder, self.photos[i], self.stamps[i]) is None]
+        own = {i: stored_record(self.folder, self.photos[i], self.stamps[i])
+               for i in range(self.rank, len(self.photos), self.world)}
+        self._stored = {i: record for i, record in own.items() if record is not None}  # read once, here
+        self.todo = [i for i, record in own.items() if record is None]
         self._pending = set(self.todo)
         self._changed = threading.Condition()
         self._stop = threading.Event()
@@ -241,7 +246,7 @@ class PhotoRegions:
                 self._changed.notify_all()
 
     def wait_detected(self) -> None:
-        """Block until this rank's share is detected and stored (``overlap=False``: before generation)."""
+        """Block until this rank's share is detected and stored (``detection="first"``: before generation)."""
         if self._thread is not None:
             self._thread.join()
         self._raise()
@@ -272,12 +277,11 @@ class PhotoRegions:
         left."""
         limit = self.cfg.max_regions
         while not self.complete and len(self.dataset) <= region:
-            i = len(self.records)
-            if i == len(self.photos) or (limit is not None and len(self.dataset) >= limit):
-                self.complete = True
+            if len(self.records) < len(self.photos):
+                self._add(self._record(len(self.records)))
+            if len(self.records) == len(self.photos) or (limit is not None and len(self.dataset) >= limit):
+                self.complete = True  # known as soon as the photo read completes max_regions
                 self._stop.set()  # no more photo is needed
-                break
-            self._add(self._record(i))
         return region < len(self.dataset) and (limit is None or region < limit)
 
     def drain(self) -> int:
@@ -307,33 +311,27 @@ class PhotoRegions:
                             break
                         self._changed.wait(1.0)
             self._raise()
-            record = stored_record(self.folder, photo, stamp)
-            if record is not None or i % self.world == self.rank:
-                if record is None:
-                    raise RuntimeError(f"rank {self.rank} stored no detection of its photo {photo} in {self.folder}")
-                return record
-            return self._wait_for_file(i)
+            record = self._stored.pop(i, None) or stored_record(self.folder, photo, stamp)
+            if record is None and i % self.world == self.rank:
+                raise RuntimeError(f"rank {self.rank} stored no detection of its photo {photo} in {self.folder}")
+            return record if record is not None else self._wait_for_file(i)
         finally:
             self.waited_s += time.perf_counter() - started
 
     def _wait_for_file(self, i: int) -> dict:
         photo, stamp, owner = self.photos[i], self.stamps[i], i % self.world
-        timeout_s, pause = float(self.cfg.ddp_timeout), 0.02
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._raise()
-            record = stored_record(self.folder, photo, stamp)
-            if record is not None:
-                return record
-            if time.monotonic() > deadline:
-                raise RunStopped(
-                    f"rank {self.rank} waited more than {distributed.KEY}={timeout_s:g} s for rank {owner}'s "
-                    f"detection of photo {photo} ({record_path(self.folder, photo)}): rank {owner} stopped "
-                    f"detecting, {self.root} changed meanwhile, or {self.folder} is not on storage every rank shares; "
-                    f"rerun the same command to resume (stored detections and committed batches are kept), raising "
-                    f"{distributed.KEY} if the ranks are only slow")
-            time.sleep(pause)
-            pause = min(pause * 2, float(self.cfg.poll_seconds))
+        timeout_s = float(self.cfg.ddp_timeout)
+
+        def ready() -> Optional[dict]:
+            self._raise()  # this rank's own detection failed meanwhile
+            return stored_record(self.folder, photo, stamp)
+
+        return distributed.poll_until(ready, timeout_s, self.cfg.poll_seconds, lambda: (
+            f"rank {self.rank} waited more than {distributed.KEY}={timeout_s:g} s for rank {owner}'s detection of "
+            f"photo {photo} ({record_path(self.folder, photo)}): rank {owner} stopped detecting, {self.root} changed "
+            f"meanwhile, or {self.folder} is not on storage every rank shares; rerun the same command to resume "
+            f"(stored detections and committed batches are kept), raising {distributed.KEY} if the ranks are only "
+            "slow"), first_pause_s=0.02)
 
     # ------------------------------------------------------------------ what was read
 
@@ -428,14 +426,6 @@ class LineTally:
                     lines_detected=self.detected, lines_kept=self.kept,
                     lines_removed={k: self.removed[k] for k in LINE_FILTERS if self.removed[k]},
                     detection_s=round(self.seconds, 3))
-
-
-def filter_lines(records: List[dict], cfg):
-    """(AnyWord ``data_list``, counts) from detection records: the lines the filter keys keep, as annotations
-    (polygon, reading as ``text``, guessed ``language``), and stats.json's ``source`` counts."""
-    tally = LineTally(cfg)
-    entries = [entry for entry in map(tally.add, records) if entry is not None]
-    return entries, tally.stats()
 
 
 def report(kind: str, s: dict, file=sys.stderr) -> None:

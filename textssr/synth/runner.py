@@ -57,7 +57,8 @@ from textssr.utils.timing import Laps
 from textssr.generation import (Run, check_memory, check_resume, crop_box, denoise, load_pipeline, resolve_run,
                                 resume_record)
 from textssr.synth.anagram import TextSource, build_text_source, report_left_out, variant_rng
-from textssr.synth.regions import REGIONS_FILE, PhotoRegions, detect_beside, RegionSource, region_source, report as report_source
+from textssr.synth.regions import (REGIONS_FILE, PhotoRegions, RegionSource, detect_beside, region_source,
+                                   report as report_source)
 from textssr.synth.sheet import sheet_items
 from textssr.eval.ocr import Recognizer
 from textssr.synth.screening import Screener, ScreeningRule, screening_rule
@@ -477,18 +478,17 @@ def refuse_other_counts(layout: dict, world: int, output_dir: str) -> None:
 def wait_for_shards(marks: List[str], timeout_s: float, poll_s: float) -> None:
     """Rank 0 waits for every rank's ``.done`` mark, at most ``timeout_s`` (``ddp_timeout``); then one line names
     the ranks whose shards are missing."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        missing = [rank for rank, mark in enumerate(marks) if not os.path.isfile(mark)]
-        if not missing:
-            return
-        if time.monotonic() > deadline:
-            raise RunStopped(f"rank 0 waited more than {distributed.KEY}={timeout_s:g} s for the finished shards of "
-                             f"{distributed.names(missing)} ({os.path.dirname(marks[missing[0]])}/rank*-of-"
-                             f"{len(marks)}.done): a rank stopped producing, or output_dir is not on storage every "
-                             f"rank shares; rerun the same command to resume (committed batches are kept), raising "
-                             f"{distributed.KEY} if the ranks are only slow")
-        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())) or poll_s)
+    def missing() -> List[int]:
+        return [rank for rank, mark in enumerate(marks) if not os.path.isfile(mark)]
+
+    def stopped() -> str:
+        late = missing()
+        return (f"rank 0 waited more than {distributed.KEY}={timeout_s:g} s for the finished shards of "
+                f"{distributed.names(late)} ({os.path.dirname(marks[late[0]])}/rank*-of-{len(marks)}.done): a rank "
+                f"stopped producing, or output_dir is not on storage every rank shares; rerun the same command to "
+                f"resume (committed batches are kept), raising {distributed.KEY} if the ranks are only slow")
+
+    distributed.poll_until(lambda: None if missing() else True, timeout_s, poll_s, stopped)
 
 
 def synthesize(cfg: SynthSettings) -> Optional[dict]:
