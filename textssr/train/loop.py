@@ -16,6 +16,7 @@ import math
 import os
 import time
 from itertools import islice
+from typing import Optional
 
 import torch
 from accelerate import Accelerator
@@ -56,6 +57,19 @@ class RankZeroLog:
         if record:
             with open(self.path, "a") as f:
                 f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+
+
+def gradient_norm(accelerator, model, max_norm: Optional[float]) -> torch.Tensor:
+    """The norm of the model's summed (unscaled) gradients, which are clipped to ``max_norm`` when it is set; without
+    it they are only measured (clipping to infinity would scale every gradient by 1.0: a pass over all of them
+    that changes no bit)."""
+    if max_norm:
+        norm = accelerator.clip_grad_norm_(model.parameters(), max_norm)
+    else:
+        accelerator.unscale_gradients()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads) if grads else None
+    return torch.zeros((), device=accelerator.device) if norm is None else norm
 
 
 def _accelerator(cfg, mixed_precision: str):
@@ -220,9 +234,8 @@ def _train(cfg, stage, precision: TrainPrecision, accelerator) -> dict:
                     settled = True
                 accelerator.backward(loss)
                 profiler.lap("backward")
-                if accelerator.sync_gradients:  # the norm of the summed gradients (inf: measured, not clipped)
-                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or math.inf)
-                    grad_norm = torch.zeros((), device=accelerator.device) if grad_norm is None else grad_norm
+                if accelerator.sync_gradients:  # the norm of the summed gradients (clipped when asked)
+                    grad_norm = gradient_norm(accelerator, model, cfg.max_grad_norm)
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad(set_to_none=set_to_none)

@@ -223,7 +223,7 @@ class CDMStage(Stage):
     def _check_finite(self, *latents: torch.Tensor) -> None:
         """A VAE whose activations overflow its dtype (a fine-tuned VAE in float16) gives inf/NaN latents, and the
         UNet would train on them silently: the first batch's are checked, and the loop stops every rank with the
-        fix (first_batch_problem)."""
+        fix (first_batch_checks)."""
         self.latents_finite = bool(all(torch.isfinite(z).all() for z in latents))
         self.latents_checked = True
 
