@@ -313,9 +313,10 @@ class AnyWordDataset(AnyWordBase):
                 if kept is not None:
                     self.samples.append((image_key, ann_index) + kept)
                     self.numbers.append(first + ann_index)
-        grown = len(self.image_paths) - len(self._extents)
-        if grown:
-            self._extents = np.concatenate([self._extents, np.full((grown, 4), -1, dtype=np.int32)])
+        if len(self.image_paths) > len(self._extents):  # grown by doubling: entries may come one photo at a time
+            extents = np.full((max(len(self.image_paths), 2 * len(self._extents)), 4), -1, dtype=np.int32)
+            extents[:len(self._extents)] = self._extents
+            self._extents = extents
 
     def __len__(self) -> int:
         return len(self.samples)

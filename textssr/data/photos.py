@@ -12,7 +12,7 @@ import math
 import os
 import re
 import warnings
-from typing import List, Tuple
+from typing import Iterator, List, Tuple
 
 import numpy as np
 from PIL import Image
@@ -38,16 +38,19 @@ def natural_key(name: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def list_photos(folder: str) -> List[str]:
-    """The photos under ``folder`` (recursively, symbolic links to folders not followed), as paths relative to it
-    with ``/``, in natural order: the order that numbers regions, the same on every machine."""
-    found = []
+def walk_photos(folder: str) -> Iterator[str]:
+    """The photos under ``folder`` (recursively, hidden files and folders left out, symbolic links to folders not
+    followed) as paths relative to it with ``/``, as the file system lists them."""
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
             if name.lower().endswith(PHOTO_SUFFIXES) and not name.startswith("."):
-                found.append(os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/"))
-    return sorted(found, key=natural_key)
+                yield os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+
+
+def list_photos(folder: str) -> List[str]:
+    """:func:`walk_photos` in natural order: the order that numbers regions, the same on every machine."""
+    return sorted(walk_photos(folder), key=natural_key)
 
 
 def photo_size(data: bytes) -> Tuple[int, int]:

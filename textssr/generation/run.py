@@ -149,7 +149,8 @@ def resolve_scheduler_dir(path: Optional[str], unet_dir: str) -> Optional[str]:
 def condition_sizes(cfg, unet_dir: str) -> Dict[str, Optional[int]]:
     """resolution, ttf_size, max_len: the config's value or, where it is None, the UNet's training value (its
     checkpoint's training config, read as data; said on stdout). ttf_size/max_len without either stay None here and
-    are read from the UNet's TTF encoder once it is loaded (:func:`fit_text_encoder`). A set value unlike the
+    are the UNet's TTF encoder's, read from its folder by :func:`resolve_run` (:func:`check_text_encoder` checks
+    them once it is loaded). A set value unlike the
     training one is warned about: running at another resolution is legitimate."""
     trained = read_run_config(os.path.dirname(os.path.abspath(unet_dir)))
     sizes = {}

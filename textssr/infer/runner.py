@@ -34,7 +34,6 @@ from tqdm import tqdm
 from textssr.runtime import distributed
 from textssr.config.checks import NothingToDo, check_output_dir
 from textssr.config import ConfigError, require_path
-from textssr.utils.errors import on_every_rank
 from textssr.utils.jsonio import write_json
 from textssr.data import SkipSample, mask_bbox
 from textssr.data.factory import BENCH_FILE, anyword_json, dataset_options, open_dataset
@@ -239,15 +238,18 @@ def run_inference(cfg: InferSettings) -> Optional[dict]:
         return _run(cfg, state, started)
 
 
+def check_previous(cfg, run) -> None:
+    """Refuse (ConfigError) to continue a previous run of ``cfg.output_dir`` made with other settings."""
+    previous = outputs.read_meta(cfg.output_dir)
+    check_resume(previous and previous.get("settings", {}), resume_record(cfg, run), f"output_dir {cfg.output_dir}")
+
+
 def _run(cfg, state, started: float) -> Optional[dict]:
     rank, world, device = state.process_index, state.num_processes, state.device
     run, bench_json = validate(cfg, device)
-    # rank 0 reads the previous run's record for all (ranks reading a shared disk each could see different states)
-    previous = distributed.rank_zero_choice(outputs.read_meta(cfg.output_dir) if rank == 0 else None)
-    try:  # the same record on every rank: the refusal is printed once
-        check_resume(previous and previous.get("settings", {}), resume_record(cfg, run), f"output_dir {cfg.output_dir}")
-    except ConfigError as exc:
-        raise on_every_rank(exc)
+    # rank 0 reads (and checks) the previous run's record for all: ranks reading a shared disk each could see
+    # different states
+    distributed.rank_zero_decision(lambda: check_previous(cfg, run))
     dataset = open_dataset(bench_json, **dataset_options(cfg, allow_images_outside_root=cfg.allow_images_outside_root, **run.sizes()))
     filtered = dict(dataset.filtered)
     if len(dataset) == 0:
@@ -257,7 +259,6 @@ def _run(cfg, state, started: float) -> Optional[dict]:
                                (f"; no annotation has language={cfg.language!r}" if filtered else ""))
     pipe, run = load_pipeline(run, cfg, device)
     numbers = list(dataset.numbers)  # instance numbers: annotations counted in JSON order, bad ones included
-    state.wait_for_everyone()  # every rank has read the old meta.json before rank 0 replaces it
     meta_path = os.path.join(cfg.output_dir, outputs.META_FILE)
     if rank == 0:
         outputs.make_dirs(cfg.output_dir)

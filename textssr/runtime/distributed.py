@@ -19,6 +19,7 @@ import torch
 from accelerate.utils import InitProcessGroupKwargs, gather, parse_flag_from_env
 
 from textssr.config.checks import RunStopped
+from textssr.utils.errors import InputError, on_every_rank
 
 T = TypeVar("T")
 KEY = "ddp_timeout"
@@ -68,6 +69,28 @@ def rank_zero_choice(value):
     box = [value]
     torch.distributed.broadcast_object_list(box, src=0)  # any initialised group: accelerate's, or train_str.py's own
     return box[0]
+
+
+def rank_zero_decision(decide: Callable[[], T]) -> T:
+    """``decide()`` run by rank 0 alone, its value on every rank (:func:`rank_zero_choice`). Its refusal (an
+    InputError: a ConfigError, a DataError) is raised on every rank, printed once; any other error stops the other
+    ranks at once too (one line naming it) instead of leaving them in the broadcast until ``ddp_timeout``."""
+    outcome = None
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()) \
+            or torch.distributed.get_rank() == 0:
+        try:
+            outcome = (decide(), None, None)
+        except InputError as exc:
+            outcome = (None, exc, None)
+        except Exception as exc:
+            rank_zero_choice((None, None, f"{type(exc).__name__}: {exc}"))
+            raise
+    value, refusal, crash = rank_zero_choice(outcome)
+    if refusal is not None:
+        raise on_every_rank(refusal)
+    if crash is not None:
+        raise on_every_rank(RunStopped(f"rank 0 failed deciding for every rank ({crash}); see rank 0's error"))
+    return value
 
 
 def names(ranks: List[int]) -> str:

@@ -36,10 +36,9 @@ from textssr.data import SkipSample, skips
 from textssr.data.errors import DataError
 from textssr.data.factory import anyword_json
 from textssr.data.icdar15 import GT_PATTERN, guess_language, icdar_entries
-from textssr.data.photos import line_shape, list_photos, read_photo
+from textssr.data.photos import line_shape, list_photos, read_photo, walk_photos
 from textssr.eval.lines import LineFinder
 from textssr.runtime import distributed
-from textssr.utils.errors import on_every_rank
 from textssr.utils.jsonio import read_json, write_json
 
 REGIONS_FILE = "regions.json"
@@ -73,7 +72,7 @@ def source_kind(source: str) -> str:
         return "icdar"
     if any("data.mdb" in files for _, _, files in os.walk(source, followlinks=True)):
         return "anyword"
-    if not list_photos(source):
+    if next(walk_photos(source), None) is None:
         raise ConfigError(f"source={source}: this folder holds no photo (.jpg, .jpeg, .png, .webp), no ICDAR "
                           "gt_<image>.txt, no test.json and no AnyWord-lmdb (data.mdb); give one of these")
     return "photos"
@@ -85,32 +84,26 @@ def region_source(cfg, state) -> RegionSource:
     written as ``<output_dir>/regions.json``; a photo source's listing, numbered later by :class:`PhotoRegions`)
     and broadcasts what it found, or the one-line refusal every rank then raises."""
     with distributed.waiting(state, cfg.ddp_timeout, f"rank 0 reading source={cfg.source}"):
-        found = distributed.rank_zero_choice(_look(cfg) if state.process_index == 0 else None)
-    if isinstance(found, str):
-        raise on_every_rank(ConfigError(found))
-    return found
+        return distributed.rank_zero_decision(lambda: _look(cfg))
 
 
-def _look(cfg):
-    """Rank 0: the RegionSource of ``cfg.source``, or the refusal's message."""
+def _look(cfg) -> RegionSource:
+    """Rank 0: the RegionSource of ``cfg.source`` (ConfigError: nothing it can read)."""
+    kind = source_kind(str(cfg.source))
+    if kind == "anyword":
+        return RegionSource(str(cfg.source), kind)
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    path = os.path.join(cfg.output_dir, REGIONS_FILE)
+    if kind == "photos":
+        photos, stamps = photo_listing(str(cfg.source))
+        return RegionSource(path, kind, content=listing_digest(photos, stamps), photos=(photos, stamps))
     try:
-        kind = source_kind(str(cfg.source))
-        if kind == "anyword":
-            return RegionSource(str(cfg.source), kind)
-        os.makedirs(cfg.output_dir, exist_ok=True)
-        path = os.path.join(cfg.output_dir, REGIONS_FILE)
-        if kind == "photos":
-            photos, stamps = photo_listing(str(cfg.source))
-            return RegionSource(path, kind, content=listing_digest(photos, stamps), photos=(photos, stamps))
-        try:
-            entries, left_out = icdar_entries(str(cfg.source))
-        except DataError as exc:
-            raise ConfigError(f"source={cfg.source}: {exc}") from None
-        write_regions(path, str(cfg.source), entries)
-        words = sum(len(e["annotations"]) for e in entries)
-        return RegionSource(path, kind, dict(kind=kind, images=len(entries), words=words, left_out=dict(left_out)))
-    except ConfigError as exc:
-        return str(exc)
+        entries, left_out = icdar_entries(str(cfg.source))
+    except DataError as exc:
+        raise ConfigError(f"source={cfg.source}: {exc}") from None
+    write_regions(path, str(cfg.source), entries)
+    words = sum(len(e["annotations"]) for e in entries)
+    return RegionSource(path, kind, dict(kind=kind, images=len(entries), words=words, left_out=dict(left_out)))
 
 
 def write_regions(path: str, root: str, entries: List[dict]) -> None:

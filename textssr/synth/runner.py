@@ -460,19 +460,20 @@ def existing_layout(output_dir: str) -> dict:
     return dict(merged=merged, final_state=final_state, shard_worlds=sorted(worlds))
 
 
-def refuse_other_counts(layout: dict, world: int, output_dir: str) -> None:
-    """A relaunch with another process count resumes nothing and deletes nothing: an unmerged run's shards are
-    named by the count that started it (its plan deals regions by that count), so it is refused in one line naming
-    both counts."""
+def refuse_other_counts(layout: dict, world: int, output_dir: str) -> dict:
+    """``layout`` (:func:`existing_layout`), unless it holds another count's unmerged run: a relaunch with another
+    process count resumes nothing and deletes nothing (an unmerged run's shards are named by the count that started
+    it, its plan deals regions by that count), so it is refused in one line naming both counts."""
     if layout["merged"]:
-        return
+        return layout
     other = [n for n in layout["shard_worlds"] if n != world or world == 1]
     if other:
         started = " and ".join(map(str, other))
-        raise on_every_rank(ConfigError(f"output_dir {output_dir} holds the unmerged shards of a run started with {started} "
+        raise ConfigError(f"output_dir {output_dir} holds the unmerged shards of a run started with {started} "
                           f"processes (shards/rank*-of-{other[0]}) and this launch has {world}: relaunch with "
                           f"--num_processes {other[0]} to finish it (its committed batches are kept), or use a new "
-                          "output_dir; nothing was changed"))
+                          "output_dir; nothing was changed")
+    return layout
 
 
 def wait_for_shards(marks: List[str], timeout_s: float, poll_s: float) -> None:
@@ -503,8 +504,8 @@ def synthesize(cfg: SynthSettings) -> Optional[dict]:
 def _synthesize(cfg: SynthSettings, dist) -> Optional[dict]:
     rank, world = dist.process_index, dist.num_processes
     run, rule = validate(cfg, dist.device)
-    layout = distributed.rank_zero_choice(existing_layout(cfg.output_dir) if rank == 0 else None)
-    refuse_other_counts(layout, world, cfg.output_dir)
+    layout = distributed.rank_zero_decision(lambda: refuse_other_counts(existing_layout(cfg.output_dir), world,
+                                                                         cfg.output_dir))
     source = region_source(cfg, dist)
     if rank == 0 and source.kind != "photos":
         report_source(source.kind, source.stats)
