@@ -235,4 +235,3 @@ def test_a_killed_infer_relaunched_on_three_processes_resumes_to_the_uninterrupt
         for name in names:  # per-instance generators, one item per batch, one thread: the same pixels
             a, b = (np.asarray(Image.open(d / sub / name)) for d in (out, tmp_path / "single"))
             assert np.array_equal(a, b), f"{sub}/{name}"
-
